@@ -1,0 +1,45 @@
+"""Attention variants behind one registry, plus their parameter-free kernels.
+
+Every variant is an `nnx.Module` registered under a name. The model never
+branches on variant names: it asks this registry for a class and builds it with
+the variant's own options (`config.model.attention.<name>`), so adding a variant
+is one file plus one `@register` line.
+
+The module interface (see `base.AttentionKernel`):
+
+  kernel = cls(num_heads=H, head_dim=D, max_len=L, rngs=rngs, **options)
+  out_BxLxHxD = kernel(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD,
+                       mask_BxL=None, causal=False, deterministic=True)
+
+and, for variants that support incremental (autoregressive) decoding,
+
+  cache = kernel.init_cache(batch_size, max_len, dtype)
+  out_Bx1xHxD, cache = kernel.decode_step(q_Bx1xHxD, k_Bx1xHxD, v_Bx1xHxD,
+                                          cache, index)
+
+`mask_BxL` is a boolean key-padding mask (True = real token). The layout is the
+one of `jax.nn.dot_product_attention`: [batch, length, heads, head_dim].
+"""
+
+from lightjax.attention.registry import (
+    build,
+    default_options,
+    get,
+    names,
+    register,
+)
+from lightjax.attention.base import AttentionKernel
+
+# Importing the variant modules registers them.
+from lightjax.attention import softmax as _softmax  # noqa: F401
+from lightjax.attention.softmax import softmax_attention
+
+__all__ = [
+    "AttentionKernel",
+    "build",
+    "default_options",
+    "get",
+    "names",
+    "register",
+    "softmax_attention",
+]

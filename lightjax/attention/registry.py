@@ -1,0 +1,60 @@
+"""Name -> attention class registry. The only place a variant is chosen."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+  """Class decorator: makes `cls` selectable as `model.attention.name=<name>`."""
+
+  def wrap(cls: type) -> type:
+    if name in _REGISTRY:
+      raise ValueError(f"attention variant {name!r} is registered twice")
+    cls.registry_name = name
+    _REGISTRY[name] = cls
+    return cls
+
+  return wrap
+
+
+def names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get(name: str) -> type:
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    raise ValueError(
+        f"unknown attention {name!r}; valid choices: {', '.join(names())}"
+    ) from None
+
+
+def default_options() -> dict[str, dict[str, Any]]:
+  """{variant name: its default options}, used to build config sub-dicts."""
+  return {n: dict(_REGISTRY[n].default_options()) for n in names()}
+
+
+def build(name: str, options: dict[str, Any] | None = None, **kwargs):
+  """Builds variant `name` with its `options` and the shape kwargs.
+
+  Args:
+    name: registered variant name.
+    options: the variant's own options (keys of `cls.default_options()`);
+      unknown keys raise with the valid ones listed.
+    **kwargs: num_heads, head_dim, max_len, rngs (and dtype).
+  """
+  cls = get(name)
+  options = dict(options or {})
+  valid = cls.default_options()
+  unknown = sorted(set(options) - set(valid))
+  if unknown:
+    raise ValueError(
+        f"unknown option(s) {unknown} for attention {name!r}; valid options:"
+        f" {', '.join(sorted(valid)) or '(none)'}"
+    )
+  merged = {**valid, **options}
+  return cls(**merged, **kwargs)
