@@ -33,13 +33,22 @@ from lightjax.attention.base import AttentionKernel
 # Importing the variant modules registers them.
 from lightjax.attention import softmax as _softmax  # noqa: F401
 from lightjax.attention.softmax import softmax_attention
+from lightjax.attention import linear as _linear  # noqa: F401
+from lightjax.attention import performer as _performer  # noqa: F401
+from lightjax.attention import linformer as _linformer  # noqa: F401
+from lightjax.attention.linear import linear_attention
+from lightjax.attention.performer import performer_attention
+from lightjax.attention.linformer import linformer_attention
 
 __all__ = [
     "AttentionKernel",
     "build",
     "default_options",
     "get",
+    "linear_attention",
+    "linformer_attention",
     "names",
+    "performer_attention",
     "register",
     "softmax_attention",
 ]

@@ -1,0 +1,173 @@
+"""Task data behind one registry, plus the shared batching pipeline.
+
+A task is a builder registered under a name:
+
+  builder(task_config, data_dir) -> TaskData
+
+where `task_config` is the `config.task` sub-dict (an `ml_collections.ConfigDict`
+or a plain dict) whose keys are exactly those of the builder's
+`default_config()`. The trainer never branches on task names: it calls
+`load_task(config.task, data_dir)` and reads the returned `TaskData`, so adding a
+task is one file plus one `@register_task` line (and one import below).
+
+Every split is held in memory as padded numpy arrays of equal leading dimension;
+`lightjax.data.pipeline` turns them into deterministic, step-indexed batches.
+
+This package must not import `lightjax.models` or `lightjax.attention`: the data
+is model-agnostic, and keeping the dependency one-way lets data tooling run
+without building any model code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+TaskBuilder = Callable[[Any, str], "TaskData"]
+
+_REGISTRY: dict[str, TaskBuilder] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskData:
+  """One task's data, fully materialised in memory.
+
+  Attributes:
+    name: registered task name.
+    kind: "classification" (one label per sequence) or "lm" (next-token).
+    vocab_size: number of input token ids, including the pad id.
+    num_classes: number of labels for classification tasks.
+    max_len: padded length of every example's `inputs`.
+    splits: "train"/"validation"/"test" -> {"inputs": int32[N, max_len] padded
+      with `pad_id`, "targets": int32[N] (classification) or int32[N, max_len]}.
+    vocab: id -> token string, for decoding and debugging.
+    pad_id: the padding id (always 0 here, so padding is all-zero rows/tails).
+  """
+
+  name: str
+  kind: str
+  vocab_size: int
+  num_classes: int
+  max_len: int
+  splits: dict[str, dict[str, np.ndarray]]
+  vocab: tuple[str, ...] = ()
+  pad_id: int = 0
+
+
+def register_task(
+    name: str, default_config: Callable[[], dict[str, Any]] | None = None
+) -> Callable[[TaskBuilder], TaskBuilder]:
+  """Decorator: makes `builder` selectable as `task.name=<name>`.
+
+  The builder must expose `default_config()` (the task's config fields, used to
+  build `configs/` and to reject misspelt keys); pass it here or set it as an
+  attribute before decorating.
+  """
+
+  def wrap(builder: TaskBuilder) -> TaskBuilder:
+    if name in _REGISTRY:
+      raise ValueError(f"task {name!r} is registered twice")
+    if default_config is not None:
+      builder.default_config = default_config
+    if not callable(getattr(builder, "default_config", None)):
+      raise TypeError(f"task builder {name!r} has no default_config()")
+    _REGISTRY[name] = builder
+    return builder
+
+  return wrap
+
+
+def task_names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get_task(name: str) -> TaskBuilder:
+  try:
+    return _REGISTRY[name]
+  except KeyError:
+    raise ValueError(
+        f"unknown task {name!r}; valid tasks: {', '.join(task_names())}"
+    ) from None
+
+
+def default_task_config(name: str) -> dict[str, Any]:
+  """The task's default config fields (a fresh dict; includes `name`)."""
+  return dict(get_task(name).default_config())
+
+
+def _as_dict(task_config: Any) -> dict[str, Any]:
+  if hasattr(task_config, "to_dict"):  # ml_collections.ConfigDict
+    return dict(task_config.to_dict())
+  if isinstance(task_config, Mapping):
+    return dict(task_config)
+  raise TypeError(f"task config must be a mapping, got {type(task_config)}")
+
+
+def resolve_task_config(
+    task_config: Any, name: str | None = None
+) -> dict[str, Any]:
+  """Validates `task_config` against its task's defaults and fills the gaps.
+
+  Unknown keys are an error rather than silently ignored, because a misspelt
+  key (`num_trian=...`) would otherwise train on the default data unnoticed.
+
+  Args:
+    task_config: ConfigDict or mapping with a `name` key (optional if `name`
+      is given).
+    name: when a builder resolves its own config: the task it builds; a
+      config naming another task is an error.
+  Returns:
+    A plain dict with every default key, overridden by `task_config`.
+  """
+  config = _as_dict(task_config)
+  if name is not None:
+    config.setdefault("name", name)
+    if config["name"] != name:
+      raise ValueError(
+          f"task {name!r} was given the config of task {config['name']!r}"
+      )
+  if "name" not in config:
+    raise ValueError(
+        f"task config has no 'name'; valid tasks: {', '.join(task_names())}"
+    )
+  defaults = default_task_config(config["name"])
+  unknown = sorted(set(config) - set(defaults))
+  if unknown:
+    raise ValueError(
+        f"unknown key(s) {unknown} in config for task {config['name']!r};"
+        f" valid keys: {', '.join(sorted(defaults))}"
+    )
+  return {**defaults, **config}
+
+
+def default_data_dir() -> str:
+  """Where generated/downloaded task data is cached: $LIGHTJAX_DATA_DIR or
+  ~/.cache/lightjax."""
+  return os.environ.get("LIGHTJAX_DATA_DIR") or os.path.expanduser(
+      "~/.cache/lightjax"
+  )
+
+
+def load_task(task_config: Any, data_dir: str | None = None) -> TaskData:
+  """Builds (or loads from cache) the task named by `task_config.name`."""
+  config = resolve_task_config(task_config)
+  return get_task(config["name"])(config, data_dir or default_data_dir())
+
+
+# Importing the task modules registers them (kept last: they import the names
+# defined above).
+from lightjax.data import listops  # noqa: E402,F401
+
+__all__ = [
+    "TaskData",
+    "default_data_dir",
+    "default_task_config",
+    "get_task",
+    "load_task",
+    "register_task",
+    "resolve_task_config",
+    "task_names",
+]

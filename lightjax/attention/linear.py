@@ -1,0 +1,253 @@
+"""Linear attention: kernelised attention with O(N) time and memory.
+
+Katharopoulos et al. 2020, "Transformers are RNNs: Fast Autoregressive
+Transformers with Linear Attention". Replacing the softmax similarity by a
+kernel sim(q, k) = phi(q)^T phi(k) lets the sum over keys be factored out
+(eq. 4-6):
+
+  V'_i = phi(Q_i)^T (sum_j phi(K_j) V_j^T) / (phi(Q_i)^T sum_j phi(K_j)),
+
+so a [M, D] state S = sum_j phi(K_j) V_j^T and a [M] normaliser
+Z = sum_j phi(K_j) replace the N x N attention matrix. With the causal
+(autoregressive) mask the sums run over j <= i, which is the recurrence of
+eq. 8-9 (an RNN with state S_i = S_{i-1} + phi(K_i) V_i^T,
+Z_i = Z_{i-1} + phi(K_i)); `LinearAttention.decode_step` is that recurrence,
+O(1) per token.
+
+WHY chunked: the naive causal forward either materialises N x N scores or the
+per-position prefix states S_i (O(N M D) memory, the cost the paper's custom
+CUDA kernel avoids). We split the sequence into chunks of `chunk_size` c:
+inside a chunk the c x c masked similarity is formed explicitly (quadratic but
+only in c), and across chunks the per-chunk [M, D] states are combined with an
+exclusive prefix sum. Memory is O(N c + (N / c) M D) and no future token ever
+enters a past output (the intra-chunk mask is a select, not a multiply).
+
+`linear_attention_from_features` is the feature-space core: any kernel that
+supplies non-negative phi(Q), phi(K) (e.g. Performer's FAVOR+ in
+`performer.py`) reuses it, so the prefix-sum machinery exists once.
+
+Numerics: features, states and normalisers are float32 whatever the input
+dtype, and the denominator is guarded by max(den, eps) (the reference code adds
+eps); with non-negative features |num / den| <= max |v|, so bf16 inputs on long
+sequences give no NaN/Inf. Outputs are cast back to q.dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from lightjax.attention.base import AttentionKernel
+from lightjax.attention.registry import register
+
+
+def _elu_plus_one(x: jax.Array) -> jax.Array:
+  """phi(x) = elu(x) + 1, the paper's choice (Section 3.2.1): positive."""
+  return jax.nn.elu(x) + 1.0
+
+
+# Non-negative feature maps phi: [..., D] -> [..., M] (here M = D). Only maps
+# with phi >= 0 are offered: the normaliser phi(q)^T sum_j phi(k_j) must be a
+# sum of non-negative similarities for the output to be a convex combination.
+FEATURE_MAPS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "elu": _elu_plus_one,
+    "relu": jax.nn.relu,
+    "softplus": jax.nn.softplus,
+}
+
+
+def _feature_map(name: str) -> Callable[[jax.Array], jax.Array]:
+  try:
+    return FEATURE_MAPS[name]
+  except KeyError:
+    raise ValueError(
+        f"unknown linear-attention feature_map {name!r}; valid:"
+        f" {', '.join(sorted(FEATURE_MAPS))}"
+    ) from None
+
+
+def _guarded_divide(num: jax.Array, den: jax.Array, eps: float) -> jax.Array:
+  """num / max(den, eps)[..., None]; den >= 0 for non-negative features."""
+  return num / jnp.maximum(den, eps)[..., None]
+
+
+def _noncausal(phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, eps):
+  """Eq. 5-6: one [M, D] state and one [M] normaliser per (batch, head)."""
+  kv_BxHxMxD = jnp.einsum("bshm,bshd->bhmd", phi_k_BxSxHxM, v_BxSxHxD)
+  z_BxHxM = jnp.sum(phi_k_BxSxHxM, axis=1)
+  num_BxLxHxD = jnp.einsum("blhm,bhmd->blhd", phi_q_BxLxHxM, kv_BxHxMxD)
+  den_BxLxH = jnp.einsum("blhm,bhm->blh", phi_q_BxLxHxM, z_BxHxM)
+  return _guarded_divide(num_BxLxHxD, den_BxLxH, eps)
+
+
+def _causal_chunked(phi_q_BxLxHxM, phi_k_BxLxHxM, v_BxLxHxD, chunk_size, eps):
+  """Eq. 8-9 evaluated chunk-wise (see the module docstring).
+
+  Memory: the intra-chunk scores are [B, N/c, H, c, c] (= N c per head) and
+  the per-chunk states [B, N/c, H, M, D]; never N x N nor N x M x D.
+  """
+  b, l, h, m = phi_q_BxLxHxM.shape
+  d = v_BxLxHxD.shape[-1]
+  c = max(1, min(int(chunk_size), l))
+  n = -(-l // c)
+  pad = n * c - l
+  if pad:  # Zero features at padded positions contribute nothing.
+    widths = ((0, 0), (0, pad), (0, 0), (0, 0))
+    phi_q_BxLxHxM = jnp.pad(phi_q_BxLxHxM, widths)
+    phi_k_BxLxHxM = jnp.pad(phi_k_BxLxHxM, widths)
+    v_BxLxHxD = jnp.pad(v_BxLxHxD, widths)
+  q_BxNxCxHxM = phi_q_BxLxHxM.reshape(b, n, c, h, m)
+  k_BxNxCxHxM = phi_k_BxLxHxM.reshape(b, n, c, h, m)
+  v_BxNxCxHxD = v_BxLxHxD.reshape(b, n, c, h, d)
+
+  # Intra-chunk: explicit lower-triangular similarities (j <= i).
+  scores_BxNxHxCxC = jnp.einsum("bnihm,bnjhm->bnhij", q_BxNxCxHxM, k_BxNxCxHxM)
+  tri_CxC = jnp.tril(jnp.ones((c, c), bool))
+  scores_BxNxHxCxC = jnp.where(tri_CxC, scores_BxNxHxCxC, 0.0)
+  num_BxNxCxHxD = jnp.einsum("bnhij,bnjhd->bnihd", scores_BxNxHxCxC, v_BxNxCxHxD)
+  den_BxNxCxH = jnp.sum(scores_BxNxHxCxC, axis=-1).transpose(0, 1, 3, 2)
+
+  # Inter-chunk: exclusive prefix sums of the per-chunk states (chunks < n).
+  kv_BxNxHxMxD = jnp.einsum("bnjhm,bnjhd->bnhmd", k_BxNxCxHxM, v_BxNxCxHxD)
+  z_BxNxHxM = jnp.sum(k_BxNxCxHxM, axis=2)
+  prefix_kv_BxNxHxMxD = jnp.concatenate(
+      [jnp.zeros_like(kv_BxNxHxMxD[:, :1]),
+       jnp.cumsum(kv_BxNxHxMxD[:, :-1], axis=1)], axis=1)
+  prefix_z_BxNxHxM = jnp.concatenate(
+      [jnp.zeros_like(z_BxNxHxM[:, :1]),
+       jnp.cumsum(z_BxNxHxM[:, :-1], axis=1)], axis=1)
+  num_BxNxCxHxD += jnp.einsum(
+      "bnihm,bnhmd->bnihd", q_BxNxCxHxM, prefix_kv_BxNxHxMxD)
+  den_BxNxCxH += jnp.einsum("bnihm,bnhm->bnih", q_BxNxCxHxM, prefix_z_BxNxHxM)
+
+  out_BxNxCxHxD = _guarded_divide(num_BxNxCxHxD, den_BxNxCxH, eps)
+  return out_BxNxCxHxD.reshape(b, n * c, h, d)[:, :l]
+
+
+def linear_attention_from_features(
+    phi_q_BxLxHxM: jax.Array,
+    phi_k_BxSxHxM: jax.Array,
+    v_BxSxHxD: jax.Array,
+    mask_BxS: jax.Array | None = None,
+    causal: bool = False,
+    chunk_size: int = 64,
+    eps: float = 1e-6,
+) -> jax.Array:
+  """Linear attention given (non-negative) feature maps of queries and keys.
+
+  Args:
+    phi_q_BxLxHxM: phi(Q), [B, L, H, M].
+    phi_k_BxSxHxM: phi(K), [B, S, H, M].
+    v_BxSxHxD: values, [B, S, H, D].
+    mask_BxS: optional boolean key-padding mask, True = real token; padded
+      keys get zero features (and values), so they contribute nothing.
+    causal: if True, query i sees keys j <= i (requires S == L); chunked.
+    chunk_size: chunk length c of the causal form.
+    eps: lower bound of the denominator.
+  Returns:
+    float32 [B, L, H, D]. Queries with no visible key give zeros.
+  """
+  phi_q_BxLxHxM = phi_q_BxLxHxM.astype(jnp.float32)
+  phi_k_BxSxHxM = phi_k_BxSxHxM.astype(jnp.float32)
+  v_BxSxHxD = v_BxSxHxD.astype(jnp.float32)
+  if mask_BxS is not None:
+    keep_BxSx1x1 = mask_BxS.astype(bool)[:, :, None, None]
+    phi_k_BxSxHxM = jnp.where(keep_BxSx1x1, phi_k_BxSxHxM, 0.0)
+    v_BxSxHxD = jnp.where(keep_BxSx1x1, v_BxSxHxD, 0.0)
+  if not causal:
+    return _noncausal(phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, eps)
+  if phi_q_BxLxHxM.shape[1] != phi_k_BxSxHxM.shape[1]:
+    raise ValueError(
+        "causal linear attention needs as many queries as keys, got"
+        f" {phi_q_BxLxHxM.shape[1]} and {phi_k_BxSxHxM.shape[1]}"
+    )
+  return _causal_chunked(
+      phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, chunk_size, eps)
+
+
+def linear_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    mask: jax.Array | None = None,
+    causal: bool = False,
+    feature_map: str = "elu",
+    chunk_size: int = 64,
+    eps: float = 1e-6,
+) -> jax.Array:
+  """Linear attention (Katharopoulos et al. 2020, eq. 6 / eq. 8-9).
+
+  Same layout as `jax.nn.dot_product_attention`. Jit with
+  `static_argnames=("causal", "feature_map", "chunk_size")`.
+
+  Args:
+    q, k, v: queries, keys, values, [B, L, H, D] (k, v may have length S when
+      causal=False).
+    mask: optional boolean [B, S] key-padding mask, True = keep.
+    causal: if True, query i attends to keys j <= i.
+    feature_map: a key of `FEATURE_MAPS` ("elu" = elu(x) + 1, the paper's).
+    chunk_size: chunk length of the causal form.
+    eps: lower bound of the (float32) denominator.
+  Returns:
+    [B, L, H, D], same dtype as q.
+  """
+  phi = _feature_map(feature_map)
+  out = linear_attention_from_features(
+      phi(q.astype(jnp.float32)), phi(k.astype(jnp.float32)), v, mask, causal,
+      chunk_size, eps)
+  return out.astype(q.dtype)
+
+
+@register("linear")
+class LinearAttention(AttentionKernel):
+  """Linear attention with a recurrent (RNN) state for decoding (eq. 8-9)."""
+
+  supports_decode = True
+
+  @classmethod
+  def default_options(cls) -> dict[str, Any]:
+    # feature_map: a key of FEATURE_MAPS; chunk_size: causal chunk length c;
+    # eps: denominator lower bound.
+    return {"feature_map": "elu", "chunk_size": 64, "eps": 1e-6}
+
+  def __init__(self, *, num_heads, head_dim, max_len, rngs, dtype=jnp.float32,
+               feature_map: str = "elu", chunk_size: int = 64,
+               eps: float = 1e-6):
+    del max_len, rngs, dtype  # Parameter-free; computes in float32.
+    _feature_map(feature_map)  # Fail at build time on a bad name.
+    if int(chunk_size) < 1:
+      raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    self.num_heads, self.head_dim = num_heads, head_dim
+    self.feature_map = feature_map
+    self.chunk_size = int(chunk_size)
+    self.eps = float(eps)
+
+  def __call__(self, q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, *, mask_BxL=None,
+               causal=False, deterministic=True):
+    del deterministic
+    return linear_attention(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, mask_BxL, causal,
+                            self.feature_map, self.chunk_size, self.eps)
+
+  def init_cache(self, batch_size, max_len, dtype=jnp.float32):
+    """The recurrent state (S, Z) of eq. 8-9; float32, independent of max_len."""
+    del max_len, dtype
+    h, d = self.num_heads, self.head_dim
+    return {"s": jnp.zeros((batch_size, h, d, d), jnp.float32),
+            "z": jnp.zeros((batch_size, h, d), jnp.float32)}
+
+  def decode_step(self, q_Bx1xHxD, k_Bx1xHxD, v_Bx1xHxD, cache, index):
+    """One step of eq. 8-9: S += phi(k) v^T, Z += phi(k); O(1) per token."""
+    del index  # The state already summarises every previous position.
+    phi = _feature_map(self.feature_map)
+    phi_q_BxHxD = phi(q_Bx1xHxD[:, 0].astype(jnp.float32))
+    phi_k_BxHxD = phi(k_Bx1xHxD[:, 0].astype(jnp.float32))
+    v_BxHxD = v_Bx1xHxD[:, 0].astype(jnp.float32)
+    s_BxHxDxD = cache["s"] + jnp.einsum("bhm,bhd->bhmd", phi_k_BxHxD, v_BxHxD)
+    z_BxHxD = cache["z"] + phi_k_BxHxD
+    num_BxHxD = jnp.einsum("bhm,bhmd->bhd", phi_q_BxHxD, s_BxHxDxD)
+    den_BxH = jnp.einsum("bhm,bhm->bh", phi_q_BxHxD, z_BxHxD)
+    out_BxHxD = _guarded_divide(num_BxHxD, den_BxH, self.eps)
+    return (out_BxHxD[:, None].astype(q_Bx1xHxD.dtype),
+            {"s": s_BxHxDxD, "z": z_BxHxD})

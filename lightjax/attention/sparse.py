@@ -1,0 +1,529 @@
+"""Block-sparse attention that computes only the blocks a pattern keeps.
+
+WHY: Long Range Arena (Tay et al. 2021) evaluated sparse Transformers by
+masking a dense [L, L] score matrix, so "sparse" models paid the full O(L^2)
+time and memory of softmax attention. Here each pattern is a block layout and
+only the kept blocks are ever formed: queries are cut into blocks,
+[B, nb, bs, H, D], and each query block is scored against the keys *gathered*
+for it, [B, nb, K, H, D] with K independent of L for a fixed window, so time
+and memory grow linearly in L (O(L^1.5) for Child et al.'s strided/fixed with
+stride ~ sqrt(L), as in the paper).
+
+Formulation (Child et al. 2019, "Generating Long Sequences with Sparse
+Transformers", sec. 4.1, eq. 2-3): with a connectivity set Omega_i per query,
+
+  a(x_i, Omega_i) = softmax((W_q x_i) K_{Omega_i}^T / sqrt(d)) V_{Omega_i}.
+
+Omega_i is the union of up to four disjoint "parts", all scored in the same
+query-block layout and joined under one softmax (shared row max and
+denominator), so the result equals dense masked attention exactly:
+  * gathered blocks: a per-query-block table of key blocks (window, BigBird
+    random blocks), plus an elementwise rule inside them (token windows,
+    causality). Repeated table entries are dropped so no key counts twice.
+  * shared keys: a few key positions seen by every query block (global tokens,
+    Child et al.'s "summary" columns), gathered once, not per block.
+  * same offset: key j with j = i (mod bs) in every block: Child et al.'s
+    strided columns. No gather exists for them at block level (each query of a
+    block needs a different column), so the keys are read in the [nb, bs]
+    layout with the offset axis as a batch axis: for stride l ~ sqrt(L) this
+    is the paper's O(L sqrt(L)).
+  * global rows: the first R queries attend to every key (BigBird / Longformer
+    global queries); these R dense rows are O(R L).
+
+`weighting="uniform_sqrt"` replaces the softmax weights with the fixed weight
+1 / sqrt(|Omega_i|) on every kept key (|Omega_i| counted after padding and
+causality): out_i = sum_{j in Omega_i} v_j / sqrt(|Omega_i|). It is the
+uniform-weight variant of the seed formulation above (a(x_i, Omega_i) with
+the query-key scores dropped). It is NOT normalised: the weights sum to
+sqrt(|Omega_i|), not 1. Rows with no visible key give zeros in both modes.
+
+Patterns (dense definitions and citations in `sparse_patterns.py`): `local`,
+`strided`, `fixed` (Child et al. 2019, sec. 4.2, fig. 3), `bigbird` (Zaheer et
+al. 2020, fig. 1), `longformer` (Beltagy et al. 2020, fig. 2). All are
+self-attention: k and v have the queries' length.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lightjax.attention import sparse_patterns as patterns
+from lightjax.attention.base import AttentionKernel
+from lightjax.attention.registry import register
+
+WEIGHTINGS = ("softmax", "uniform_sqrt")
+_NEG_INF = -1e30  # Finite: fully-masked rows stay NaN-free (and give zeros).
+
+Rule = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+class _Part(NamedTuple):
+  """One disjoint piece of every query's key set, in query-block layout."""
+  logits: jax.Array  # [B, nb, bs, H, K] float32
+  allowed: jax.Array  # [B or 1, nb, bs, K] bool
+  values: Callable[[jax.Array], jax.Array]  # [B,nb,bs,H,K] -> [B,nb,bs,H,D]
+
+
+def _combine(parts: list[_Part], weighting: str) -> jax.Array:
+  """Joint softmax (or uniform_sqrt) over all parts -> float32 outputs."""
+  if weighting == "uniform_sqrt":
+    count = sum(p.allowed.sum(-1, dtype=jnp.float32) for p in parts)
+    scale = jnp.where(count > 0, jax.lax.rsqrt(jnp.maximum(count, 1.0)), 0.0)
+    out = sum(p.values(jnp.broadcast_to(p.allowed[..., None, :],
+                                        p.logits.shape)) for p in parts)
+    return out * scale[..., None, None]
+  masked = [jnp.where(p.allowed[..., None, :], p.logits, _NEG_INF)
+            for p in parts]
+  row_max = jax.lax.stop_gradient(
+      jnp.max(jnp.stack([m.max(-1) for m in masked]), 0))[..., None]
+  num, den = 0.0, 0.0
+  for p, m in zip(parts, masked):
+    e = jnp.where(p.allowed[..., None, :], jnp.exp(m - row_max), 0.0)
+    den = den + e.sum(-1)
+    num = num + p.values(e)
+  return num / jnp.where(den > 0, den, 1.0)[..., None]
+
+
+def _block_sparse(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    block_size: int,
+    mask: jax.Array | None,
+    causal: bool,
+    weighting: str,
+    block_table: Any = None,
+    block_rule: Rule | None = None,
+    shared_keys: np.ndarray | None = None,
+    shared_rule: Rule | None = None,
+    same_offset: bool = False,
+    global_rows: int = 0,
+) -> jax.Array:
+  """The shared machinery: attention restricted to the given parts.
+
+  Args:
+    q, k, v: [B, N, H, D] (self-attention, N need not divide by block_size).
+    block_size: query block size bs (N is padded to nb * bs; pads masked).
+    mask: optional boolean [B, N] key-padding mask, True = real token.
+    causal: keep only keys j <= i in every part.
+    weighting: "softmax" or "uniform_sqrt".
+    block_table: int [nb, slots] key blocks gathered per query block (numpy,
+      or a jax array, e.g. BigBird's stored random blocks); -1 / out of range
+      = empty slot; repeated entries in a row are counted once.
+    block_rule: optional elementwise rule(q_pos, k_pos) -> keep, applied inside
+      the gathered blocks (absolute int positions, broadcastable shapes).
+    shared_keys: int [P] key positions seen by every query block.
+    shared_rule: optional rule(q_pos, k_pos) for the shared keys.
+    same_offset: add keys j with j = i (mod bs) from every block.
+    global_rows: the first R queries attend to all keys instead.
+  Returns:
+    [B, N, H, D] in q.dtype.
+  """
+  if weighting not in WEIGHTINGS:
+    raise ValueError(f"unknown weighting {weighting!r}; valid: {WEIGHTINGS}")
+  if k.shape[1] != q.shape[1] or v.shape[1] != q.shape[1]:
+    raise ValueError("sparse patterns are self-attention: q, k, v need one"
+                     f" length, got {q.shape[1]}, {k.shape[1]}, {v.shape[1]}")
+  b_, n, h, d = q.shape
+  bs = block_size
+  nb = patterns.num_blocks(n, bs)
+  n_pad = nb * bs
+  pad = ((0, 0), (0, n_pad - n), (0, 0), (0, 0))
+  q_p, k_p, v_p = (jnp.pad(x, pad) for x in (q, k, v))
+  valid_BxNp = jnp.arange(n_pad)[None] < n
+  if mask is not None:
+    valid_BxNp &= jnp.pad(mask.astype(bool), ((0, 0), (0, n_pad - n)))
+  valid_BxNbxBs = valid_BxNp.reshape(-1, nb, bs)
+  q_BxNbxBsxHxD = q_p.reshape(b_, nb, bs, h, d)
+  k_BxNbxBsxHxD = k_p.reshape(b_, nb, bs, h, d)
+  v_BxNbxBsxHxD = v_p.reshape(b_, nb, bs, h, d)
+  qpos_NbxBsx1 = jnp.arange(n_pad).reshape(nb, bs, 1)
+  scale = 1.0 / math.sqrt(d)
+  f32 = jnp.float32
+
+  def restrict(allowed, kpos):
+    return allowed & (kpos <= qpos_NbxBsx1) if causal else allowed
+
+  parts = []
+  if block_table is not None:
+    table = jnp.asarray(block_table, jnp.int32)
+    slots = table.shape[1]
+    keep = (table >= 0) & (table < nb)
+    earlier = np.tril(np.ones((slots, slots), bool), -1)
+    keep &= ~jnp.any((table[:, :, None] == table[:, None, :]) & earlier, -1)
+    table = jnp.clip(table, 0, nb - 1)
+    kk = slots * bs
+    k_BxNbxKxHxD = jnp.take(k_BxNbxBsxHxD, table, axis=1).reshape(
+        b_, nb, kk, h, d)
+    v_BxNbxKxHxD = jnp.take(v_BxNbxBsxHxD, table, axis=1).reshape(
+        b_, nb, kk, h, d)
+    kpos_Nbx1xK = (table[:, :, None] * bs + jnp.arange(bs)).reshape(nb, 1, kk)
+    allowed = jnp.repeat(keep, bs, axis=1)[:, None, :]
+    if block_rule is not None:
+      allowed = allowed & block_rule(qpos_NbxBsx1, kpos_Nbx1xK)
+    kvalid = jnp.take(valid_BxNbxBs, table, axis=1).reshape(-1, nb, 1, kk)
+    parts.append(_Part(
+        jnp.einsum("bnqhd,bnkhd->bnqhk", q_BxNbxBsxHxD, k_BxNbxKxHxD,
+                   preferred_element_type=f32) * scale,
+        restrict(allowed, kpos_Nbx1xK)[None] & kvalid,
+        lambda w, v_=v_BxNbxKxHxD: jnp.einsum(
+            "bnqhk,bnkhd->bnqhd", w.astype(v_.dtype), v_,
+            preferred_element_type=f32)))
+
+  if shared_keys is not None and len(shared_keys):
+    kpos_P = jnp.asarray(shared_keys, jnp.int32)
+    k_BxPxHxD = jnp.take(k_p, kpos_P, axis=1)
+    v_BxPxHxD = jnp.take(v_p, kpos_P, axis=1)
+    kpos_1x1xP = kpos_P[None, None, :]
+    allowed = jnp.ones((1, 1, kpos_P.shape[0]), bool)
+    if shared_rule is not None:
+      allowed = allowed & shared_rule(qpos_NbxBsx1, kpos_1x1xP)
+    kvalid = jnp.take(valid_BxNp, kpos_P, axis=1)[:, None, None, :]
+    parts.append(_Part(
+        jnp.einsum("bnqhd,bkhd->bnqhk", q_BxNbxBsxHxD, k_BxPxHxD,
+                   preferred_element_type=f32) * scale,
+        restrict(allowed, kpos_1x1xP)[None] & kvalid,
+        lambda w, v_=v_BxPxHxD: jnp.einsum(
+            "bnqhk,bkhd->bnqhd", w.astype(v_.dtype), v_,
+            preferred_element_type=f32)))
+
+  if same_offset:  # key block m', same in-block offset c as the query.
+    kpos_1xBsxNb = (jnp.arange(nb)[None, None, :] * bs
+                    + jnp.arange(bs)[None, :, None])
+    allowed = restrict(jnp.ones((1, bs, nb), bool), kpos_1xBsxNb)
+    kvalid = jnp.swapaxes(valid_BxNbxBs, 1, 2)[:, None]  # [B, 1, bs, nb]
+    parts.append(_Part(
+        jnp.einsum("bmchd,bnchd->bmchn", q_BxNbxBsxHxD, k_BxNbxBsxHxD,
+                   preferred_element_type=f32) * scale,
+        allowed[None] & kvalid,
+        lambda w: jnp.einsum("bmchn,bnchd->bmchd",
+                             w.astype(v_BxNbxBsxHxD.dtype), v_BxNbxBsxHxD,
+                             preferred_element_type=f32)))
+
+  out = _combine(parts, weighting).reshape(b_, n_pad, h, d)[:, :n]
+  if global_rows:
+    r = global_rows
+    qpos_1xRx1 = jnp.arange(r)[None, :, None]
+    kpos_1x1xNp = jnp.arange(n_pad)[None, None, :]
+    allowed = jnp.ones((1, r, n_pad), bool)
+    if causal:
+      allowed &= kpos_1x1xNp <= qpos_1xRx1
+    rows = _Part(
+        jnp.einsum("brhd,bkhd->brhk", q_p[:, :r], k_p,
+                   preferred_element_type=f32)[:, None] * scale,
+        (allowed & valid_BxNp[:, None, :])[:, None],
+        lambda w: jnp.einsum("bnrhk,bkhd->bnrhd", w.astype(v_p.dtype), v_p,
+                             preferred_element_type=f32))
+    out_g = _combine([rows], weighting)[:, 0]
+    out = jnp.concatenate([out_g, out[:, r:]], axis=1)
+  return out.astype(q.dtype)
+
+
+def local_attention(q, k, v, block_size, num_neighbor_blocks=1, causal=False,
+                    mask=None, weighting="softmax"):
+  """Blocked sliding-window attention (`sparse_patterns.local_mask`).
+
+  Args:
+    q, k, v: [batch, length, heads, head_dim]; length need not divide by
+      block_size (padded internally, pads masked).
+    block_size: tokens per block (static int; clamped to the length).
+    num_neighbor_blocks: w, blocks seen on each side of a query's own block
+      (causal: only the w earlier ones, and within its own block j <= i).
+    causal: restrict to keys j <= i.
+    mask: optional boolean [batch, length] key-padding mask, True = real.
+    weighting: "softmax" or "uniform_sqrt" (module docstring).
+  Returns:
+    [batch, length, heads, head_dim] in q.dtype. Cost O(L (2w + 1) bs).
+  """
+  n = q.shape[1]
+  bs = patterns.clamp_block_size(n, block_size)
+  table = patterns.window_block_table(patterns.num_blocks(n, bs),
+                                      num_neighbor_blocks, causal)
+  return _block_sparse(q, k, v, block_size=bs, mask=mask, causal=causal,
+                       weighting=weighting, block_table=table)
+
+
+def strided_attention(q, k, v, stride, causal=True, mask=None,
+                      weighting="softmax"):
+  """Child et al. 2019 strided attention (sec. 4.2, fig. 3b), merged heads.
+
+  Query i sees j with |i - j| <= stride or (i - j) mod stride = 0
+  (`sparse_patterns.strided_mask`); causal (the paper's form) keeps j <= i,
+  bidirectional mirrors both sets. Block form with bs = stride: the window
+  |i - j| < stride lies in blocks b - 1, b, b + 1 (gathered blocks); the
+  strided columns are the keys with the query's in-block offset in every block
+  ("same offset" part, read in the [nb, stride] layout, no per-query copy).
+  Cost O(L (3 stride + L / stride)), O(L^1.5) for stride ~ sqrt(L).
+
+  Args:
+    q, k, v: [batch, length, heads, head_dim].
+    stride: l (static int), ~sqrt(length) in the paper.
+    causal: restrict to keys j <= i (default True, as in the paper).
+    mask: optional boolean [batch, length] key-padding mask, True = real.
+    weighting: "softmax" or "uniform_sqrt".
+  """
+  n = q.shape[1]
+  bs = patterns.clamp_block_size(n, stride)  # bs < stride only if nb == 1.
+  table = patterns.window_block_table(patterns.num_blocks(n, bs), 1, causal)
+
+  def window(qp, kp):  # Disjoint from the strided columns: d mod l != 0.
+    return (qp != kp) & (jnp.abs(qp - kp) < stride)
+
+  return _block_sparse(q, k, v, block_size=bs, mask=mask, causal=causal,
+                       weighting=weighting, block_table=table,
+                       block_rule=window, same_offset=True)
+
+
+def fixed_attention(q, k, v, stride, summary=1, causal=True, mask=None,
+                    weighting="softmax"):
+  """Child et al. 2019 fixed attention (sec. 4.2, fig. 3c), merged heads.
+
+  Query i sees its own block of `stride` positions and the last `summary`
+  positions of every block (`sparse_patterns.fixed_mask`); causal (the paper's
+  form) keeps j <= i, bidirectional sees every block's summary. Block form:
+  the own block is one gathered block; the summary positions of the other
+  blocks are shared keys gathered once (L / stride * summary of them).
+
+  Args:
+    q, k, v: [batch, length, heads, head_dim].
+    stride: block length l (static int).
+    summary: c, summary positions per block (the paper uses c in {8, 16, 32}
+      for l = 128); clamped to stride.
+    causal: restrict to keys j <= i (default True, as in the paper).
+    mask: optional boolean [batch, length] key-padding mask, True = real.
+    weighting: "softmax" or "uniform_sqrt".
+  """
+  n = q.shape[1]
+  bs = patterns.clamp_block_size(n, stride)
+  c = min(summary, stride)
+  pos = np.arange(n)
+  shared = pos[pos % stride >= stride - c]  # Summary columns, all blocks.
+
+  def other_block(qp, kp):  # The own block is the gathered part.
+    return qp // bs != kp // bs
+
+  return _block_sparse(
+      q, k, v, block_size=bs, mask=mask, causal=causal, weighting=weighting,
+      block_table=np.arange(patterns.num_blocks(n, bs))[:, None],
+      shared_keys=shared, shared_rule=other_block)
+
+
+def bigbird_attention(q, k, v, block_size, num_global_blocks=1,
+                      num_random_blocks=1, num_neighbor_blocks=1,
+                      random_blocks=None, seed=0, causal=False, mask=None,
+                      weighting="softmax"):
+  """BigBird block-sparse attention (Zaheer et al. 2020, sec. 2, fig. 1).
+
+  Window (the own block and w neighbours on each side) + g global blocks (the
+  first g blocks attend to all keys and every query attends to them) + r
+  random key blocks per query block (`sparse_patterns.bigbird_mask`). Causal:
+  all of it intersected with j <= i (random blocks drawn from the past).
+
+  Args:
+    q, k, v: [batch, length, heads, head_dim].
+    block_size: tokens per block (static int; clamped to the length).
+    num_global_blocks: g.
+    num_random_blocks: r (ignored when random_blocks is given).
+    num_neighbor_blocks: w.
+    random_blocks: optional int [>= nb, r'] table of random key blocks per
+      query block (-1 = none), e.g. a module's stored draw; None draws one from
+      `seed` with `sparse_patterns.bigbird_random_blocks`.
+    seed: int seed of the draw when random_blocks is None.
+    causal: restrict to keys j <= i.
+    mask: optional boolean [batch, length] key-padding mask, True = real.
+    weighting: "softmax" or "uniform_sqrt".
+  """
+  n = q.shape[1]
+  bs = patterns.clamp_block_size(n, block_size)
+  nb = patterns.num_blocks(n, bs)
+  g = min(num_global_blocks, nb)
+  if random_blocks is None:
+    random_blocks = patterns.bigbird_random_blocks(
+        jax.random.key(seed), nb, num_random_blocks, g, num_neighbor_blocks,
+        causal)
+  random_blocks = jnp.asarray(random_blocks, jnp.int32)
+  if random_blocks.shape[0] < nb:
+    raise ValueError(f"random_blocks has {random_blocks.shape[0]} rows, the"
+                     f" sequence has {nb} blocks")
+  table = jnp.concatenate([
+      jnp.asarray(patterns.window_block_table(nb, num_neighbor_blocks, causal)),
+      random_blocks[:nb]], axis=1)
+  r = min(g * bs, n)  # Global tokens: rows attend all, all attend them.
+  return _block_sparse(
+      q, k, v, block_size=bs, mask=mask, causal=causal, weighting=weighting,
+      block_table=table, block_rule=(lambda qp, kp: kp >= r) if r else None,
+      shared_keys=np.arange(r), global_rows=r)
+
+
+def longformer_attention(q, k, v, window, num_global_tokens=1, causal=False,
+                         mask=None, block_size=0, weighting="softmax"):
+  """Longformer attention (Beltagy et al. 2020, sec. 3.1, fig. 2b, 2d).
+
+  Sliding window |i - j| <= window // 2 plus symmetric global attention of the
+  first `num_global_tokens` tokens (`sparse_patterns.longformer_mask`).
+  Block-wise: queries in blocks of block_size, each gathers its own block and
+  ceil((window // 2) / block_size) neighbours per side, and an elementwise
+  rule keeps the exact token window; global tokens are shared keys and dense
+  rows.
+
+  Args:
+    q, k, v: [batch, length, heads, head_dim].
+    window: w, total window width (w // 2 tokens on each side).
+    num_global_tokens: g, global tokens at the start (e.g. CLS).
+    causal: restrict to keys j <= i (the window's left half).
+    mask: optional boolean [batch, length] key-padding mask, True = real.
+    block_size: query block size, 0 = max(window // 2, 16).
+    weighting: "softmax" or "uniform_sqrt".
+  """
+  n = q.shape[1]
+  radius = window // 2
+  bs = patterns.longformer_block_size(n, window, block_size)
+  table = patterns.window_block_table(patterns.num_blocks(n, bs),
+                                      -(-radius // bs), causal)
+  g = min(num_global_tokens, n)
+
+  def band(qp, kp):
+    return (jnp.abs(qp - kp) <= radius) & (kp >= g)
+
+  return _block_sparse(q, k, v, block_size=bs, mask=mask, causal=causal,
+                       weighting=weighting, block_table=table,
+                       block_rule=band, shared_keys=np.arange(g),
+                       global_rows=g)
+
+
+class RandomBlocks(nnx.Variable):
+  """BigBird's random block table: drawn once at init, never trained."""
+
+
+class _SparseAttention(AttentionKernel):
+  """Shared constructor/call of the registered sparse patterns."""
+
+  def __init__(self, *, num_heads, head_dim, max_len, rngs, dtype=jnp.float32,
+               weighting: str = "softmax", **options):
+    del rngs, dtype
+    if weighting not in WEIGHTINGS:
+      raise ValueError(f"unknown weighting {weighting!r}; valid: {WEIGHTINGS}")
+    self.num_heads, self.head_dim, self.max_len = num_heads, head_dim, max_len
+    self.weighting = weighting
+    self.options = options
+
+  def _attend(self, q, k, v, mask, causal):
+    raise NotImplementedError
+
+  def __call__(self, q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, *, mask_BxL=None,
+               causal=False, deterministic=True):
+    del deterministic
+    return self._attend(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, mask_BxL, causal)
+
+  def allowed_mask(self, length: int, causal: bool = False) -> np.ndarray:
+    """Dense boolean [length, length] pattern this kernel computes (tests)."""
+    return patterns.dense_mask(self.registry_name, length, causal,
+                               **self.options)
+
+
+@register("local")
+class LocalAttention(_SparseAttention):
+  """Blocked sliding window (`local_attention`)."""
+
+  @classmethod
+  def default_options(cls) -> dict[str, Any]:
+    return {"block_size": 64, "num_neighbor_blocks": 1, "weighting": "softmax"}
+
+  def _attend(self, q, k, v, mask, causal):
+    return local_attention(q, k, v, causal=causal, mask=mask,
+                           weighting=self.weighting, **self.options)
+
+
+@register("strided")
+class StridedAttention(_SparseAttention):
+  """Child et al. 2019 strided pattern (`strided_attention`)."""
+
+  @classmethod
+  def default_options(cls) -> dict[str, Any]:
+    return {"stride": 64, "weighting": "softmax"}
+
+  def _attend(self, q, k, v, mask, causal):
+    return strided_attention(q, k, v, causal=causal, mask=mask,
+                             weighting=self.weighting, **self.options)
+
+
+@register("fixed")
+class FixedAttention(_SparseAttention):
+  """Child et al. 2019 fixed pattern (`fixed_attention`)."""
+
+  @classmethod
+  def default_options(cls) -> dict[str, Any]:
+    return {"stride": 64, "summary": 1, "weighting": "softmax"}
+
+  def _attend(self, q, k, v, mask, causal):
+    return fixed_attention(q, k, v, causal=causal, mask=mask,
+                           weighting=self.weighting, **self.options)
+
+
+@register("longformer")
+class LongformerAttention(_SparseAttention):
+  """Longformer window + global tokens (`longformer_attention`)."""
+
+  @classmethod
+  def default_options(cls) -> dict[str, Any]:
+    return {"window": 128, "num_global_tokens": 1, "weighting": "softmax"}
+
+  def _attend(self, q, k, v, mask, causal):
+    return longformer_attention(q, k, v, causal=causal, mask=mask,
+                                weighting=self.weighting, **self.options)
+
+
+@register("bigbird")
+class BigBirdAttention(_SparseAttention):
+  """BigBird window + global + random blocks (`bigbird_attention`).
+
+  The random blocks are drawn once here from `rngs.params()` for
+  ceil(max_len / block_size) blocks, one table for bidirectional and one
+  (past-only) for causal calls, and stored as non-trainable `RandomBlocks`
+  variables. Shorter inputs use the table's first rows; draws pointing past
+  the input's last block are dropped.
+  """
+
+  @classmethod
+  def default_options(cls) -> dict[str, Any]:
+    return {"block_size": 64, "num_global_blocks": 1, "num_random_blocks": 2,
+            "num_neighbor_blocks": 1, "weighting": "softmax"}
+
+  def __init__(self, *, num_heads, head_dim, max_len, rngs, dtype=jnp.float32,
+               weighting="softmax", **options):
+    super().__init__(num_heads=num_heads, head_dim=head_dim, max_len=max_len,
+                     rngs=None, dtype=dtype, weighting=weighting, **options)
+    bs = patterns.clamp_block_size(max_len, options["block_size"])
+    nb = patterns.num_blocks(max_len, bs)
+    draw = {c: patterns.bigbird_random_blocks(
+        key, nb, options["num_random_blocks"],
+        min(options["num_global_blocks"], nb),
+        options["num_neighbor_blocks"], causal=c)
+            for c, key in zip((False, True), jax.random.split(rngs.params()))}
+    self.random_blocks = RandomBlocks(draw[False])
+    self.causal_random_blocks = RandomBlocks(draw[True])
+
+  def _table(self, causal):
+    return (self.causal_random_blocks if causal else self.random_blocks)[...]
+
+  def _attend(self, q, k, v, mask, causal):
+    if q.shape[1] > self.max_len:
+      raise ValueError(f"bigbird built for max_len={self.max_len}, got length"
+                       f" {q.shape[1]}")
+    opts = {k_: v_ for k_, v_ in self.options.items()
+            if k_ != "num_random_blocks"}
+    return bigbird_attention(q, k, v, random_blocks=self._table(causal),
+                             causal=causal, mask=mask,
+                             weighting=self.weighting, **opts)
+
+  def allowed_mask(self, length: int, causal: bool = False) -> np.ndarray:
+    return patterns.dense_mask("bigbird", length, causal,
+                               random_blocks=np.asarray(self._table(causal)),
+                               **self.options)

@@ -1,0 +1,168 @@
+"""Shared config building blocks and start-up validation.
+
+Configs stay plain `get_config(arg)` functions (big_vision style); this module
+gives them the common skeleton and checks a resolved config before any work
+starts, so a typo fails in a second with the list of valid choices instead of
+after compilation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any, Iterable
+
+import ml_collections
+
+from lightjax import attention, data, models, optim
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Fields every task config has; tasks override what differs."""
+  c = ml_collections.ConfigDict()
+  c.config_name = ""          # set by each config file, recorded in summary.json
+  c.seed = 0                  # model init, dropout and data order
+  c.data_dir = ""             # "" = $LIGHTJAX_DATA_DIR or ~/.cache/lightjax
+
+  c.num_train_steps = 1000
+  c.batch_size = 32           # global; split over devices (data parallel)
+  c.eval_batch_size = 64
+  c.log_every = 50            # train metrics to metrics.jsonl / TensorBoard
+  c.eval_every = 250          # validation pass, best-checkpoint tracking
+  c.checkpoint_every = 250    # resumable train-state checkpoint
+  c.keep_checkpoints = 2      # last N train states kept (best kept apart)
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.learning_rate = 1e-3
+  c.optim.schedule = "cosine"  # one of lightjax.optim.SCHEDULES
+  c.optim.warmup_steps = 100
+  c.optim.weight_decay = 0.01
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.98
+  c.optim.grad_clip_norm = 1.0  # 0 disables clipping
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "encoder_classifier"
+  c.model.embed_dim = 128
+  c.model.num_heads = 4
+  c.model.head_dim = 32
+  c.model.mlp_dim = 256
+  c.model.num_layers = 2
+  c.model.dropout_rate = 0.1
+  c.model.pos_embedding = "learned"   # or "sinusoidal"
+  c.model.pool = "cls"                # or "mean"
+  c.model.classifier_hidden_dim = 128  # 0 = a single linear head
+  c.model.dtype = "float32"           # compute dtype; params stay float32
+  c.model.attention = attention_config("softmax")
+  return c
+
+
+def attention_config(name: str) -> ml_collections.ConfigDict:
+  """{"name": name, <variant>: {its options}} for every registered variant.
+
+  Every variant's options are present, so `--config.model.attention.name=X
+  --config.model.attention.X.opt=V` works whatever the config file chose.
+  """
+  attention.get(name)  # fail early on a bad name
+  return ml_collections.ConfigDict({"name": name, **attention.default_options()})
+
+
+def task_config(name: str, **overrides) -> ml_collections.ConfigDict:
+  cfg = dict(data.default_task_config(name))
+  unknown = sorted(set(overrides) - set(cfg))
+  if unknown:
+    raise ValueError(f"unknown task key(s) {unknown} for {name!r}; valid:"
+                     f" {', '.join(sorted(cfg))}")
+  cfg.update(overrides)
+  return ml_collections.ConfigDict(cfg)
+
+
+def parse_arg(arg: str | None, presets: Iterable[str]) -> tuple[str, set[str]]:
+  """Splits "linear,lra" into (attention name, {presets}).
+
+  Each comma-separated token is an attention variant or one of `presets`.
+  """
+  presets = set(presets)
+  name, chosen = "softmax", set()
+  for tok in filter(None, (arg or "").split(",")):
+    if tok in presets:
+      chosen.add(tok)
+    elif tok in attention.names():
+      name = tok
+    else:
+      raise ValueError(
+          f"unknown config argument {tok!r}; valid: attention variants"
+          f" ({', '.join(attention.names())}) or presets"
+          f" ({', '.join(sorted(presets))})")
+  return name, chosen
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks names against their registries and numbers against their ranges."""
+  m = config.model
+  attention.get(m.attention.name)
+  variant_opts = m.attention.get(m.attention.name, {})
+  valid = attention.get(m.attention.name).default_options()
+  unknown = sorted(set(variant_opts) - set(valid))
+  if unknown:
+    raise ValueError(f"unknown option(s) {unknown} for attention"
+                     f" {m.attention.name!r}; valid: {', '.join(sorted(valid))}")
+  if m.name not in models.names():
+    raise ValueError(f"unknown model {m.name!r}; valid: {', '.join(models.names())}")
+  if m.dtype not in models.dtype_names():
+    raise ValueError(f"unknown dtype {m.dtype!r}; valid: {', '.join(models.dtype_names())}")
+  if config.optim.schedule not in optim.schedule_names():
+    raise ValueError(f"unknown schedule {config.optim.schedule!r}; valid:"
+                     f" {', '.join(optim.schedule_names())}")
+  data.get_task(config.task.name)
+  for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every",
+              "eval_every", "checkpoint_every", "keep_checkpoints"):
+    if config[key] <= 0:
+      raise ValueError(f"config.{key} must be positive, got {config[key]}")
+  for key in ("embed_dim", "num_heads", "head_dim", "mlp_dim", "num_layers"):
+    if m[key] <= 0:
+      raise ValueError(f"config.model.{key} must be positive, got {m[key]}")
+  if not 0.0 <= m.dropout_rate < 1.0:
+    raise ValueError(f"config.model.dropout_rate must be in [0, 1), got {m.dropout_rate}")
+
+
+# --- command-line overrides -------------------------------------------------
+
+
+def _lookup(config: Any, dotted: str) -> str | None:
+  """None if `dotted` names a field of `config`, else an error message."""
+  node, walked = config, []
+  for part in dotted.split("."):
+    if not isinstance(node, ml_collections.ConfigDict):
+      return (f"config.{'.'.join(walked)} is a {type(node).__name__}, it has no"
+              f" field {part!r}")
+    if part not in node:
+      where = "config" + "".join(f".{w}" for w in walked)
+      return (f"unknown config key {dotted!r}: {where} has no field {part!r};"
+              f" valid fields of {where}: {', '.join(sorted(node.keys()))}")
+    node, walked = node[part], walked + [part]
+  return None
+
+
+def check_overrides(config: ml_collections.ConfigDict,
+                    argv: Iterable[str], flag: str = "config") -> list[str]:
+  """Error messages for every `--config.a.b=...` naming a field that is not there."""
+  errors, prefix = [], f"--{flag}."
+  for a in argv:
+    if a.startswith(prefix):
+      key = a[len(prefix):].split("=", 1)[0]
+      msg = _lookup(config, key)
+      if msg:
+        errors.append(msg)
+  return errors
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads "path/to/config.py[:arg]" the way ml_collections' config flag does."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"config file {path!r} does not exist")
+  mod_spec = importlib.util.spec_from_file_location("_lightjax_config", path)
+  module = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()

@@ -1,0 +1,56 @@
+"""Parameter counts by group: the x-axis of every parameter-efficiency plot.
+
+Groups are read off the module paths, so any model built from
+`lightjax.models` is counted without model-specific code:
+  embedding  token and position tables, the CLS vector
+  attention  q/k/v/out projections and any parameters of the attention kernel
+             (Linformer's E/F projections)
+  mlp        the feed-forward layers of the blocks
+  other      LayerNorms and the classifier head
+Only trainable `nnx.Param`s count; fixed buffers (sinusoidal tables,
+Performer's random features) do not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from flax import nnx
+
+_EMBED_KEYS = ("token_embed", "pos_embed", "cls")
+
+
+def _group(path: tuple) -> str:
+  keys = [str(p) for p in path]
+  if any(k in _EMBED_KEYS for k in keys):
+    return "embedding"
+  if "attn" in keys:
+    return "attention"
+  if "mlp" in keys:
+    return "mlp"
+  return "other"
+
+
+def _layer(path: tuple) -> int | None:
+  keys = list(path)
+  if "blocks" in keys:
+    i = keys.index("blocks")
+    if i + 1 < len(keys):
+      return int(keys[i + 1])
+  return None
+
+
+def count_params(model: nnx.Module) -> dict[str, Any]:
+  """{"total", "embedding", "attention", "mlp", "other", "per_layer": [...]}."""
+  counts = {"total": 0, "embedding": 0, "attention": 0, "mlp": 0, "other": 0}
+  per_layer: dict[int, int] = {}
+  for path, value in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    n = int(np.prod(np.shape(value)))
+    counts["total"] += n
+    counts[_group(path)] += n
+    layer = _layer(path)
+    if layer is not None:
+      per_layer[layer] = per_layer.get(layer, 0) + n
+  counts["per_layer"] = [per_layer[i] for i in sorted(per_layer)]
+  return counts

@@ -1,0 +1,48 @@
+"""Token and position embeddings.
+
+Kept apart from the blocks so that shrinking recipes (e.g. ALBERT-style
+factorised embeddings, Lan et al. 2020 sec. 3.1) can swap them without touching
+the Transformer itself.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
+  """Fixed sin/cos positions, Vaswani et al. 2017 sec. 3.5."""
+  pos_Lx1 = np.arange(max_len)[:, None]
+  div = np.exp(np.arange(0, dim, 2) * (-np.log(10000.0) / dim))
+  table_LxD = np.zeros((max_len, dim), np.float32)
+  table_LxD[:, 0::2] = np.sin(pos_Lx1 * div)
+  table_LxD[:, 1::2] = np.cos(pos_Lx1 * div)[:, : dim // 2]
+  return table_LxD
+
+
+class PositionTable(nnx.Variable):
+  """A fixed (non-trained) position table: counted as a buffer, not a Param."""
+
+
+class PositionEmbedding(nnx.Module):
+  """Learned (`kind="learned"`) or fixed sinusoidal (`kind="sinusoidal"`) positions."""
+
+  KINDS = ("learned", "sinusoidal")
+
+  def __init__(self, max_len: int, dim: int, kind: str, *, rngs: nnx.Rngs):
+    if kind not in self.KINDS:
+      raise ValueError(
+          f"unknown position embedding {kind!r}; valid: {', '.join(self.KINDS)}"
+      )
+    if kind == "learned":
+      init = nnx.initializers.normal(stddev=0.02)
+      self.table = nnx.Param(init(rngs.params(), (max_len, dim)))
+    else:
+      self.table = PositionTable(jnp.asarray(sinusoidal_table(max_len, dim)))
+
+  def __call__(self, length: int, offset: jax.Array | int = 0) -> jax.Array:
+    """Returns positions [offset, offset + length) as [length, dim]."""
+    return jax.lax.dynamic_slice_in_dim(self.table[...], offset, length, 0)

@@ -1,0 +1,48 @@
+"""Loss and accuracy per task kind, as weighted sums (so padded eval rows count 0).
+
+Returning sums rather than means lets the trainer add metrics over steps and
+eval batches on device and divide once on the host.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Sums = dict[str, jax.Array]
+
+
+def classification(logits_BxC, targets_B, weights_B) -> Sums:
+  """Cross-entropy and accuracy of one label per sequence."""
+  loss_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, targets_B)
+  correct_B = (logits_BxC.argmax(-1) == targets_B).astype(jnp.float32)
+  return {"loss_sum": (loss_B * weights_B).sum(),
+          "correct_sum": (correct_B * weights_B).sum(),
+          "count": weights_B.sum()}
+
+
+def language_model(logits_BxLxV, targets_BxL, weights_B, pad_id: int = 0) -> Sums:
+  """Next-token cross-entropy over non-pad targets (token-level accuracy)."""
+  w_BxL = (targets_BxL != pad_id).astype(jnp.float32) * weights_B[:, None]
+  loss_BxL = optax.softmax_cross_entropy_with_integer_labels(
+      logits_BxLxV, targets_BxL)
+  correct_BxL = (logits_BxLxV.argmax(-1) == targets_BxL).astype(jnp.float32)
+  return {"loss_sum": (loss_BxL * w_BxL).sum(),
+          "correct_sum": (correct_BxL * w_BxL).sum(),
+          "count": w_BxL.sum()}
+
+
+OBJECTIVES: dict[str, Callable[..., Sums]] = {
+    "classification": classification,
+    "lm": language_model,
+}
+
+
+def get(kind: str) -> Callable[..., Sums]:
+  if kind not in OBJECTIVES:
+    raise ValueError(f"no objective for task kind {kind!r}; valid:"
+                     f" {', '.join(sorted(OBJECTIVES))}")
+  return OBJECTIVES[kind]

@@ -1,0 +1,75 @@
+"""Command-line entry point: `python -m lightjax.train --config FILE[:ARG] --workdir DIR`.
+
+Flags only; the job is `lightjax.trainer.train_and_evaluate`. Any config field
+can be overridden with `--config.path.to.field=value`. Unknown fields and
+unknown variant names stop the run before anything is built, with the valid
+choices listed. Rerunning with the same --workdir resumes from the last
+checkpoint. Exit codes: 0 done, 1 error (incl. non-finite loss), 2 bad
+config, 128+signal after SIGTERM/SIGINT (a checkpoint was saved first).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lightjax import config_lib, trainer
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, e.g. configs/listops.py or configs/listops.py:linear.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes if it has checkpoints).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _config_spec(argv: list[str]) -> str | None:
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      return a.split("=", 1)[1]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Parses flags, turning config errors into one clear message and exit code 2."""
+  spec = _config_spec(argv)
+  if spec:
+    try:
+      config = config_lib.load_config_file(spec)
+    except (ValueError, FileNotFoundError) as e:
+      sys.exit(f"lightjax.train: bad --config {spec!r}: {e}")
+    errors = config_lib.check_overrides(config, argv)
+    if errors:
+      print("lightjax.train: " + "\n".join(errors), file=sys.stderr)
+      sys.exit(2)
+  return flags.FLAGS(argv)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  if not config.config_name:
+    with config.unlocked():
+      config.config_name = _config_spec(sys.argv) or ""
+  try:
+    config_lib.validate(config)
+  except ValueError as e:
+    print(f"lightjax.train: invalid config: {e}", file=sys.stderr)
+    sys.exit(2)
+  try:
+    trainer.train_and_evaluate(config, _WORKDIR.value)
+  except trainer.Interrupted as e:
+    logging.warning(str(e))
+    print(f"lightjax.train: {e}", file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except FloatingPointError as e:
+    print(f"lightjax.train: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,259 @@
+"""The train loop, read top to bottom: setup, data, model, restore, steps, loop, test.
+
+`train_and_evaluate(config, workdir)` is the whole job; `lightjax.train` only
+parses flags and calls it, so tests and notebooks run the real thing.
+
+The hot path is one jitted, pure `train_step(state, batch, acc) -> (state, acc)`
+over plain pytrees (NNX split/merge inside jit). Metrics accumulate on device
+and are fetched only at log, eval and checkpoint steps; the next batches are
+prepared on a background thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from lightjax import checkpointing, config_lib, data, models, objectives, optim
+from lightjax import writers
+from lightjax.data import pipeline
+from lightjax.metrics.params import count_params
+
+
+class Interrupted(Exception):
+  """Raised after a SIGTERM/SIGINT was turned into a checkpoint."""
+
+  def __init__(self, step: int, signum: int):
+    super().__init__(f"interrupted by signal {signum} at step {step}; a"
+                     " checkpoint was saved, rerun the same command to resume")
+    self.step, self.signum = step, signum
+
+
+def _zero_acc() -> dict[str, jax.Array]:
+  z = jnp.zeros((), jnp.float32)
+  return {"loss_sum": z, "correct_sum": z, "count": z, "grad_norm_sum": z,
+          "steps": z, "first_bad_step": jnp.full((), -1, jnp.int32)}
+
+
+def _train_step(graphdefs, objective, state, batch, acc):
+  """One AdamW step; a non-finite loss or gradient leaves the state untouched."""
+  model = nnx.merge(graphdefs["model"], state["model"])
+  opt = nnx.merge(graphdefs["opt"], state["opt"])
+  step_before = opt.step[...]
+
+  def loss_fn(model):
+    logits = model(batch["inputs"], deterministic=False)
+    sums = objective(logits, batch["targets"], batch["weights"])
+    return sums["loss_sum"] / jnp.maximum(sums["count"], 1.0), sums
+
+  (loss, sums), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  grad_norm = optax.global_norm(grads)
+  opt.update(model, grads)
+  new_state = {"model": nnx.state(model), "opt": nnx.state(opt)}
+  ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  # Keep the last good state: the loop stops at the next host check, and
+  # nothing non-finite ever reaches a checkpoint.
+  new_state = jax.lax.cond(ok, lambda: new_state, lambda: state)
+  bad = jnp.where((acc["first_bad_step"] < 0) & ~ok,
+                  (step_before + 1).astype(jnp.int32), acc["first_bad_step"])
+  acc = {"loss_sum": acc["loss_sum"] + sums["loss_sum"],
+         "correct_sum": acc["correct_sum"] + sums["correct_sum"],
+         "count": acc["count"] + sums["count"],
+         "grad_norm_sum": acc["grad_norm_sum"] + grad_norm,
+         "steps": acc["steps"] + 1, "first_bad_step": bad}
+  return new_state, acc
+
+
+def _eval_step(graphdefs, objective, model_state, batch):
+  model = nnx.merge(graphdefs["model"], model_state)
+  logits = model(batch["inputs"], deterministic=True)
+  return objective(logits, batch["targets"], batch["weights"])
+
+
+def _device_info() -> dict[str, Any]:
+  d = jax.devices()
+  return {"kind": d[0].device_kind, "platform": d[0].platform, "count": len(d),
+          "process_count": jax.process_count()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
+                       ) -> dict[str, Any]:
+  """Trains, evaluates, checkpoints; returns (and writes) summary.json."""
+  timer = writers.Timer()
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  writers.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  writer = writers.MetricWriter(workdir)
+
+  # --- Devices and mesh: data parallel over every device --------------------
+  devices = jax.devices()
+  if config.batch_size % len(devices) or config.eval_batch_size % len(devices):
+    raise ValueError(f"batch_size ({config.batch_size}) and eval_batch_size"
+                     f" ({config.eval_batch_size}) must be divisible by the"
+                     f" {len(devices)} devices")
+  mesh = Mesh(np.asarray(devices), ("data",))
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P("data"))
+  put_batch = functools.partial(jax.device_put, device=batch_sharding)
+
+  # --- Data -------------------------------------------------------------------
+  task = data.load_task(config.task, config.data_dir or data.default_data_dir())
+  objective = objectives.get(task.kind)
+  train_batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
+                                        config.seed)
+
+  # --- Model and optimizer ----------------------------------------------------
+  rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
+  model = models.build_model(config.model, vocab_size=task.vocab_size,
+                             num_classes=task.num_classes, max_len=task.max_len,
+                             rngs=rngs)
+  num_params = count_params(model)
+  tx, schedule = optim.make_optimizer(config.optim, config.num_train_steps)
+  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  gd_model, model_state = nnx.split(model)
+  gd_opt, opt_state = nnx.split(opt)
+  graphdefs = {"model": gd_model, "opt": gd_opt}
+  state = jax.device_put({"model": model_state, "opt": opt_state}, replicated)
+  del model, opt  # from here on the state pytree is the only copy
+
+  # --- Restore ------------------------------------------------------------------
+  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+  meta = {"best_val_accuracy": -1.0, "best_step": -1, "elapsed_s": 0.0}
+  start_step = ckpt.latest_step() or 0
+  if start_step:
+    state, meta = ckpt.restore(checkpointing.abstract(state))
+    writers.say(f"Resumed from {workdir}/checkpoints at step {start_step}.")
+  writers.say(
+      f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
+      f" attention={config.model.attention.name}, params={num_params['total']:,}"
+      f" (attention {num_params['attention']:,}, embedding"
+      f" {num_params['embedding']:,}), devices={len(devices)}x"
+      f"{devices[0].device_kind}")
+
+  # --- Compiled steps -------------------------------------------------------------
+  train_step = jax.jit(functools.partial(_train_step, graphdefs, objective),
+                       donate_argnums=(0, 2))
+  eval_step = jax.jit(functools.partial(_eval_step, graphdefs, objective))
+
+  def evaluate(model_state, split: str) -> dict[str, float]:
+    totals = None
+    for batch in pipeline.eval_batches(task.splits[split], config.eval_batch_size):
+      sums = eval_step(model_state, put_batch(batch))
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    t = jax.device_get(totals)
+    n = max(float(t["count"]), 1.0)
+    return {"loss": float(t["loss_sum"]) / n,
+            "accuracy": float(t["correct_sum"]) / n, "examples": int(t["count"])}
+
+  def check_finite(acc) -> None:
+    bad = int(jax.device_get(acc["first_bad_step"]))
+    if bad >= 0:
+      last = ckpt.latest_step()
+      ckpt.wait()
+      raise FloatingPointError(
+          f"non-finite loss or gradient at step {bad}; stopped. The last good"
+          f" checkpoint (step {last}) is kept in {workdir}/checkpoints. Try a"
+          " lower optim.learning_rate, optim.grad_clip_norm, or"
+          " model.dtype=float32.")
+
+  def save(step: int, acc, force: bool = False) -> None:
+    check_finite(acc)
+    ckpt.save(step, state, {**meta, "elapsed_s": meta["elapsed_s"] + timer()},
+              force=force)
+
+  # --- Train loop -------------------------------------------------------------------
+  acc = _zero_acc()
+  last_log_t, last_log_step = time.perf_counter(), start_step
+  batches = pipeline.Prefetcher(train_batcher.iterate(start_step),
+                                size=2, transform=put_batch)
+  with checkpointing.PreemptionGuard() as guard:
+    for step in range(start_step + 1, config.num_train_steps + 1):
+      batch = next(batches)
+      with jax.transfer_guard("disallow"):
+        state, acc = train_step(state, batch, acc)
+
+      if step % config.log_every == 0 or step == config.num_train_steps:
+        check_finite(acc)
+        a = jax.device_get(acc)
+        now = time.perf_counter()
+        sps = (step - last_log_step) / max(now - last_log_t, 1e-9)
+        n = max(float(a["count"]), 1.0)
+        m = {"loss": float(a["loss_sum"]) / n,
+             "accuracy": float(a["correct_sum"]) / n,
+             "grad_norm": float(a["grad_norm_sum"]) / max(float(a["steps"]), 1),
+             "learning_rate": float(schedule(step - 1)),
+             "steps_per_s": sps, "examples_per_s": sps * config.batch_size,
+             "elapsed_s": meta["elapsed_s"] + timer()}
+        writer.write(step, "train", m)
+        writers.say(writers.progress_line(step, config.num_train_steps, m, sps))
+        acc, last_log_t, last_log_step = _zero_acc(), now, step
+
+      if step % config.eval_every == 0 or step == config.num_train_steps:
+        ev = evaluate(state["model"], "validation")
+        writer.write(step, "validation", {**ev, "elapsed_s": meta["elapsed_s"] + timer()})
+        improved = ev["accuracy"] > meta["best_val_accuracy"]
+        if improved:
+          meta.update(best_val_accuracy=ev["accuracy"], best_step=step)
+          ckpt.save_best(step, state["model"], dict(meta))
+        writers.say(f"  validation @ {step}: loss {ev['loss']:.4f}, accuracy"
+                    f" {ev['accuracy']:.4f}{'  (best)' if improved else ''}")
+        last_log_t = time.perf_counter()  # eval time is not train throughput
+
+      if step % config.checkpoint_every == 0 or step == config.num_train_steps:
+        save(step, acc)
+
+      if guard.requested:
+        if ckpt.latest_step() != step:
+          save(step, acc, force=True)
+        ckpt.wait()
+        writer.close()
+        raise Interrupted(step, guard.signum)
+  batches.close()
+  ckpt.wait()
+
+  # --- Test on the best-validation checkpoint -------------------------------------
+  best_state, best_meta = ckpt.restore_best(checkpointing.abstract(state["model"]))
+  test = evaluate(best_state, "test")
+  writer.write(config.num_train_steps, "test",
+               {**test, "best_step": best_meta["best_step"]})
+  wall = meta["elapsed_s"] + timer()
+  summary = {
+      "config_name": config.config_name,
+      "task": task.name,
+      "attention": config.model.attention.name,
+      "num_params": num_params,
+      "best_val_accuracy": best_meta["best_val_accuracy"],
+      "best_step": best_meta["best_step"],
+      "test_accuracy": test["accuracy"],
+      "test_loss": test["loss"],
+      "num_train_steps": config.num_train_steps,
+      "wall_time_s": wall,
+      "device": _device_info(),
+  }
+  writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  writer.flush()
+  writer.close()
+  ckpt.close()
+  writers.say("Done.\n" + writers.table([
+      ("config", config.config_name),
+      ("attention", config.model.attention.name),
+      ("params (total / attn / embed)",
+       f"{num_params['total']:,} / {num_params['attention']:,} /"
+       f" {num_params['embedding']:,}"),
+      ("best val accuracy", f"{summary['best_val_accuracy']:.4f} @ step"
+                            f" {summary['best_step']}"),
+      ("test accuracy (best ckpt)", f"{summary['test_accuracy']:.4f}"),
+      ("wall time", f"{wall:.1f} s"),
+      ("outputs", workdir),
+  ]))
+  return summary

@@ -1,0 +1,101 @@
+"""Where metrics go: metrics.jsonl, TensorBoard, and a progress line.
+
+Only process 0 writes (the others get a writer that drops everything), like
+big_vision and nanodo. Values arrive as host floats, already fetched at a log
+step, so writing never forces a device sync of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+from absl import logging
+
+
+def _fmt_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class MetricWriter:
+  """Appends one JSON object per record and mirrors scalars to TensorBoard."""
+
+  def __init__(self, workdir: str, enabled: bool | None = None):
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.workdir = workdir
+    self._jsonl = None
+    self._tb = None
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
+    record = {"step": int(step), "split": split, **metrics}
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    for k, v in metrics.items():
+      if isinstance(v, (int, float)):
+        self._tb.add_scalar(f"{split}/{k}", v, int(step))
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._tb.close()
+      self._jsonl = self._tb = None
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Atomic JSON write (temp file + rename), process 0 only."""
+  if jax.process_index() != 0:
+    return
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=str)
+  os.replace(tmp, path)
+
+
+def progress_line(step: int, total: int, metrics: dict[str, Any],
+                  steps_per_s: float) -> str:
+  eta = (total - step) / steps_per_s if steps_per_s > 0 else float("nan")
+  parts = [f"step {step:>6d}/{total}"]
+  for k in ("loss", "accuracy"):
+    if k in metrics:
+      parts.append(f"{k[:4]} {metrics[k]:.4f}")
+  parts.append(f"{steps_per_s:6.2f} steps/s")
+  parts.append(f"ETA {_fmt_eta(eta) if eta == eta else '?'}")
+  return " | ".join(parts)
+
+
+def say(msg: str) -> None:
+  """A human-facing line on stdout (process 0) and in the absl log."""
+  if jax.process_index() == 0:
+    print(msg, file=sys.stdout, flush=True)
+  logging.info(msg)
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+  width = max(len(k) for k, _ in rows)
+  return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+class Timer:
+  def __init__(self):
+    self.t0 = time.perf_counter()
+
+  def __call__(self) -> float:
+    return time.perf_counter() - self.t0

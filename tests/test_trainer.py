@@ -1,0 +1,117 @@
+"""The whole job, small: outputs, learning, resume determinism, NaN stop."""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from lightjax import trainer, writers
+from tests.helpers import load_config, read_jsonl
+
+
+def _config(data_dir, **overrides):
+  c = load_config("configs/listops.py:tiny")
+  c.data_dir = data_dir
+  for k, v in overrides.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+def test_tiny_run_writes_everything_and_learns(tmp_path, data_dir):
+  c = _config(data_dir, num_train_steps=60, log_every=10, eval_every=30,
+              checkpoint_every=30, **{"optim.learning_rate": 3e-3})
+  summary = trainer.train_and_evaluate(c, str(tmp_path))
+
+  for name in ("metrics.jsonl", "summary.json", "config.json"):
+    assert (tmp_path / name).exists(), name
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["30", "60"]
+  assert len(os.listdir(tmp_path / "best")) == 1
+
+  recs = read_jsonl(tmp_path / "metrics.jsonl")
+  train = [r for r in recs if r["split"] == "train"]
+  assert [r["step"] for r in train] == [10, 20, 30, 40, 50, 60]
+  for key in ("loss", "accuracy", "learning_rate", "steps_per_s",
+              "examples_per_s", "elapsed_s"):
+    assert key in train[0], key
+  assert train[-1]["loss"] < train[0]["loss"] - 0.1  # it learns something
+  assert {r["split"] for r in recs} == {"train", "validation", "test"}
+
+  on_disk = json.loads((tmp_path / "summary.json").read_text())
+  assert on_disk == json.loads(json.dumps(summary))
+  for key in ("total", "attention", "embedding", "per_layer"):
+    assert key in summary["num_params"]
+  assert 0.0 <= summary["best_val_accuracy"] <= 1.0
+  assert 0.0 <= summary["test_accuracy"] <= 1.0
+  assert summary["best_step"] in (30, 60)
+  vals = {r["step"]: r["accuracy"] for r in recs if r["split"] == "validation"}
+  assert summary["best_val_accuracy"] == max(vals.values())
+  assert summary["device"]["count"] == jax.device_count()
+  assert summary["config_name"] == "listops:tiny"
+
+
+def test_test_accuracy_comes_from_best_checkpoint(tmp_path, data_dir):
+  """Scoring the best-validation model (not the last) is what LRA got wrong."""
+  c = _config(data_dir, num_train_steps=30, eval_every=10, checkpoint_every=10)
+  summary = trainer.train_and_evaluate(c, str(tmp_path))
+  best = sorted(os.listdir(tmp_path / "best"))
+  assert best == [str(summary["best_step"])]
+  recs = read_jsonl(tmp_path / "metrics.jsonl")
+  test = [r for r in recs if r["split"] == "test"][-1]
+  assert test["best_step"] == summary["best_step"]
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, data_dir,
+                                                      monkeypatch):
+  kw = dict(num_train_steps=20, log_every=5, eval_every=10, checkpoint_every=10)
+  straight = trainer.train_and_evaluate(_config(data_dir, **kw),
+                                        str(tmp_path / "a"))
+
+  # Deliver a real SIGTERM to this process when step 10's metrics are written.
+  original = writers.MetricWriter.write
+
+  def write_then_signal(self, step, split, metrics):
+    original(self, step, split, metrics)
+    if split == "train" and step == 10:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(writers.MetricWriter, "write", write_then_signal)
+  with pytest.raises(trainer.Interrupted) as info:
+    trainer.train_and_evaluate(_config(data_dir, **kw), str(tmp_path / "b"))
+  assert info.value.step == 10 and info.value.signum == signal.SIGTERM
+  assert not (tmp_path / "b" / "summary.json").exists()
+  monkeypatch.setattr(writers.MetricWriter, "write", original)
+
+  resumed = trainer.train_and_evaluate(_config(data_dir, **kw),
+                                       str(tmp_path / "b"))
+  a = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+  b = read_jsonl(tmp_path / "b" / "metrics.jsonl")
+  key = lambda r: (r["step"], r["split"])
+  b_by_key = {key(r): r for r in b}
+  assert sorted(b_by_key) == sorted(key(r) for r in a)
+  for r in a:
+    np.testing.assert_allclose(b_by_key[key(r)]["loss"], r["loss"], rtol=1e-5)
+    assert b_by_key[key(r)]["accuracy"] == r["accuracy"]
+  for k in ("best_val_accuracy", "best_step", "test_accuracy", "test_loss"):
+    np.testing.assert_allclose(resumed[k], straight[k], rtol=1e-5)
+
+
+def test_nan_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path, data_dir):
+  # A learning rate of 1e30 overflows the weights after one Adam step.
+  c = _config(data_dir, num_train_steps=20, log_every=1, checkpoint_every=1,
+              eval_every=100, **{"optim.learning_rate": 1e30,
+                                 "optim.warmup_steps": 1,
+                                 "optim.grad_clip_norm": 0.0})
+  with pytest.raises(FloatingPointError, match=r"at step (\d+)") as info:
+    trainer.train_and_evaluate(c, str(tmp_path))
+  bad = int(info.match(r"at step (\d+)").group(1))
+  steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
+  assert steps and max(steps) < bad
+  assert not (tmp_path / "summary.json").exists()
