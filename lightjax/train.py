@@ -51,6 +51,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # Orbax logs every save at INFO; keep the terminal to our progress lines.
+    logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   if not config.config_name:
     with config.unlocked():

@@ -40,9 +40,11 @@ class Interrupted(Exception):
 
 
 def _zero_acc() -> dict[str, jax.Array]:
-  z = jnp.zeros((), jnp.float32)
-  return {"loss_sum": z, "correct_sum": z, "count": z, "grad_norm_sum": z,
-          "steps": z, "first_bad_step": jnp.full((), -1, jnp.int32)}
+  # Separate buffers: the accumulator is donated to the step.
+  acc = {k: jnp.zeros((), jnp.float32) for k in
+         ("loss_sum", "correct_sum", "count", "grad_norm_sum", "steps")}
+  acc["first_bad_step"] = jnp.full((), -1, jnp.int32)
+  return acc
 
 
 def _train_step(graphdefs, objective, state, batch, acc):
@@ -57,7 +59,7 @@ def _train_step(graphdefs, objective, state, batch, acc):
     return sums["loss_sum"] / jnp.maximum(sums["count"], 1.0), sums
 
   (loss, sums), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   opt.update(model, grads)
   new_state = {"model": nnx.state(model), "opt": nnx.state(opt)}
   ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -172,7 +174,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
               force=force)
 
   # --- Train loop -------------------------------------------------------------------
-  acc = _zero_acc()
+  zero_acc = lambda: jax.device_put(_zero_acc(), replicated)
+  acc = zero_acc()
   last_log_t, last_log_step = time.perf_counter(), start_step
   batches = pipeline.Prefetcher(train_batcher.iterate(start_step),
                                 size=2, transform=put_batch)
@@ -196,7 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
              "elapsed_s": meta["elapsed_s"] + timer()}
         writer.write(step, "train", m)
         writers.say(writers.progress_line(step, config.num_train_steps, m, sps))
-        acc, last_log_t, last_log_step = _zero_acc(), now, step
+        acc, last_log_t, last_log_step = zero_acc(), now, step
 
       if step % config.eval_every == 0 or step == config.num_train_steps:
         ev = evaluate(state["model"], "validation")

@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import jax
-from absl import logging
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -82,10 +81,9 @@ def progress_line(step: int, total: int, metrics: dict[str, Any],
 
 
 def say(msg: str) -> None:
-  """A human-facing line on stdout (process 0) and in the absl log."""
+  """A human-facing line on stdout, process 0 only."""
   if jax.process_index() == 0:
     print(msg, file=sys.stdout, flush=True)
-  logging.info(msg)
 
 
 def table(rows: list[tuple[str, str]]) -> str:

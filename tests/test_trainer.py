@@ -1,6 +1,7 @@
 """The whole job, small: outputs, learning, resume determinism, NaN stop."""
 
 import json
+import re
 import os
 import signal
 
@@ -111,7 +112,7 @@ def test_nan_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path, data_dir):
                                  "optim.grad_clip_norm": 0.0})
   with pytest.raises(FloatingPointError, match=r"at step (\d+)") as info:
     trainer.train_and_evaluate(c, str(tmp_path))
-  bad = int(info.match(r"at step (\d+)").group(1))
+  bad = int(re.search(r"at step (\d+)", str(info.value)).group(1))
   steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
   assert steps and max(steps) < bad
   assert not (tmp_path / "summary.json").exists()

@@ -4,11 +4,12 @@ A task is a builder registered under a name:
 
   builder(task_config, data_dir) -> TaskData
 
-where `task_config` is the `config.task` sub-dict (an `ml_collections.ConfigDict`
-or a plain dict) whose keys are exactly those of the builder's
-`default_config()`. The trainer never branches on task names: it calls
-`load_task(config.task, data_dir)` and reads the returned `TaskData`, so adding a
-task is one file plus one `@register_task` line (and one import below).
+where `task_config` is the `config.task` sub-dict (an
+`ml_collections.ConfigDict` or a plain dict) whose keys are exactly those of
+the builder's `default_config()`. The trainer never branches on task names: it
+calls `load_task(config.task, data_dir)` and reads the returned `TaskData`, so
+adding a task is one file plus one `@register_task` line (and one import
+below).
 
 Every split is held in memory as padded numpy arrays of equal leading dimension;
 `lightjax.data.pipeline` turns them into deterministic, step-indexed batches.

@@ -27,7 +27,7 @@ What differs from LRA, on purpose (the distribution over examples does not):
     `generate_batch`). In LRA a node's type and arity depend on its depth only,
     so both orders give the same distribution over trees. Trees that are sure
     to reach `max_length` stop growing early; they would be rejected anyway.
-    Generating 24k examples of length 32..256 takes ~2.5 s on one CPU core,
+    Generating 24k examples of length 32..256 takes ~3 s on one CPU core,
     LRA's 100k of length 500..2000 ~30 s.
 
 Splits. The generator yields an endless stream of distinct accepted
@@ -405,7 +405,7 @@ def generate_splits(
         "lengths": lengths,
         "targets": targets,
     }
-  return out
+  return {split: out[split] for split in SPLITS}
 
 
 def pad_ragged(

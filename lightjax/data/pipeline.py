@@ -36,7 +36,7 @@ def split_size(split: Split) -> int:
   if not split:
     raise ValueError("empty split: no arrays")
   if WEIGHTS in split:
-    raise ValueError(f"{WEIGHTS!r} is reserved for the pipeline's batch weights")
+    raise ValueError(f"{WEIGHTS!r} is reserved for the pipeline's weights")
   sizes = {k: np.shape(v)[0] if np.ndim(v) else None for k, v in split.items()}
   if None in sizes.values() or len(set(sizes.values())) != 1:
     raise ValueError(f"split arrays must share the leading dimension: {sizes}")

@@ -1,0 +1,115 @@
+"""The launcher as users run it: config errors, SIGTERM + resume, 8 fake devices."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lightjax import attention, config_lib
+from tests.helpers import REPO, load_config, read_jsonl
+
+
+def _run(args, data_dir, env=None, **kw):
+  env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir, **(env or {})}
+  return subprocess.run([sys.executable, "-m", "lightjax.train", *args],
+                        cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=600, **kw)
+
+
+def test_unknown_attention_name_lists_valid_ones(tmp_path, data_dir):
+  r = _run(["--config", "configs/listops.py:tiny", "--workdir", str(tmp_path),
+            "--config.model.attention.name=nope"], data_dir)
+  assert r.returncode != 0
+  assert "nope" in r.stderr
+  for name in attention.names():
+    assert name in r.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_unknown_config_key_lists_valid_fields(tmp_path, data_dir):
+  r = _run(["--config", "configs/listops.py:tiny", "--workdir", str(tmp_path),
+            "--config.model.nosuchkey=1"], data_dir)
+  assert r.returncode == 2
+  assert "nosuchkey" in r.stderr
+  assert "num_layers" in r.stderr and "embed_dim" in r.stderr
+
+
+def test_unknown_config_argument_lists_variants(tmp_path, data_dir):
+  r = _run(["--config", "configs/listops.py:bogus", "--workdir", str(tmp_path)],
+           data_dir)
+  assert r.returncode != 0
+  assert "bogus" in r.stderr and "softmax" in r.stderr and "tiny" in r.stderr
+
+
+def test_wrong_type_fails(tmp_path, data_dir):
+  r = _run(["--config", "configs/listops.py:tiny", "--workdir", str(tmp_path),
+            "--config.model.num_layers=two"], data_dir)
+  assert r.returncode != 0 and "num_layers" in r.stderr
+
+
+def test_validate_rejects_bad_values():
+  c = load_config("configs/listops.py:tiny")
+  c.model.dropout_rate = 1.5
+  with pytest.raises(ValueError, match="dropout_rate"):
+    config_lib.validate(c)
+  c = load_config("configs/listops.py:tiny")
+  c.optim.schedule = "warp"
+  with pytest.raises(ValueError, match="cosine.*rsqrt"):
+    config_lib.validate(c)
+
+
+def test_sigterm_saves_and_rerun_resumes(tmp_path, data_dir):
+  args = ["--config", "configs/listops.py:tiny", "--workdir", str(tmp_path),
+          "--config.num_train_steps=600", "--config.log_every=10",
+          "--config.checkpoint_every=500", "--config.eval_every=1000"]
+  env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir}
+  proc = subprocess.Popen([sys.executable, "-m", "lightjax.train", *args],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  metrics = tmp_path / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline:  # wait until it is training, then stop it
+    if metrics.exists() and len(read_jsonl(metrics)) >= 2:
+      break
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 128 + signal.SIGTERM, err
+  assert "rerun the same command to resume" in err
+  steps = [int(s) for s in os.listdir(tmp_path / "checkpoints")]
+  assert len(steps) == 1 and 0 < steps[0] < 600
+  assert not (tmp_path / "summary.json").exists()
+
+  r = _run(args, data_dir)
+  assert r.returncode == 0, r.stderr
+  assert f"Resumed from {tmp_path}/checkpoints at step {steps[0]}" in r.stdout
+  train = [x for x in read_jsonl(metrics) if x["split"] == "train"]
+  first_after = [x["step"] for x in train if x["step"] > steps[0]][0]
+  assert first_after <= steps[0] + 10  # continued, not restarted from 0
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["num_train_steps"] == 600
+
+
+def test_data_parallel_on_8_devices_matches_one(tmp_path, data_dir):
+  """Same numbers when the batch is split over 8 (fake CPU) devices."""
+  args = ["--config", "configs/listops.py:tiny", "--config.num_train_steps=10",
+          "--config.log_every=5", "--config.eval_every=10",
+          "--config.checkpoint_every=10", "--config.model.dropout_rate=0.0"]
+  one = _run([*args, "--workdir", str(tmp_path / "one")], data_dir)
+  eight = _run([*args, "--workdir", str(tmp_path / "eight")], data_dir,
+               env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert one.returncode == 0, one.stderr
+  assert eight.returncode == 0, eight.stderr
+  s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
+  s8 = json.loads((tmp_path / "eight" / "summary.json").read_text())
+  assert s1["device"]["count"] == 1 and s8["device"]["count"] == 8
+  m1 = read_jsonl(tmp_path / "one" / "metrics.jsonl")
+  m8 = read_jsonl(tmp_path / "eight" / "metrics.jsonl")
+  for a, b in zip(m1, m8):
+    assert (a["step"], a["split"]) == (b["step"], b["split"])
+    assert abs(a["loss"] - b["loss"]) < 1e-4
