@@ -27,6 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from lightjax import checkpointing, config_lib, data, models, objectives, optim
 from lightjax import writers
 from lightjax.data import pipeline
+from lightjax.metrics import cost
 from lightjax.metrics.params import count_params
 
 
@@ -147,10 +148,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                        donate_argnums=(0, 2))
   eval_step = jax.jit(functools.partial(_eval_step, graphdefs, objective))
 
+  zero_acc = lambda: jax.device_put(_zero_acc(), replicated)
+
+  # Compile ahead of time: the executable we run is the one we measure.
+  def spec(batch):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
+        x.shape, x.dtype, sharding=batch_sharding), batch)
+  train_exec, train_cost = cost.compile_with_stats(
+      train_step, state, spec(train_batcher.batch(0)), zero_acc())
+  eval_exec, eval_cost = cost.compile_with_stats(
+      eval_step, state["model"], spec(next(pipeline.eval_batches(
+          task.splits["validation"], config.eval_batch_size))))
+  writers.say(f"Compiled train step in {train_cost['compile_s']:.1f} s:"
+              f" {train_cost['flops'] / config.batch_size / 1e6:.1f} MFLOP/example,"
+              f" {train_cost.get('peak_bytes', 0) / 2**20:.1f} MiB planned.")
+
   def evaluate(model_state, split: str) -> dict[str, float]:
     totals = None
     for batch in pipeline.eval_batches(task.splits[split], config.eval_batch_size):
-      sums = eval_step(model_state, put_batch(batch))
+      sums = eval_exec(model_state, put_batch(batch))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     t = jax.device_get(totals)
     n = max(float(t["count"]), 1.0)
@@ -174,8 +190,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
               force=force)
 
   # --- Train loop -------------------------------------------------------------------
-  zero_acc = lambda: jax.device_put(_zero_acc(), replicated)
   acc = zero_acc()
+  sps_history: list[float] = []
+  train_steps_per_s = lambda: float(np.median(sps_history)) if sps_history else None
   last_log_t, last_log_step = time.perf_counter(), start_step
   batches = pipeline.Prefetcher(train_batcher.iterate(start_step),
                                 size=2, transform=put_batch)
@@ -183,13 +200,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     for step in range(start_step + 1, config.num_train_steps + 1):
       batch = next(batches)
       with jax.transfer_guard("disallow"):
-        state, acc = train_step(state, batch, acc)
+        state, acc = train_exec(state, batch, acc)
 
       if step % config.log_every == 0 or step == config.num_train_steps:
         check_finite(acc)
         a = jax.device_get(acc)
         now = time.perf_counter()
         sps = (step - last_log_step) / max(now - last_log_t, 1e-9)
+        sps_history.append(sps)
         n = max(float(a["count"]), 1.0)
         m = {"loss": float(a["loss_sum"]) / n,
              "accuracy": float(a["correct_sum"]) / n,
@@ -242,6 +260,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
       "num_train_steps": config.num_train_steps,
       "wall_time_s": wall,
       "device": _device_info(),
+      "cost": {
+          "train_flops_per_example": train_cost["flops"] / config.batch_size,
+          "forward_flops_per_example": eval_cost["flops"] / config.eval_batch_size,
+          "train_step_peak_bytes": train_cost.get("peak_bytes"),
+          "train_step_temp_bytes": train_cost.get("temp_bytes"),
+          "device_peak_bytes": cost.device_peak_bytes(),
+          "train_compile_s": train_cost["compile_s"],
+          "train_steps_per_s": train_steps_per_s(),
+      },
   }
   writers.write_json(os.path.join(workdir, "summary.json"), summary)
   writer.flush()

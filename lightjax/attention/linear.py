@@ -106,7 +106,8 @@ def _causal_chunked(phi_q_BxLxHxM, phi_k_BxLxHxM, v_BxLxHxD, chunk_size, eps):
   scores_BxNxHxCxC = jnp.einsum("bnihm,bnjhm->bnhij", q_BxNxCxHxM, k_BxNxCxHxM)
   tri_CxC = jnp.tril(jnp.ones((c, c), bool))
   scores_BxNxHxCxC = jnp.where(tri_CxC, scores_BxNxHxCxC, 0.0)
-  num_BxNxCxHxD = jnp.einsum("bnhij,bnjhd->bnihd", scores_BxNxHxCxC, v_BxNxCxHxD)
+  num_BxNxCxHxD = jnp.einsum(
+      "bnhij,bnjhd->bnihd", scores_BxNxHxCxC, v_BxNxCxHxD)
   den_BxNxCxH = jnp.sum(scores_BxNxHxCxC, axis=-1).transpose(0, 1, 3, 2)
 
   # Inter-chunk: exclusive prefix sums of the per-chunk states (chunks < n).
@@ -231,7 +232,7 @@ class LinearAttention(AttentionKernel):
                             self.feature_map, self.chunk_size, self.eps)
 
   def init_cache(self, batch_size, max_len, dtype=jnp.float32):
-    """The recurrent state (S, Z) of eq. 8-9; float32, independent of max_len."""
+    """The recurrent state (S, Z) of eq. 8-9: float32, O(1) in max_len."""
     del max_len, dtype
     h, d = self.num_heads, self.head_dim
     return {"s": jnp.zeros((batch_size, h, d, d), jnp.float32),

@@ -37,6 +37,7 @@ deterministic calls always use the projection drawn at init.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -52,6 +53,7 @@ class RandomFeatures(nnx.Variable):
   """Non-trainable random projection w [M, D] (not an nnx.Param)."""
 
 
+@functools.partial(jax.jit, static_argnames=("num_features", "dim", "ortho"))
 def draw_projection(key: jax.Array, num_features: int, dim: int,
                     ortho: bool = True) -> jax.Array:
   """Draws the FAVOR+ projection w [M, D], rows marginally N(0, I_D).
@@ -68,16 +70,19 @@ def draw_projection(key: jax.Array, num_features: int, dim: int,
   if not ortho:
     return jax.random.normal(key, (num_features, dim), jnp.float32)
   num_blocks = -(-num_features // dim)
-  block_key, norm_key = jax.random.split(key)
-  g_NxDxD = jax.random.normal(block_key, (num_blocks, dim, dim), jnp.float32)
+  # One Gaussian draw split in two (a single RNG op keeps compiles short):
+  # the QR blocks, and the vectors whose norms rescale the rows.
+  block_size = num_blocks * dim * dim
+  g = jax.random.normal(key, (block_size + num_features * dim,), jnp.float32)
+  g_NxDxD = g[:block_size].reshape(num_blocks, dim, dim)
+  g_MxD = g[block_size:].reshape(num_features, dim)
   q_NxDxD, r_NxDxD = jnp.linalg.qr(g_NxDxD)  # Orthonormal columns.
   # Sign fix so each block is Haar-distributed (Householder QR alone biases
   # the signs, which biases the kernel estimate).
   q_NxDxD *= jnp.sign(jnp.diagonal(r_NxDxD, axis1=1, axis2=2))[:, None, :]
   w_MxD = jnp.swapaxes(q_NxDxD, 1, 2).reshape(num_blocks * dim, dim)
   w_MxD = w_MxD[:num_features]
-  norms_M = jnp.linalg.norm(
-      jax.random.normal(norm_key, (num_features, dim), jnp.float32), axis=-1)
+  norms_M = jnp.linalg.norm(g_MxD, axis=-1)
   return w_MxD * norms_M[:, None]
 
 

@@ -1,0 +1,117 @@
+"""Tests for Linformer attention (Wang et al. 2020, eq. 7).
+
+Tolerances: equality with the formula written here 1e-5 (fp32); padding
+invariance 1e-6.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lightjax import attention
+from lightjax.attention import linformer
+
+H, D, MAX_LEN, K = 2, 8, 16, 4
+
+
+def _qkv(seed, b=2, l=10, scale=1.0, dtype=jnp.float32):
+  rng = np.random.default_rng(seed)
+  return tuple(jnp.asarray(scale * rng.standard_normal((b, l, H, D)), dtype)
+               for _ in range(3))
+
+
+def _mask(l, lengths):
+  return jnp.asarray(np.arange(l)[None, :] < np.asarray(lengths)[:, None])
+
+
+def _build(sharing="none", proj_len=K, seed=0):
+  return attention.build("linformer", {"proj_len": proj_len,
+                                       "sharing": sharing},
+                         num_heads=H, head_dim=D, max_len=MAX_LEN,
+                         rngs=nnx.Rngs(seed))
+
+
+@nnx.jit
+def _call(kernel, q, k, v, mask):
+  return kernel(q, k, v, mask_BxL=mask)
+
+
+def _count(kernel):
+  return sum(x.size for x in jax.tree.leaves(nnx.state(kernel, nnx.Param)))
+
+
+def naive_linformer(q, k, v, e, f, mask):
+  l = k.shape[1]
+  keep = mask[:, :, None, None]
+  kp = jnp.einsum("kl,blhd->bkhd", e[:, :l], jnp.where(keep, k, 0.0))
+  vp = jnp.einsum("kl,blhd->bkhd", f[:, :l], jnp.where(keep, v, 0.0))
+  logits = jnp.einsum("blhd,bkhd->bhlk", q, kp) / np.sqrt(q.shape[-1])
+  return jnp.einsum("bhlk,bkhd->blhd", jax.nn.softmax(logits, -1), vp)
+
+
+def test_shapes_params_and_formula():
+  kernel = _build()
+  assert isinstance(kernel.e_KxN, nnx.Param)
+  assert kernel.e_KxN.shape == (K, MAX_LEN) == kernel.f_KxN.shape
+  q, k, v = _qkv(0, l=10)
+  mask = _mask(10, [10, 6])
+  out = _call(kernel, q, k, v, mask)
+  assert out.shape == q.shape and out.dtype == q.dtype
+  ref = naive_linformer(q, k, v, kernel.e_KxN[...], kernel.f_KxN[...], mask)
+  np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_invariance():
+  kernel = _build()
+  q, k, v = _qkv(1, l=9)
+  qx, kx, vx = _qkv(2, l=5, scale=100.0)  # Garbage in the padded slots.
+  cat = lambda a, b: jnp.concatenate([a, b], axis=1)
+  out = _call(kernel, q, k, v, None)
+  out_padded = _call(kernel, cat(q, qx), cat(k, kx), cat(v, vx),
+                     _mask(14, [9, 9]))
+  np.testing.assert_allclose(out_padded[:, :9], out, atol=1e-6, rtol=1e-6)
+
+
+def test_kv_sharing_uses_one_projection():
+  separate, shared = _build("none"), _build("kv")
+  assert _count(shared) == K * MAX_LEN
+  assert _count(separate) == 2 * K * MAX_LEN
+  assert _count(shared) < _count(separate)
+  q, k, v = _qkv(3)
+  e = shared.e_KxN[...]
+  np.testing.assert_allclose(
+      _call(shared, q, k, v, None),
+      linformer.linformer_attention(q, k, v, e, e), atol=1e-6, rtol=1e-6)
+
+
+def test_bf16_in_bf16_out():
+  q, k, v = _qkv(4, dtype=jnp.bfloat16)
+  out = _call(_build(), q, k, v, None)
+  assert out.dtype == jnp.bfloat16
+  assert bool(jnp.all(jnp.isfinite(out.astype(jnp.float32))))
+
+
+def test_causal_layer_sharing_and_too_long_raise():
+  kernel = _build()
+  q, k, v = _qkv(5)
+  with pytest.raises(ValueError, match="not causal"):
+    kernel(q, k, v, causal=True)
+  with pytest.raises(NotImplementedError, match="planned"):
+    _build("layer")
+  with pytest.raises(ValueError, match="none, kv, layer"):
+    _build("heads")
+  q, k, v = _qkv(6, l=MAX_LEN + 1)
+  with pytest.raises(ValueError, match="exceeds max_len"):
+    kernel(q, k, v)
+
+
+def test_registry_build_and_unknown_option():
+  assert "linformer" in attention.names()
+  assert attention.default_options()["linformer"] == {
+      "proj_len": 128, "sharing": "none"}
+  assert isinstance(_build(), linformer.LinformerAttention)
+  with pytest.raises(ValueError, match="valid options: proj_len, sharing"):
+    attention.build("linformer", {"k": 3}, num_heads=H, head_dim=D,
+                    max_len=MAX_LEN, rngs=nnx.Rngs(0))
