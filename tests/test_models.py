@@ -110,3 +110,25 @@ def test_unknown_names_list_valid_choices():
   cfg.pool = "max"
   with pytest.raises(ValueError, match="cls, mean"):
     _build(cfg)
+
+
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_greedy_generation_equals_repeated_full_forward(attention):
+  from lightjax.models.generate import generate
+  model = _build(_cfg(name="decoder_lm", attention=attention), max_len=16)
+  prompt = _tokens(b=2, l=4)
+  out = generate(model, prompt, 6, greedy=True)
+  assert out.shape == (2, 10)
+  np.testing.assert_array_equal(out[:, :4], prompt)
+  seq = prompt  # reference: re-run the whole prefix for every new token
+  for _ in range(6):
+    nxt = model(seq)[:, -1].argmax(-1)
+    seq = jnp.concatenate([seq, nxt[:, None].astype(seq.dtype)], 1)
+  np.testing.assert_array_equal(out, seq)
+
+
+def test_generation_needs_a_decodable_attention():
+  from lightjax.models.generate import generate
+  model = _build(_cfg(name="decoder_lm", attention="local"), max_len=16)
+  with pytest.raises(NotImplementedError, match="softmax"):
+    generate(model, _tokens(b=1, l=2), 3, greedy=True)
