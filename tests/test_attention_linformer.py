@@ -93,13 +93,11 @@ def test_bf16_in_bf16_out():
   assert bool(jnp.all(jnp.isfinite(out.astype(jnp.float32))))
 
 
-def test_causal_layer_sharing_and_too_long_raise():
+def test_causal_and_too_long_raise():
   kernel = _build()
   q, k, v = _qkv(5)
   with pytest.raises(ValueError, match="not causal"):
     kernel(q, k, v, causal=True)
-  with pytest.raises(NotImplementedError, match="planned"):
-    _build("layer")
   with pytest.raises(ValueError, match="none, kv, layer"):
     _build("heads")
   q, k, v = _qkv(6, l=MAX_LEN + 1)
@@ -115,3 +113,29 @@ def test_registry_build_and_unknown_option():
   with pytest.raises(ValueError, match="valid options: proj_len, sharing"):
     attention.build("linformer", {"k": 3}, num_heads=H, head_dim=D,
                     max_len=MAX_LEN, rngs=nnx.Rngs(0))
+
+
+def test_layerwise_sharing_is_one_parameter_across_layers():
+  """sharing="layer": every layer uses the same E = F (Wang et al. 2020 sec. 4)."""
+  from lightjax import config_lib, models
+  from lightjax.metrics.params import count_params
+
+  def model(sharing):
+    c = config_lib.base_config().model
+    c.embed_dim, c.num_heads, c.head_dim, c.mlp_dim, c.num_layers = 16, 2, 8, 32, 3
+    c.attention = config_lib.attention_config("linformer")
+    c.attention.linformer.proj_len, c.attention.linformer.sharing = K, sharing
+    return models.build_model(c, vocab_size=11, num_classes=3, max_len=MAX_LEN,
+                              rngs=nnx.Rngs(0))
+
+  shared, kv = model("layer"), model("kv")
+  kernels = [b.attn.kernel for b in shared.backbone.blocks]
+  assert all(k.e_KxN is kernels[0].e_KxN for k in kernels)
+  # kv keeps one E per layer (3 x K x N); layer keeps one in all (1 x K x N).
+  saved = count_params(kv)["attention"] - count_params(shared)["attention"]
+  assert saved == 2 * K * (MAX_LEN + 1)  # +1: the CLS position
+  # Still one parameter after a split/merge round trip (what jit steps do).
+  gd, state = nnx.split(shared)
+  merged = nnx.merge(gd, state)
+  ks = [b.attn.kernel for b in merged.backbone.blocks]
+  assert all(k.e_KxN is ks[0].e_KxN for k in ks)

@@ -25,6 +25,10 @@ class AttentionKernel(nnx.Module):
 
   registry_name: str = "?"
   supports_decode: bool = False
+  # True if the constructor takes `shared`: a dict the model hands to every
+  # layer's kernel, so a kernel can reuse another layer's nnx.Variable objects
+  # (cross-layer sharing, e.g. Linformer's layerwise projection).
+  uses_shared: bool = False
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:

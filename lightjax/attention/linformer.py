@@ -18,8 +18,11 @@ real positions' outputs unchanged.
 Parameter sharing (Section 4, "Additional efficiency techniques"): in this
 kernel E and F are always shared across the heads of a layer (the paper's
 "headwise" sharing). `sharing="none"` keeps separate E and F; `"kv"` uses
-E = F (one projection per layer); `"layer"` (one E for all layers) needs the
-model to hand every layer the same nnx.Param and is not implemented yet.
+E = F (one projection per layer); `"layer"` uses one E = F for keys, values,
+heads and every layer (the paper's "layerwise" sharing, its cheapest): the
+model passes all layers the same `shared` dict, the first layer's kernel puts
+its nnx.Param there and the others reuse that very object, which NNX keeps as
+one parameter (counted, updated and checkpointed once).
 
 Linformer mixes every position into every projected row, so it cannot be
 causal; causal=True raises.
@@ -91,25 +94,25 @@ def linformer_attention(
 class LinformerAttention(AttentionKernel):
   """Linformer with learned sequence projections E, F (nnx.Param)."""
 
+  uses_shared = True
+
   @classmethod
   def default_options(cls) -> dict[str, Any]:
     # proj_len: k, the projected sequence length; sharing: "none" (E, F),
-    # "kv" (E = F) or "layer" (planned; raises NotImplementedError).
+    # "kv" (E = F per layer) or "layer" (one E = F for all layers).
     return {"proj_len": 128, "sharing": "none"}
 
   def __init__(self, *, num_heads, head_dim, max_len, rngs, dtype=jnp.float32,
-               proj_len: int = 128, sharing: str = "none"):
+               proj_len: int = 128, sharing: str = "none",
+               shared: dict | None = None):
     del dtype  # Parameters are float32; computes in float32.
     if sharing not in _SHARING:
       raise ValueError(
           f"unknown linformer sharing {sharing!r}; valid: {', '.join(_SHARING)}"
       )
-    if sharing == "layer":
-      raise NotImplementedError(
-          "linformer sharing='layer' (one projection shared by all layers) is"
-          " planned: it needs the model to pass the same nnx.Param to every"
-          " layer. Use sharing='none' or 'kv'."
-      )
+    if sharing == "layer" and shared is None:
+      raise ValueError("linformer sharing='layer' needs the model's `shared`"
+                       " dict (lightjax.models passes one to every layer)")
     if int(proj_len) < 1:
       raise ValueError(f"proj_len must be >= 1, got {proj_len}")
     self.num_heads, self.head_dim = num_heads, head_dim
@@ -117,7 +120,13 @@ class LinformerAttention(AttentionKernel):
     self.sharing = sharing
     init = jax.nn.initializers.normal(stddev=self.max_len ** -0.5)
     shape = (self.proj_len, self.max_len)
-    self.e_KxN = nnx.Param(init(rngs.params(), shape, jnp.float32))
+    key = f"linformer_e_{self.proj_len}x{self.max_len}"
+    if sharing == "layer" and key in shared:
+      self.e_KxN = shared[key]  # the same Param object as the first layer's
+    else:
+      self.e_KxN = nnx.Param(init(rngs.params(), shape, jnp.float32))
+      if sharing == "layer":
+        shared[key] = self.e_KxN
     if sharing == "none":
       self.f_KxN = nnx.Param(init(rngs.params(), shape, jnp.float32))
 

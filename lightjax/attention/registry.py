@@ -38,13 +38,16 @@ def default_options() -> dict[str, dict[str, Any]]:
   return {n: dict(_REGISTRY[n].default_options()) for n in names()}
 
 
-def build(name: str, options: dict[str, Any] | None = None, **kwargs):
+def build(name: str, options: dict[str, Any] | None = None, *,
+          shared: dict | None = None, **kwargs):
   """Builds variant `name` with its `options` and the shape kwargs.
 
   Args:
     name: registered variant name.
     options: the variant's own options (keys of `cls.default_options()`);
       unknown keys raise with the valid ones listed.
+    shared: one dict per model, the same for every layer; passed to
+      variants with `uses_shared` for cross-layer parameter sharing.
     **kwargs: num_heads, head_dim, max_len, rngs (and dtype).
   """
   cls = get(name)
@@ -57,4 +60,6 @@ def build(name: str, options: dict[str, Any] | None = None, **kwargs):
         f" {', '.join(sorted(valid)) or '(none)'}"
     )
   merged = {**valid, **options}
+  if getattr(cls, "uses_shared", False):
+    kwargs["shared"] = {} if shared is None else shared
   return cls(**merged, **kwargs)

@@ -35,7 +35,7 @@ class MultiHeadAttention(nnx.Module):
 
   def __init__(self, embed_dim: int, num_heads: int, head_dim: int,
                max_len: int, attention: dict[str, Any], *, rngs: nnx.Rngs,
-               dtype=jnp.float32):
+               dtype=jnp.float32, shared: dict | None = None):
     self.num_heads, self.head_dim = num_heads, head_dim
     inner = num_heads * head_dim
     self.query = _dense(embed_dim, inner, rngs, dtype)
@@ -45,7 +45,7 @@ class MultiHeadAttention(nnx.Module):
     name = attention["name"]
     self.kernel = attention_lib.build(
         name, attention.get(name, {}), num_heads=num_heads, head_dim=head_dim,
-        max_len=max_len, rngs=rngs, dtype=dtype,
+        max_len=max_len, rngs=rngs, dtype=dtype, shared=shared,
     )
 
   def _heads(self, x_BxLxE, proj: nnx.Linear) -> jax.Array:
@@ -83,12 +83,13 @@ class Mlp(nnx.Module):
 class Block(nnx.Module):
   """x + Dropout(Attn(LN(x))); x + Dropout(MLP(LN(x)))."""
 
-  def __init__(self, cfg, max_len: int, *, rngs: nnx.Rngs, dtype):
+  def __init__(self, cfg, max_len: int, *, rngs: nnx.Rngs, dtype,
+               shared: dict | None = None):
     e = cfg.embed_dim
     self.ln1 = nnx.LayerNorm(e, dtype=dtype, rngs=rngs)
     self.attn = MultiHeadAttention(
         e, cfg.num_heads, cfg.head_dim, max_len, cfg.attention.to_dict(),
-        rngs=rngs, dtype=dtype,
+        rngs=rngs, dtype=dtype, shared=shared,
     )
     self.ln2 = nnx.LayerNorm(e, dtype=dtype, rngs=rngs)
     self.mlp = Mlp(e, cfg.mlp_dim, rngs=rngs, dtype=dtype)
@@ -119,8 +120,9 @@ class Backbone(nnx.Module):
     self.pos_embed = PositionEmbedding(max_len, cfg.embed_dim,
                                        cfg.pos_embedding, rngs=rngs)
     self.embed_dropout = nnx.Dropout(cfg.dropout_rate, rngs=rngs)
+    shared: dict = {}  # cross-layer sharing hook for attention kernels
     self.blocks = nnx.List(
-        [Block(cfg, max_len, rngs=rngs, dtype=dtype)
+        [Block(cfg, max_len, rngs=rngs, dtype=dtype, shared=shared)
          for _ in range(cfg.num_layers)]
     )
     self.ln_final = nnx.LayerNorm(cfg.embed_dim, dtype=dtype, rngs=rngs)
