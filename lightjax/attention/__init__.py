@@ -39,16 +39,29 @@ from lightjax.attention import linformer as _linformer  # noqa: F401
 from lightjax.attention.linear import linear_attention
 from lightjax.attention.performer import performer_attention
 from lightjax.attention.linformer import linformer_attention
+from lightjax.attention import sparse as _sparse  # noqa: F401
+from lightjax.attention.sparse import (
+    bigbird_attention,
+    fixed_attention,
+    local_attention,
+    longformer_attention,
+    strided_attention,
+)
 
 __all__ = [
     "AttentionKernel",
+    "bigbird_attention",
     "build",
     "default_options",
+    "fixed_attention",
     "get",
     "linear_attention",
     "linformer_attention",
+    "local_attention",
+    "longformer_attention",
     "names",
     "performer_attention",
     "register",
     "softmax_attention",
+    "strided_attention",
 ]

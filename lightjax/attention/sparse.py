@@ -4,31 +4,31 @@ WHY: Long Range Arena (Tay et al. 2021) evaluated sparse Transformers by
 masking a dense [L, L] score matrix, so "sparse" models paid the full O(L^2)
 time and memory of softmax attention. Here each pattern is a block layout and
 only the kept blocks are ever formed: queries are cut into blocks,
-[B, nb, bs, H, D], and each query block is scored against the keys *gathered*
+[B, nb, bs, H, D], and each query block is scored against the keys gathered
 for it, [B, nb, K, H, D] with K independent of L for a fixed window, so time
 and memory grow linearly in L (O(L^1.5) for Child et al.'s strided/fixed with
 stride ~ sqrt(L), as in the paper).
 
 Formulation (Child et al. 2019, "Generating Long Sequences with Sparse
-Transformers", sec. 4.1, eq. 2-3): with a connectivity set Omega_i per query,
+Transformers", sec. 4.2, eq. 2-3): with a connectivity set Omega_i per query,
 
   a(x_i, Omega_i) = softmax((W_q x_i) K_{Omega_i}^T / sqrt(d)) V_{Omega_i}.
 
-Omega_i is the union of up to four disjoint "parts", all scored in the same
-query-block layout and joined under one softmax (shared row max and
-denominator), so the result equals dense masked attention exactly:
-  * gathered blocks: a per-query-block table of key blocks (window, BigBird
-    random blocks), plus an elementwise rule inside them (token windows,
-    causality). Repeated table entries are dropped so no key counts twice.
-  * shared keys: a few key positions seen by every query block (global tokens,
-    Child et al.'s "summary" columns), gathered once, not per block.
-  * same offset: key j with j = i (mod bs) in every block: Child et al.'s
-    strided columns. No gather exists for them at block level (each query of a
-    block needs a different column), so the keys are read in the [nb, bs]
-    layout with the offset axis as a batch axis: for stride l ~ sqrt(L) this
-    is the paper's O(L sqrt(L)).
+One machinery (`_block_sparse`) serves every pattern. Omega_i is the disjoint
+union of up to three kinds of key sets, joined under ONE softmax (a shared
+row max and denominator), so the result equals dense masked attention:
+  * gathered keys, per query block: key blocks from a block table (window
+    blocks and global blocks as static slices, BigBird's random blocks by a
+    gather; a block listed twice counts once) followed by a few shared key
+    positions (Longformer global tokens, Child et al.'s "summary" columns),
+    with an elementwise rule inside them (token windows, causality).
+  * same offset: keys j = i (mod bs) from every block: Child et al.'s strided
+    columns. They admit no per-block gather (each query of a block needs a
+    different column), so the keys are read in the [nb, bs] layout with the
+    in-block offset as a batch axis: O(L * L / bs), the paper's O(L sqrt(L))
+    for bs ~ sqrt(L), and no copies.
   * global rows: the first R queries attend to every key (BigBird / Longformer
-    global queries); these R dense rows are O(R L).
+    global queries), R dense rows, O(R L), written over the block result.
 
 `weighting="uniform_sqrt"` replaces the softmax weights with the fixed weight
 1 / sqrt(|Omega_i|) on every kept key (|Omega_i| counted after padding and
@@ -38,15 +38,17 @@ the query-key scores dropped). It is NOT normalised: the weights sum to
 sqrt(|Omega_i|), not 1. Rows with no visible key give zeros in both modes.
 
 Patterns (dense definitions and citations in `sparse_patterns.py`): `local`,
-`strided`, `fixed` (Child et al. 2019, sec. 4.2, fig. 3), `bigbird` (Zaheer et
-al. 2020, fig. 1), `longformer` (Beltagy et al. 2020, fig. 2). All are
-self-attention: k and v have the queries' length.
+`strided`, `fixed` (Child et al. 2019, sec. 4.2-4.3, fig. 3), `bigbird`
+(Zaheer et al. 2020, fig. 1), `longformer` (Beltagy et al. 2020, fig. 2). All
+are self-attention: k and v have the queries' length. The public functions
+take static ints (jit with functools.partial) and are differentiable.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -63,31 +65,58 @@ _NEG_INF = -1e30  # Finite: fully-masked rows stay NaN-free (and give zeros).
 Rule = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-class _Part(NamedTuple):
-  """One disjoint piece of every query's key set, in query-block layout."""
-  logits: jax.Array  # [B, nb, bs, H, K] float32
-  allowed: jax.Array  # [B or 1, nb, bs, K] bool
-  values: Callable[[jax.Array], jax.Array]  # [B,nb,bs,H,K] -> [B,nb,bs,H,D]
+def _combine(logits, allowed, values, weighting):
+  """Softmax (or uniform_sqrt) over the kept keys -> float32 outputs.
 
-
-def _combine(parts: list[_Part], weighting: str) -> jax.Array:
-  """Joint softmax (or uniform_sqrt) over all parts -> float32 outputs."""
+  Args:
+    logits: [B, nb, bs, H, K] float32 scores of every key slot.
+    allowed: [B or 1, nb, bs, K] bool, True = key in Omega_i.
+    values: weights [B, nb, bs, H, K] -> float32 [B, nb, bs, H, D].
+    weighting: "softmax" or "uniform_sqrt".
+  """
+  allowed = allowed[..., None, :]
   if weighting == "uniform_sqrt":
-    count = sum(p.allowed.sum(-1, dtype=jnp.float32) for p in parts)
-    scale = jnp.where(count > 0, jax.lax.rsqrt(jnp.maximum(count, 1.0)), 0.0)
-    out = sum(p.values(jnp.broadcast_to(p.allowed[..., None, :],
-                                        p.logits.shape)) for p in parts)
-    return out * scale[..., None, None]
-  masked = [jnp.where(p.allowed[..., None, :], p.logits, _NEG_INF)
-            for p in parts]
-  row_max = jax.lax.stop_gradient(
-      jnp.max(jnp.stack([m.max(-1) for m in masked]), 0))[..., None]
-  num, den = 0.0, 0.0
-  for p, m in zip(parts, masked):
-    e = jnp.where(p.allowed[..., None, :], jnp.exp(m - row_max), 0.0)
-    den = den + e.sum(-1)
-    num = num + p.values(e)
-  return num / jnp.where(den > 0, den, 1.0)[..., None]
+    count = allowed.sum(-1, keepdims=True, dtype=jnp.float32)
+    out = values(jnp.broadcast_to(allowed, logits.shape))
+    return out * jnp.where(count > 0, jax.lax.rsqrt(jnp.maximum(count, 1.0)),
+                           0.0)
+  masked = jnp.where(allowed, logits, _NEG_INF)
+  row_max = jax.lax.stop_gradient(masked.max(-1, keepdims=True))
+  e = jnp.where(allowed, jnp.exp(masked - row_max), 0.0)
+  den = e.sum(-1, keepdims=True)
+  return values(e) / jnp.where(den > 0, den, 1.0)
+
+
+def _take_blocks(x_BxNb: jax.Array, static_table: np.ndarray,
+                 random_table: jax.Array | None) -> jax.Array:
+  """x[:, table] -> [B, nb, slots, ...] (x: [B, nb, ...]), slices if static.
+
+  A window column (block i + o for every i) is x shifted by o blocks and a
+  global column is one block broadcast: no gather, and their gradients are
+  slices and pads rather than scatter-adds. Out-of-range slots read zeros
+  (they are masked). Only the traced random table is gathered.
+  """
+  nb = x_BxNb.shape[1]
+  rows = np.arange(nb)
+  cols = []
+  for col in np.asarray(static_table).T:
+    used = (col >= 0) & (col < nb)
+    shift = (col - rows)[used]
+    if used.any() and (shift == shift[0]).all():
+      o = int(shift[0])
+      pad = [(0, 0)] * x_BxNb.ndim
+      pad[1] = (max(-o, 0), max(o, 0))
+      cols.append(jax.lax.slice_in_dim(jnp.pad(x_BxNb, pad), max(o, 0),
+                                       max(o, 0) + nb, axis=1))
+    elif used.any() and (col[used] == col[used][0]).all():
+      cols.append(jnp.broadcast_to(x_BxNb[:, col[used][:1]],
+                                   x_BxNb.shape))
+    else:
+      cols.append(jnp.take(x_BxNb, np.clip(col, 0, nb - 1), axis=1))
+  if random_table is not None:
+    gathered = jnp.take(x_BxNb, jnp.clip(random_table, 0, nb - 1), axis=1)
+    cols.extend(jnp.moveaxis(gathered, 2, 0))
+  return jnp.stack(cols, axis=2)
 
 
 def _block_sparse(
@@ -99,27 +128,31 @@ def _block_sparse(
     mask: jax.Array | None,
     causal: bool,
     weighting: str,
-    block_table: Any = None,
+    block_table: np.ndarray | None = None,
+    random_table: jax.Array | None = None,
     block_rule: Rule | None = None,
     shared_keys: np.ndarray | None = None,
     shared_rule: Rule | None = None,
     same_offset: bool = False,
     global_rows: int = 0,
 ) -> jax.Array:
-  """The shared machinery: attention restricted to the given parts.
+  """The shared machinery: attention over the union of the given key sets.
 
   Args:
     q, k, v: [B, N, H, D] (self-attention, N need not divide by block_size).
     block_size: query block size bs (N is padded to nb * bs; pads masked).
     mask: optional boolean [B, N] key-padding mask, True = real token.
-    causal: keep only keys j <= i in every part.
+    causal: keep only keys j <= i everywhere.
     weighting: "softmax" or "uniform_sqrt".
-    block_table: int [nb, slots] key blocks gathered per query block (numpy,
-      or a jax array, e.g. BigBird's stored random blocks); -1 / out of range
-      = empty slot; repeated entries in a row are counted once.
+    block_table: static numpy int [nb, slots] key blocks per query block;
+      -1 / out of range = empty slot. Columns that are a shifted window
+      (block i + o) or one fixed block are read with slices, not gathers.
+    random_table: optional traced int [nb, r] key blocks appended to
+      block_table and read with a gather (BigBird's random blocks). A block
+      listed twice in a row (both tables) is counted once.
     block_rule: optional elementwise rule(q_pos, k_pos) -> keep, applied inside
       the gathered blocks (absolute int positions, broadcastable shapes).
-    shared_keys: int [P] key positions seen by every query block.
+    shared_keys: int [P] key positions added to every query block.
     shared_rule: optional rule(q_pos, k_pos) for the shared keys.
     same_offset: add keys j with j = i (mod bs) from every block.
     global_rows: the first R queries attend to all keys instead.
@@ -148,86 +181,104 @@ def _block_sparse(
   scale = 1.0 / math.sqrt(d)
   f32 = jnp.float32
 
-  def restrict(allowed, kpos):
-    return allowed & (kpos <= qpos_NbxBsx1) if causal else allowed
-
-  parts = []
+  # Gathered keys: per query block, its table's blocks then the shared keys,
+  # concatenated into one [B, nb, K, H, D] set (one score matmul).
+  ks, vs, allowed, kvalid = [], [], [], []
   if block_table is not None:
     table = jnp.asarray(block_table, jnp.int32)
+    if random_table is not None:
+      table = jnp.concatenate([table, random_table.astype(jnp.int32)], axis=1)
     slots = table.shape[1]
     keep = (table >= 0) & (table < nb)
     earlier = np.tril(np.ones((slots, slots), bool), -1)
-    keep &= ~jnp.any((table[:, :, None] == table[:, None, :]) & earlier, -1)
+    keep &= ~jnp.any((table[:, :, None] == table[:, None, :]) & earlier[None],
+                     -1)
     table = jnp.clip(table, 0, nb - 1)
     kk = slots * bs
-    k_BxNbxKxHxD = jnp.take(k_BxNbxBsxHxD, table, axis=1).reshape(
-        b_, nb, kk, h, d)
-    v_BxNbxKxHxD = jnp.take(v_BxNbxBsxHxD, table, axis=1).reshape(
-        b_, nb, kk, h, d)
-    kpos_Nbx1xK = (table[:, :, None] * bs + jnp.arange(bs)).reshape(nb, 1, kk)
-    allowed = jnp.repeat(keep, bs, axis=1)[:, None, :]
+    take = functools.partial(_take_blocks, static_table=block_table,
+                             random_table=random_table)
+    ks.append(take(k_BxNbxBsxHxD).reshape(b_, nb, kk, h, d))
+    vs.append(take(v_BxNbxBsxHxD).reshape(b_, nb, kk, h, d))
+    kpos_Nbx1xK = (table[:, :, None] * bs
+                   + jnp.arange(bs)[None, None, :]).reshape(nb, 1, kk)
+    ok = jnp.repeat(keep, bs, axis=1)[:, None, :]
     if block_rule is not None:
-      allowed = allowed & block_rule(qpos_NbxBsx1, kpos_Nbx1xK)
-    kvalid = jnp.take(valid_BxNbxBs, table, axis=1).reshape(-1, nb, 1, kk)
-    parts.append(_Part(
-        jnp.einsum("bnqhd,bnkhd->bnqhk", q_BxNbxBsxHxD, k_BxNbxKxHxD,
-                   preferred_element_type=f32) * scale,
-        restrict(allowed, kpos_Nbx1xK)[None] & kvalid,
-        lambda w, v_=v_BxNbxKxHxD: jnp.einsum(
-            "bnqhk,bnkhd->bnqhd", w.astype(v_.dtype), v_,
-            preferred_element_type=f32)))
-
+      ok = ok & block_rule(qpos_NbxBsx1, kpos_Nbx1xK)
+    if causal:
+      ok = ok & (kpos_Nbx1xK <= qpos_NbxBsx1)
+    allowed.append(jnp.broadcast_to(ok, (nb, bs, kk)))
+    kvalid.append(take(valid_BxNbxBs).reshape(-1, nb, kk))
   if shared_keys is not None and len(shared_keys):
-    kpos_P = jnp.asarray(shared_keys, jnp.int32)
-    k_BxPxHxD = jnp.take(k_p, kpos_P, axis=1)
-    v_BxPxHxD = jnp.take(v_p, kpos_P, axis=1)
-    kpos_1x1xP = kpos_P[None, None, :]
-    allowed = jnp.ones((1, 1, kpos_P.shape[0]), bool)
+    kpos_P = np.asarray(shared_keys, np.int32)
+    p = len(kpos_P)
+    ks.append(jnp.broadcast_to(k_p[:, None, kpos_P], (b_, nb, p, h, d)))
+    vs.append(jnp.broadcast_to(v_p[:, None, kpos_P], (b_, nb, p, h, d)))
+    kpos_1x1xP = jnp.asarray(kpos_P)[None, None, :]
+    ok = jnp.ones((1, 1, p), bool)
     if shared_rule is not None:
-      allowed = allowed & shared_rule(qpos_NbxBsx1, kpos_1x1xP)
-    kvalid = jnp.take(valid_BxNp, kpos_P, axis=1)[:, None, None, :]
-    parts.append(_Part(
-        jnp.einsum("bnqhd,bkhd->bnqhk", q_BxNbxBsxHxD, k_BxPxHxD,
-                   preferred_element_type=f32) * scale,
-        restrict(allowed, kpos_1x1xP)[None] & kvalid,
-        lambda w, v_=v_BxPxHxD: jnp.einsum(
-            "bnqhk,bkhd->bnqhd", w.astype(v_.dtype), v_,
-            preferred_element_type=f32)))
+      ok = ok & shared_rule(qpos_NbxBsx1, kpos_1x1xP)
+    if causal:
+      ok = ok & (kpos_1x1xP <= qpos_NbxBsx1)
+    allowed.append(jnp.broadcast_to(ok, (nb, bs, p)))
+    kvalid.append(jnp.broadcast_to(valid_BxNp[:, None, kpos_P],
+                                   (valid_BxNp.shape[0], nb, p)))
+  k_BxNbxKxHxD = jnp.concatenate(ks, axis=2)
+  v_BxNbxKxHxD = jnp.concatenate(vs, axis=2)
+  allowed_BxNbxBsxK = (jnp.concatenate(allowed, axis=-1)[None]
+                       & jnp.concatenate(kvalid, axis=-1)[:, :, None, :])
+  logits_BxNbxBsxHxK = jnp.einsum(
+      "bnqhd,bnkhd->bnqhk", q_BxNbxBsxHxD, k_BxNbxKxHxD,
+      preferred_element_type=f32) * scale
+  n_gathered = k_BxNbxKxHxD.shape[2]
 
-  if same_offset:  # key block m', same in-block offset c as the query.
+  if same_offset:  # Key block m', same in-block offset c as the query.
     kpos_1xBsxNb = (jnp.arange(nb)[None, None, :] * bs
                     + jnp.arange(bs)[None, :, None])
-    allowed = restrict(jnp.ones((1, bs, nb), bool), kpos_1xBsxNb)
-    kvalid = jnp.swapaxes(valid_BxNbxBs, 1, 2)[:, None]  # [B, 1, bs, nb]
-    parts.append(_Part(
-        jnp.einsum("bmchd,bnchd->bmchn", q_BxNbxBsxHxD, k_BxNbxBsxHxD,
-                   preferred_element_type=f32) * scale,
-        allowed[None] & kvalid,
-        lambda w: jnp.einsum("bmchn,bnchd->bmchd",
-                             w.astype(v_BxNbxBsxHxD.dtype), v_BxNbxBsxHxD,
-                             preferred_element_type=f32)))
-
-  out = _combine(parts, weighting).reshape(b_, n_pad, h, d)[:, :n]
-  if global_rows:
-    r = global_rows
-    qpos_1xRx1 = jnp.arange(r)[None, :, None]
-    kpos_1x1xNp = jnp.arange(n_pad)[None, None, :]
-    allowed = jnp.ones((1, r, n_pad), bool)
+    ok = jnp.ones((1, bs, nb), bool)
     if causal:
-      allowed &= kpos_1x1xNp <= qpos_1xRx1
-    rows = _Part(
+      ok = ok & (kpos_1xBsxNb <= qpos_NbxBsx1)
+    ok = ok[None] & jnp.swapaxes(valid_BxNbxBs, 1, 2)[:, None]  # [B,nb,bs,nb]
+    logits_BxNbxBsxHxK = jnp.concatenate([
+        logits_BxNbxBsxHxK,
+        jnp.einsum("bmchd,bnchd->bmchn", q_BxNbxBsxHxD, k_BxNbxBsxHxD,
+                   preferred_element_type=f32) * scale], axis=-1)
+    allowed_BxNbxBsxK = jnp.concatenate(
+        [allowed_BxNbxBsxK,
+         jnp.broadcast_to(ok, allowed_BxNbxBsxK.shape[:3] + (nb,))], axis=-1)
+
+  def values(w_BxNbxBsxHxK):
+    w = w_BxNbxBsxHxK.astype(v.dtype)
+    out = jnp.einsum("bnqhk,bnkhd->bnqhd", w[..., :n_gathered], v_BxNbxKxHxD,
+                     preferred_element_type=f32)
+    if same_offset:
+      out += jnp.einsum("bmchn,bnchd->bmchd", w[..., n_gathered:],
+                        v_BxNbxBsxHxD, preferred_element_type=f32)
+    return out
+
+  out = _combine(logits_BxNbxBsxHxK, allowed_BxNbxBsxK, values, weighting)
+  out = out.reshape(b_, n_pad, h, d)[:, :n]
+  if global_rows:  # Dense rows: the first R queries see every key.
+    r = global_rows
+    allowed_Bx1xRxNp = jnp.broadcast_to(valid_BxNp[:, None, None, :],
+                                        (valid_BxNp.shape[0], 1, r, n_pad))
+    if causal:
+      allowed_Bx1xRxNp = allowed_Bx1xRxNp & jnp.tril(
+          jnp.ones((r, n_pad), bool))[None, None]
+    out_g = _combine(
         jnp.einsum("brhd,bkhd->brhk", q_p[:, :r], k_p,
                    preferred_element_type=f32)[:, None] * scale,
-        (allowed & valid_BxNp[:, None, :])[:, None],
-        lambda w: jnp.einsum("bnrhk,bkhd->bnrhd", w.astype(v_p.dtype), v_p,
-                             preferred_element_type=f32))
-    out_g = _combine([rows], weighting)[:, 0]
+        allowed_Bx1xRxNp,
+        lambda w: jnp.einsum("bnrhk,bkhd->bnrhd", w.astype(v.dtype), v_p,
+                             preferred_element_type=f32),
+        weighting)[:, 0]
     out = jnp.concatenate([out_g, out[:, r:]], axis=1)
   return out.astype(q.dtype)
 
 
-def local_attention(q, k, v, block_size, num_neighbor_blocks=1, causal=False,
-                    mask=None, weighting="softmax"):
+def local_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_size: int,
+                    num_neighbor_blocks: int = 1, causal: bool = False,
+                    mask: jax.Array | None = None,
+                    weighting: str = "softmax") -> jax.Array:
   """Blocked sliding-window attention (`sparse_patterns.local_mask`).
 
   Args:
@@ -250,9 +301,10 @@ def local_attention(q, k, v, block_size, num_neighbor_blocks=1, causal=False,
                        weighting=weighting, block_table=table)
 
 
-def strided_attention(q, k, v, stride, causal=True, mask=None,
-                      weighting="softmax"):
-  """Child et al. 2019 strided attention (sec. 4.2, fig. 3b), merged heads.
+def strided_attention(q: jax.Array, k: jax.Array, v: jax.Array, stride: int,
+                      causal: bool = True, mask: jax.Array | None = None,
+                      weighting: str = "softmax") -> jax.Array:
+  """Child et al. 2019 strided attention (sec. 4.2-4.3, fig. 3b), merged heads.
 
   Query i sees j with |i - j| <= stride or (i - j) mod stride = 0
   (`sparse_patterns.strided_mask`); causal (the paper's form) keeps j <= i,
@@ -281,15 +333,19 @@ def strided_attention(q, k, v, stride, causal=True, mask=None,
                        block_rule=window, same_offset=True)
 
 
-def fixed_attention(q, k, v, stride, summary=1, causal=True, mask=None,
-                    weighting="softmax"):
-  """Child et al. 2019 fixed attention (sec. 4.2, fig. 3c), merged heads.
+def fixed_attention(q: jax.Array, k: jax.Array, v: jax.Array, stride: int,
+                    summary: int = 1, causal: bool = True,
+                    mask: jax.Array | None = None,
+                    weighting: str = "softmax") -> jax.Array:
+  """Child et al. 2019 fixed attention (sec. 4.2-4.3, fig. 3c), merged heads.
 
   Query i sees its own block of `stride` positions and the last `summary`
   positions of every block (`sparse_patterns.fixed_mask`); causal (the paper's
   form) keeps j <= i, bidirectional sees every block's summary. Block form:
-  the own block is one gathered block; the summary positions of the other
-  blocks are shared keys gathered once (L / stride * summary of them).
+  the own block is one block-table slot; the summary positions of the other
+  blocks, L / stride * summary of them, are shared keys appended to every
+  query block: O(L^2 summary / stride) in all, the paper's O(L sqrt(L)) for
+  stride ~ sqrt(L).
 
   Args:
     q, k, v: [batch, length, heads, head_dim].
@@ -315,10 +371,13 @@ def fixed_attention(q, k, v, stride, summary=1, causal=True, mask=None,
       shared_keys=shared, shared_rule=other_block)
 
 
-def bigbird_attention(q, k, v, block_size, num_global_blocks=1,
-                      num_random_blocks=1, num_neighbor_blocks=1,
-                      random_blocks=None, seed=0, causal=False, mask=None,
-                      weighting="softmax"):
+def bigbird_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                      block_size: int, num_global_blocks: int = 1,
+                      num_random_blocks: int = 1, num_neighbor_blocks: int = 1,
+                      random_blocks: jax.Array | np.ndarray | None = None,
+                      seed: int = 0, causal: bool = False,
+                      mask: jax.Array | None = None,
+                      weighting: str = "softmax") -> jax.Array:
   """BigBird block-sparse attention (Zaheer et al. 2020, sec. 2, fig. 1).
 
   Window (the own block and w neighbours on each side) + g global blocks (the
@@ -352,26 +411,30 @@ def bigbird_attention(q, k, v, block_size, num_global_blocks=1,
   if random_blocks.shape[0] < nb:
     raise ValueError(f"random_blocks has {random_blocks.shape[0]} rows, the"
                      f" sequence has {nb} blocks")
-  table = jnp.concatenate([
-      jnp.asarray(patterns.window_block_table(nb, num_neighbor_blocks, causal)),
-      random_blocks[:nb]], axis=1)
-  r = min(g * bs, n)  # Global tokens: rows attend all, all attend them.
+  # Key blocks per query block: the g global blocks, the window, the random
+  # ones (as in BigBird's own block-sparse code); repeats count once.
+  table = np.concatenate([
+      np.broadcast_to(np.arange(g, dtype=np.int32), (nb, g)),
+      patterns.window_block_table(nb, num_neighbor_blocks, causal)], axis=1)
   return _block_sparse(
       q, k, v, block_size=bs, mask=mask, causal=causal, weighting=weighting,
-      block_table=table, block_rule=(lambda qp, kp: kp >= r) if r else None,
-      shared_keys=np.arange(r), global_rows=r)
+      block_table=table, random_table=random_blocks[:nb],
+      global_rows=min(g * bs, n))
 
 
-def longformer_attention(q, k, v, window, num_global_tokens=1, causal=False,
-                         mask=None, block_size=0, weighting="softmax"):
+def longformer_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                         window: int, num_global_tokens: int = 1,
+                         causal: bool = False, mask: jax.Array | None = None,
+                         block_size: int = 0,
+                         weighting: str = "softmax") -> jax.Array:
   """Longformer attention (Beltagy et al. 2020, sec. 3.1, fig. 2b, 2d).
 
   Sliding window |i - j| <= window // 2 plus symmetric global attention of the
   first `num_global_tokens` tokens (`sparse_patterns.longformer_mask`).
   Block-wise: queries in blocks of block_size, each gathers its own block and
   ceil((window // 2) / block_size) neighbours per side, and an elementwise
-  rule keeps the exact token window; global tokens are shared keys and dense
-  rows.
+  rule keeps the exact token window; global tokens are shared keys (every
+  query sees them) and dense rows (they see every key).
 
   Args:
     q, k, v: [batch, length, heads, head_dim].
@@ -410,9 +473,21 @@ class _SparseAttention(AttentionKernel):
     del rngs, dtype
     if weighting not in WEIGHTINGS:
       raise ValueError(f"unknown weighting {weighting!r}; valid: {WEIGHTINGS}")
+    defaults = self.default_options()
+    defaults.pop("weighting")
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+      raise ValueError(f"unknown option(s) {unknown} for attention"
+                       f" {self.registry_name!r}; valid: {sorted(defaults)}")
     self.num_heads, self.head_dim, self.max_len = num_heads, head_dim, max_len
     self.weighting = weighting
-    self.options = options
+    # Pattern options, minus weighting. Stored as sorted items: module
+    # attributes that are not arrays become part of the (hashable) graphdef.
+    self._option_items = tuple(sorted({**defaults, **options}.items()))
+
+  @property
+  def options(self) -> dict:
+    return dict(self._option_items)
 
   def _attend(self, q, k, v, mask, causal):
     raise NotImplementedError
@@ -473,7 +548,10 @@ class LongformerAttention(_SparseAttention):
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:
-    return {"window": 128, "num_global_tokens": 1, "weighting": "softmax"}
+    # block_size: query block of the block-wise window, 0 = auto
+    # (max(window // 2, 16)); it changes the cost, never the pattern.
+    return {"window": 128, "num_global_tokens": 1, "block_size": 0,
+            "weighting": "softmax"}
 
   def _attend(self, q, k, v, mask, causal):
     return longformer_attention(q, k, v, causal=causal, mask=mask,
@@ -500,6 +578,7 @@ class BigBirdAttention(_SparseAttention):
                weighting="softmax", **options):
     super().__init__(num_heads=num_heads, head_dim=head_dim, max_len=max_len,
                      rngs=None, dtype=dtype, weighting=weighting, **options)
+    options = self.options
     bs = patterns.clamp_block_size(max_len, options["block_size"])
     nb = patterns.num_blocks(max_len, bs)
     draw = {c: patterns.bigbird_random_blocks(

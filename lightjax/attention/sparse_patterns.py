@@ -1,7 +1,7 @@
 """Sparse attention patterns: which keys each query may see, stated densely.
 
 WHY: a sparse pattern is a connectivity set Omega_i (Child et al. 2019,
-"Generating Long Sequences with Sparse Transformers", sec. 4.1, eq. 2-3: S_i
+"Generating Long Sequences with Sparse Transformers", sec. 4.2, eq. 2-3: S_i
 = the indices query i attends to). `lightjax.attention.sparse` computes only
 the blocks a pattern keeps; this file states the same patterns the obvious way,
 as a boolean [L, L] "allowed" matrix, so tests can check the block-sparse
@@ -139,10 +139,10 @@ def local_mask(length: int, block_size: int, num_neighbor_blocks: int = 1,
 
 
 def strided_mask(length: int, stride: int, causal: bool = True) -> np.ndarray:
-  """Child et al. 2019 sec. 4.2 strided pattern (fig. 3b), heads merged.
+  """Child et al. 2019 strided pattern (sec. 4.2-4.3, fig. 3b), heads merged.
 
   A_i^(1) = {t, ..., i}, t = max(0, i - l) and A_i^(2) = {j : (i - j) mod l
-  = 0}; the union (the "merged head" of sec. 4.3) is |i - j| <= l or
+  = 0}; their union (the "merged head" of sec. 5.1) is |i - j| <= l or
   (i - j) mod l = 0 (j = i - l satisfies both). Causal: j <= i, as in the
   paper. Bidirectional (our mirror): the same two conditions on |i - j|.
   """
@@ -154,7 +154,7 @@ def strided_mask(length: int, stride: int, causal: bool = True) -> np.ndarray:
 
 def fixed_mask(length: int, stride: int, summary: int = 1,
                causal: bool = True) -> np.ndarray:
-  """Child et al. 2019 sec. 4.2 fixed pattern (fig. 3c), heads merged.
+  """Child et al. 2019 fixed pattern (sec. 4.2-4.3, fig. 3c), heads merged.
 
   A_i^(1) = {j : floor(j / l) = floor(i / l)} (own block of l positions) and
   A_i^(2) = {j : j mod l in {l - c, ..., l - 1}} (the last c "summary"
@@ -187,8 +187,8 @@ def bigbird_mask(length: int, block_size: int, num_global_blocks: int,
   bi, bj = _ij(nb)
   block_allowed = (np.abs(bi - bj) <= num_neighbor_blocks)
   block_allowed |= (bi < num_global_blocks) | (bj < num_global_blocks)
-  table = np.asarray(random_blocks).reshape(-1, np.shape(random_blocks)[-1])
-  for row in range(nb):
+  table = np.asarray(random_blocks)
+  for row in range(min(nb, len(table))):
     for col in table[row]:
       if 0 <= col < nb:
         block_allowed[row, col] = True
@@ -230,6 +230,7 @@ def dense_mask(pattern: str, length: int, causal: bool = False,
   if pattern == "fixed":
     return fixed_mask(length, causal=causal, **options)
   if pattern == "longformer":
+    options.pop("block_size", None)  # Layout only, not part of the pattern.
     return longformer_mask(length, causal=causal, **options)
   if pattern == "bigbird":
     if random_blocks is None:
