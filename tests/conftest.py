@@ -2,7 +2,16 @@
 
 import os
 
-import jax
+# XLA's CPU compile dominates this suite (tiny shapes, many programs). Cheaper
+# backend passes cut it a lot and change no semantics; set before jax loads.
+# Subprocesses started by tests inherit it.
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [
+    os.environ.get("XLA_FLAGS", ""),
+    "--xla_backend_optimization_level=0",
+    "--xla_llvm_disable_expensive_passes=true",
+]))
+
+import jax  # pylint: disable=g-import-not-at-top
 import pytest
 
 # Broadcasting bugs fail loudly (nanodo's tests do the same).

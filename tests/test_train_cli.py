@@ -17,7 +17,7 @@ def _run(args, data_dir, env=None, **kw):
   env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir, **(env or {})}
   return subprocess.run([sys.executable, "-m", "lightjax.train", *args],
                         cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=600, **kw)
+                        timeout=300, **kw)
 
 
 def test_unknown_attention_name_lists_valid_ones(tmp_path, data_dir):
@@ -64,7 +64,7 @@ def test_validate_rejects_bad_values():
 
 def test_sigterm_saves_and_rerun_resumes(tmp_path, data_dir):
   args = ["--config", "configs/listops.py:tiny", "--workdir", str(tmp_path),
-          "--config.num_train_steps=600", "--config.log_every=10",
+          "--config.num_train_steps=300", "--config.log_every=10",
           "--config.checkpoint_every=500", "--config.eval_every=1000"]
   env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir}
   proc = subprocess.Popen([sys.executable, "-m", "lightjax.train", *args],
@@ -82,7 +82,7 @@ def test_sigterm_saves_and_rerun_resumes(tmp_path, data_dir):
   assert proc.returncode == 128 + signal.SIGTERM, err
   assert "rerun the same command to resume" in err
   steps = [int(s) for s in os.listdir(tmp_path / "checkpoints")]
-  assert len(steps) == 1 and 0 < steps[0] < 600
+  assert len(steps) == 1 and 0 < steps[0] < 300
   assert not (tmp_path / "summary.json").exists()
 
   r = _run(args, data_dir)
@@ -92,7 +92,7 @@ def test_sigterm_saves_and_rerun_resumes(tmp_path, data_dir):
   first_after = [x["step"] for x in train if x["step"] > steps[0]][0]
   assert first_after <= steps[0] + 10  # continued, not restarted from 0
   summary = json.loads((tmp_path / "summary.json").read_text())
-  assert summary["num_train_steps"] == 600
+  assert summary["num_train_steps"] == 300
 
 
 def test_data_parallel_on_8_devices_matches_one(tmp_path, data_dir):
@@ -102,7 +102,8 @@ def test_data_parallel_on_8_devices_matches_one(tmp_path, data_dir):
           "--config.checkpoint_every=10", "--config.model.dropout_rate=0.0"]
   one = _run([*args, "--workdir", str(tmp_path / "one")], data_dir)
   eight = _run([*args, "--workdir", str(tmp_path / "eight")], data_dir,
-               env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+               env={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") +
+                    " --xla_force_host_platform_device_count=8"})
   assert one.returncode == 0, one.stderr
   assert eight.returncode == 0, eight.stderr
   s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
