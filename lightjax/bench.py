@@ -1,0 +1,61 @@
+"""Command-line entry point: `python -m lightjax.bench --config FILE[:PRESET] --out DIR`.
+
+Flags only; the work is `lightjax.benchlib.run`. Any config field can be
+overridden with `--config.path.to.field=value` (e.g.
+`--config.variants=softmax,linear --config.lengths=1024,4096`); unknown fields
+stop the run before anything is built. Writes bench.jsonl, bench.csv,
+bench.md and three PNGs into --out (see configs/bench.py for presets).
+Exit codes: 0 done (failed points are recorded, not fatal), 2 bad config.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from lightjax import benchlib, config_lib
+from lightjax.benchlib import plan
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Bench config, e.g. configs/bench.py:cpu_quick.",
+    lock_config=True)
+_OUT = flags.DEFINE_string("out", None, "Output directory.")
+flags.mark_flags_as_required(["config", "out"])
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Unknown --config.* fields -> one clear message and exit code 2."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
+              None)
+  if spec is None and "--config" in argv[:-1]:
+    spec = argv[argv.index("--config") + 1]
+  if spec:
+    try:
+      errors = config_lib.check_overrides(config_lib.load_config_file(spec),
+                                          argv)
+    except (ValueError, FileNotFoundError) as e:
+      sys.exit(f"lightjax.bench: bad --config {spec!r}: {e}")
+    if errors:
+      print("lightjax.bench: " + "\n".join(errors), file=sys.stderr)
+      sys.exit(2)
+  return flags.FLAGS(argv)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  try:
+    plan.check(config)
+  except ValueError as e:
+    print(f"lightjax.bench: invalid config: {e}", file=sys.stderr)
+    sys.exit(2)
+  command = "python -m lightjax.bench " + shlex.join(sys.argv[1:])
+  benchlib.run(config, _OUT.value, command=command)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,123 @@
+"""The whole benchmark: plan, measure each point, write jsonl/csv/md/png.
+
+`run(config, out_dir)` is what `python -m lightjax.bench` calls, so tests run
+the real thing in-process. A measurement that fails is recorded (status
+"oom" or "error", with the message, also printed) and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import os
+import platform
+import sys
+import time
+import traceback
+from typing import Any
+
+import flax
+import jax
+import ml_collections
+
+from lightjax import writers
+from lightjax.benchlib import failures, measure, peak, plan, plots, records
+from lightjax.benchlib import render
+from lightjax.benchlib.progress import Progress
+
+OUTPUTS = ("bench.jsonl", "bench.csv", "bench.md", "steps_per_s_vs_length.png",
+           "memory_vs_length.png", "decode_tokens_per_s.png")
+
+
+def metadata(config: ml_collections.ConfigDict,
+             command: str | None) -> dict[str, Any]:
+  d = jax.devices()
+  return {
+      "benchmark": "meta",
+      "preset": config.config_name,
+      "command": command or " ".join(["python -m lightjax.bench"]
+                                     + sys.argv[1:]),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+      "device": d[0].device_kind, "platform": d[0].platform,
+      "device_count": len(d), "host": platform.node(),
+      "cpu_count": os.cpu_count(), "python": platform.python_version(),
+      "jax": jax.__version__, "flax": flax.__version__,
+      "config": config.to_dict(),
+  }
+
+
+def _measure(config, job: measure.Job, memo: measure.Memo) -> dict[str, Any]:
+  try:
+    return {"status": "ok", **measure.run(config, job, memo)}
+  except Exception as e:  # pylint: disable=broad-except
+    rec = {"status": failures.classify(e), "error": failures.message(e)}
+    if rec["status"] == "error":  # unexpected: say where, not just what
+      frame = traceback.extract_tb(e.__traceback__)[-1]
+      rec["error_at"] = f"{frame.filename}:{frame.lineno} ({frame.name})"
+    return rec
+
+
+def _planned(config, job: measure.Job) -> dict[str, int]:
+  """Warm-up / repeats asked for (a measurement overrides with what it did)."""
+  c = {"decode": config.decode,
+       "latency_b1": config.latency}.get(job.benchmark, config)
+  return {"warmup": int(c.warmup), "repeats": int(c.repeats)}
+
+
+def run(config: ml_collections.ConfigDict, out_dir: str,
+        command: str | None = None) -> list[dict[str, Any]]:
+  """Runs every planned measurement; returns the records (meta first)."""
+  jobs = plan.jobs(config)
+  os.makedirs(out_dir, exist_ok=True)
+  meta = metadata(config, command)
+  meta["matmul_peak"] = peak.matmul_peak(config.mfu)
+  writers.say(f"{meta['preset']}: {len(jobs)} measurements on"
+              f" {meta['device_count']}x {meta['device']} ({meta['platform']}),"
+              f" jax {meta['jax']}; writing {out_dir}")
+  jsonl = records.JsonlWriter(os.path.join(out_dir, "bench.jsonl"))
+  jsonl.write(meta)
+  common = {"device": meta["device"], "platform": meta["platform"],
+            "preset": meta["preset"]}
+  baselines: dict[tuple, dict[str, Any]] = {}
+  progress, out = Progress(jobs), []
+  memo: measure.Memo = {}
+  t0 = time.perf_counter()
+  for i, job in enumerate(jobs):
+    if i and (job.variant, job.seq_len) != (jobs[i - 1].variant,
+                                            jobs[i - 1].seq_len):
+      memo.clear()
+      gc.collect()  # free the last point's buffers before the next compile
+    rec = {**dict.fromkeys(records.COLUMNS),  # every record has every column
+           "benchmark": job.benchmark, "variant": job.variant,
+           "seq_len": job.seq_len, "batch_size": job.batch_size,
+           **_planned(config, job), **common, **_measure(config, job, memo)}
+    if job.variant == records.BASELINE:
+      baselines[records.key(rec)] = rec
+    records.add_ratios(rec, baselines.get(records.key(rec)))
+    if job.benchmark != "decode":  # decode FLOPs are per step, not per call
+      rec["mfu"] = peak.mfu(rec["flops"], rec["median_s"], meta["matmul_peak"])
+    jsonl.write(rec)
+    out.append(rec)
+    progress.say(i, job, rec)
+  jsonl.close()
+  meta["wall_s"] = time.perf_counter() - t0
+  write_outputs(out_dir, meta, out)
+  bad = [r for r in out if r["status"] != "ok"]
+  writers.say(f"Done in {meta['wall_s']:.0f} s: {len(out) - len(bad)} ok,"
+              f" {len(bad)} failed; tables in"
+              f" {os.path.join(out_dir, 'bench.md')}")
+  return [meta] + out
+
+
+def write_outputs(out_dir: str, meta: dict[str, Any],
+                  recs: list[dict[str, Any]]) -> None:
+  """bench.jsonl (rewritten with wall time), bench.csv, bench.md, PNGs."""
+  jsonl = records.JsonlWriter(os.path.join(out_dir, "bench.jsonl"))
+  for r in [meta] + recs:
+    jsonl.write(r)
+  jsonl.close()
+  records.write_csv(os.path.join(out_dir, "bench.csv"), recs)
+  with open(os.path.join(out_dir, "bench.md"), "w") as f:
+    f.write(render.markdown(meta, recs))
+  plots.write_all(out_dir, recs)
