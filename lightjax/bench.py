@@ -26,24 +26,6 @@ _OUT = flags.DEFINE_string("out", None, "Output directory.")
 flags.mark_flags_as_required(["config", "out"])
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  """Unknown --config.* fields -> one clear message and exit code 2."""
-  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
-              None)
-  if spec is None and "--config" in argv[:-1]:
-    spec = argv[argv.index("--config") + 1]
-  if spec:
-    try:
-      errors = config_lib.check_overrides(config_lib.load_config_file(spec),
-                                          argv)
-    except (ValueError, FileNotFoundError) as e:
-      sys.exit(f"lightjax.bench: bad --config {spec!r}: {e}")
-    if errors:
-      print("lightjax.bench: " + "\n".join(errors), file=sys.stderr)
-      sys.exit(2)
-  return flags.FLAGS(argv)
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -58,4 +40,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=config_lib.flags_parser("lightjax.bench"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from typing import Any, Iterable
 
 import ml_collections
@@ -155,6 +156,41 @@ def check_overrides(config: ml_collections.ConfigDict,
       if msg:
         errors.append(msg)
   return errors
+
+
+def config_spec(argv: Iterable[str], flag: str = "config") -> str | None:
+  """The value of `--config=SPEC` / `--config SPEC` in argv, if any."""
+  argv = list(argv)
+  for i, a in enumerate(argv):
+    if a.startswith(f"--{flag}="):
+      return a.split("=", 1)[1]
+    if a == f"--{flag}" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def flags_parser(prog: str):
+  """An absl `flags_parser` that checks `--config.*` overrides first.
+
+  ml_collections reports an unknown override as a bare AttributeError
+  traceback; this loads the config file itself, names every unknown field
+  with the valid ones, and exits with code 2 before anything is built.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  def parse(argv: list[str]) -> list[str]:
+    spec = config_spec(argv)
+    if spec:
+      try:
+        errors = check_overrides(load_config_file(spec), argv)
+      except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"{prog}: bad --config {spec!r}: {e}")
+      if errors:
+        print(f"{prog}: " + "\n".join(errors), file=sys.stderr)
+        sys.exit(2)
+    return flags.FLAGS(argv)
+
+  return parse
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:

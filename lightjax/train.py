@@ -24,30 +24,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes if it
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _config_spec(argv: list[str]) -> str | None:
-  for i, a in enumerate(argv):
-    if a.startswith("--config="):
-      return a.split("=", 1)[1]
-    if a == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """Parses flags, turning config errors into one clear message and exit code 2."""
-  spec = _config_spec(argv)
-  if spec:
-    try:
-      config = config_lib.load_config_file(spec)
-    except (ValueError, FileNotFoundError) as e:
-      sys.exit(f"lightjax.train: bad --config {spec!r}: {e}")
-    errors = config_lib.check_overrides(config, argv)
-    if errors:
-      print("lightjax.train: " + "\n".join(errors), file=sys.stderr)
-      sys.exit(2)
-  return flags.FLAGS(argv)
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -57,7 +33,7 @@ def main(argv: list[str]) -> None:
   config = _CONFIG.value
   if not config.config_name:
     with config.unlocked():
-      config.config_name = _config_spec(sys.argv) or ""
+      config.config_name = config_lib.config_spec(sys.argv) or ""
   try:
     config_lib.validate(config)
   except ValueError as e:
@@ -75,4 +51,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=config_lib.flags_parser("lightjax.train"))

@@ -40,7 +40,7 @@ class Interrupted(Exception):
     self.step, self.signum = step, signum
 
 
-def _zero_acc() -> dict[str, jax.Array]:
+def zero_metrics() -> dict[str, jax.Array]:
   # Separate buffers: the accumulator is donated to the step.
   acc = {k: jnp.zeros((), jnp.float32) for k in
          ("loss_sum", "correct_sum", "count", "grad_norm_sum", "steps")}
@@ -48,7 +48,7 @@ def _zero_acc() -> dict[str, jax.Array]:
   return acc
 
 
-def _train_step(graphdefs, objective, state, batch, acc):
+def train_step(graphdefs, objective, state, batch, acc):
   """One AdamW step; a non-finite loss or gradient leaves the state untouched."""
   model = nnx.merge(graphdefs["model"], state["model"])
   opt = nnx.merge(graphdefs["opt"], state["opt"])
@@ -77,7 +77,7 @@ def _train_step(graphdefs, objective, state, batch, acc):
   return new_state, acc
 
 
-def _eval_step(graphdefs, objective, model_state, batch):
+def eval_step(graphdefs, objective, model_state, batch):
   model = nnx.merge(graphdefs["model"], model_state)
   logits = model(batch["inputs"], deterministic=True)
   return objective(logits, batch["targets"], batch["weights"])
@@ -144,20 +144,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
       f"{devices[0].device_kind}")
 
   # --- Compiled steps -------------------------------------------------------------
-  train_step = jax.jit(functools.partial(_train_step, graphdefs, objective),
-                       donate_argnums=(0, 2))
-  eval_step = jax.jit(functools.partial(_eval_step, graphdefs, objective))
+  train_jit = jax.jit(functools.partial(train_step, graphdefs, objective),
+                      donate_argnums=(0, 2))
+  eval_jit = jax.jit(functools.partial(eval_step, graphdefs, objective))
 
-  zero_acc = lambda: jax.device_put(_zero_acc(), replicated)
+  zero_acc = lambda: jax.device_put(zero_metrics(), replicated)
 
   # Compile ahead of time: the executable we run is the one we measure.
   def spec(batch):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
         x.shape, x.dtype, sharding=batch_sharding), batch)
   train_exec, train_cost = cost.compile_with_stats(
-      train_step, state, spec(train_batcher.batch(0)), zero_acc())
+      train_jit, state, spec(train_batcher.batch(0)), zero_acc())
   eval_exec, eval_cost = cost.compile_with_stats(
-      eval_step, state["model"], spec(next(pipeline.eval_batches(
+      eval_jit, state["model"], spec(next(pipeline.eval_batches(
           task.splits["validation"], config.eval_batch_size))))
   writers.say(f"Compiled train step in {train_cost['compile_s']:.1f} s:"
               f" {train_cost['flops'] / config.batch_size / 1e6:.1f} MFLOP/example,"

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 
-def _fmt_eta(seconds: float) -> str:
+def fmt_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   h, rem = divmod(seconds, 3600)
   m, s = divmod(rem, 60)
@@ -76,7 +76,7 @@ def progress_line(step: int, total: int, metrics: dict[str, Any],
     if k in metrics:
       parts.append(f"{k[:4]} {metrics[k]:.4f}")
   parts.append(f"{steps_per_s:6.2f} steps/s")
-  parts.append(f"ETA {_fmt_eta(eta) if eta == eta else '?'}")
+  parts.append(f"ETA {fmt_eta(eta) if eta == eta else '?'}")
   return " | ".join(parts)
 
 

@@ -6,9 +6,9 @@ FLOPs and memory plan it reports, and compile time is kept apart from run
 time), checks the plan against host memory on CPU, then times it with
 `timing.time_calls`. Failures propagate; the runner records them.
 
-  train_step  one AdamW step, `lightjax.trainer._train_step` (the trainer's
+  train_step  one AdamW step, `lightjax.trainer.train_step` (the trainer's
               own step, not a copy), state and accumulator donated.
-  forward     the eval forward pass, `lightjax.trainer._eval_step`.
+  forward     the eval forward pass, `lightjax.trainer.eval_step`.
   latency_b1  the same forward pass on one example: what an edge device
               answering one request at a time waits. When `batch_size` is 1
               this is the very program `forward` timed, so its record is
@@ -41,9 +41,6 @@ from lightjax.metrics import cost
 
 # The trainer's own step functions, not copies: a benchmarked step is the
 # trained one. (Private there today; they could be made public.)
-_train_step = trainer._train_step  # pylint: disable=protected-access
-_eval_step = trainer._eval_step  # pylint: disable=protected-access
-_zero_acc = trainer._zero_acc  # pylint: disable=protected-access
 
 Record = dict[str, Any]
 # Results shared between the measurements of one (variant, length): forward at
@@ -104,11 +101,11 @@ def train_step(config: ml_collections.ConfigDict, job: Job, memo: Memo
   peak_before = cost.device_peak_bytes()
   built = builders.build(config, job.variant, _model_len(config, job.seq_len))
   batch = builders.random_batch(config, job.batch_size, job.seq_len)
-  step = jax.jit(functools.partial(_train_step, built.graphdefs,
+  step = jax.jit(functools.partial(trainer.train_step, built.graphdefs,
                                    objectives.get("classification")),
                  donate_argnums=(0, 2))
-  exe, stats = _compile(config, step, built.state, batch, _zero_acc())
-  carry = {"state": built.state, "acc": _zero_acc()}
+  exe, stats = _compile(config, step, built.state, batch, trainer.zero_metrics())
+  carry = {"state": built.state, "acc": trainer.zero_metrics()}
 
   def call():
     carry["state"], carry["acc"] = exe(carry["state"], batch, carry["acc"])
@@ -129,7 +126,7 @@ def _forward(config, job: Job, memo: Memo, warmup: int, repeats: int
   built = builders.build(config, job.variant, _model_len(config, job.seq_len),
                          with_optimizer=False)
   batch = builders.random_batch(config, job.batch_size, job.seq_len)
-  step = jax.jit(functools.partial(_eval_step, built.graphdefs,
+  step = jax.jit(functools.partial(trainer.eval_step, built.graphdefs,
                                    objectives.get("classification")))
   exe, stats = _compile(config, step, built.state["model"], batch)
   times = timing.time_calls(lambda: exe(built.state["model"], batch),

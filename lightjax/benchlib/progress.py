@@ -17,13 +17,6 @@ from lightjax.benchlib import plan
 from lightjax.benchlib.measure import Job
 
 
-def _fmt_eta(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  m, s = divmod(seconds, 60)
-  h, m = divmod(m, 60)
-  return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 class Progress:
   """Prints progress lines for `jobs` as they finish."""
 
@@ -51,7 +44,7 @@ class Progress:
       body = f"{status.upper()}: {rec.get('error', '')}"
       if rec.get("error_at"):
         body += f" [at {rec['error_at']}]"
-    return f"{head} {body} | ETA {_fmt_eta(self.eta_s(index))}"
+    return f"{head} {body} | ETA {writers.fmt_eta(self.eta_s(index))}"
 
   def say(self, index: int, job: Job, rec: dict[str, Any]) -> None:
     writers.say(self.line(index, job, rec))
