@@ -71,10 +71,21 @@ class Checkpointer:
     return self._restore(self.last, step, abstract_state)
 
   def save_best(self, step: int, state, meta: dict[str, Any]) -> None:
+    if self.best_step() == step:  # a resumed run re-evaluating the same step
+      return
     self._save(self.best, step, state, meta, force=True)
 
   def best_step(self) -> int | None:
     return self.best.latest_step()
+
+  def best_meta(self) -> dict[str, Any] | None:
+    """The best checkpoint's json metadata (no arrays read), or None."""
+    step = self.best_step()
+    if step is None:
+      return None
+    out = self.best.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))
+    return dict(out["meta"])
 
   def restore_best(self, abstract_state):
     return self._restore(self.best, self.best_step(), abstract_state)

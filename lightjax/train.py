@@ -31,9 +31,10 @@ def main(argv: list[str]) -> None:
     # Orbax logs every save at INFO; keep the terminal to our progress lines.
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
-  if not config.config_name:
+  overrides = [a[len("--config."):] for a in sys.argv if a.startswith("--config.")]
+  if overrides:  # runs that differ must not share a name (reports group by it)
     with config.unlocked():
-      config.config_name = config_lib.config_spec(sys.argv) or ""
+      config.config_name += "[" + ",".join(overrides) + "]"
   try:
     config_lib.validate(config)
   except ValueError as e:

@@ -12,6 +12,7 @@ prepared on a background thread.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from typing import Any
@@ -63,9 +64,10 @@ def train_step(graphdefs, objective, state, batch, acc):
   grad_norm = optax.tree.norm(grads)
   opt.update(model, grads)
   new_state = {"model": nnx.state(model), "opt": nnx.state(opt)}
-  ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  # Keep the last good state: the loop stops at the next host check, and
-  # nothing non-finite ever reaches a checkpoint.
+  ok = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        & jnp.isfinite(optax.tree.norm(nnx.state(model, nnx.Param))))
+  # Keep the last good state (non-finite loss, gradient or updated weights):
+  # the loop stops at the next host check, and nothing non-finite is saved.
   new_state = jax.lax.cond(ok, lambda: new_state, lambda: state)
   bad = jnp.where((acc["first_bad_step"] < 0) & ~ok,
                   (step_before + 1).astype(jnp.int32), acc["first_bad_step"])
@@ -83,6 +85,33 @@ def eval_step(graphdefs, objective, model_state, batch):
   return objective(logits, batch["targets"], batch["weights"])
 
 
+def finalize(sums) -> dict[str, float]:
+  """Host-side means from summed metrics (train accumulator or eval totals)."""
+  t = jax.device_get(sums)
+  n = max(float(t["count"]), 1.0)
+  return {"loss": float(t["loss_sum"]) / n,
+          "accuracy": float(t["correct_sum"]) / n}
+
+
+def _check_resume_config(workdir: str, config) -> None:
+  """A resumed run must train the same model on the same data order."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  now = json.loads(json.dumps(config.to_dict(), default=str))
+  diffs = [k for k in _RESUME_MUST_MATCH if saved.get(k) != now.get(k)]
+  if diffs:
+    raise ValueError(
+        f"{workdir} holds checkpoints of a run with a different config"
+        f" ({', '.join(diffs)} differ from its config.json); use a new"
+        " --workdir, or the original settings to resume")
+
+
+_RESUME_MUST_MATCH = ("model", "task", "batch_size", "seed")
+
+
 def _device_info() -> dict[str, Any]:
   d = jax.devices()
   return {"kind": d[0].device_kind, "platform": d[0].platform, "count": len(d),
@@ -95,6 +124,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   timer = writers.Timer()
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
+  if os.path.isdir(os.path.join(workdir, "checkpoints")):
+    _check_resume_config(workdir, config)
   writers.write_json(os.path.join(workdir, "config.json"), config.to_dict())
   writer = writers.MetricWriter(workdir)
 
@@ -132,10 +163,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   # --- Restore ------------------------------------------------------------------
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
   meta = {"best_val_accuracy": -1.0, "best_step": -1, "elapsed_s": 0.0}
+  zero_acc = lambda: jax.device_put(zero_metrics(), replicated)
+  acc = zero_acc()
   start_step = ckpt.latest_step() or 0
   if start_step:
-    state, meta = ckpt.restore(checkpointing.abstract(state))
+    restored, meta = ckpt.restore(checkpointing.abstract(
+        {"train": state, "acc": acc}))
+    state, acc = restored["train"], restored["acc"]
     writers.say(f"Resumed from {workdir}/checkpoints at step {start_step}.")
+  best = ckpt.best_meta()  # may be newer than the last train checkpoint
+  if best and best["best_val_accuracy"] >= meta["best_val_accuracy"]:
+    meta.update(best_val_accuracy=best["best_val_accuracy"],
+                best_step=best["best_step"])
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
       f" attention={config.model.attention.name}, params={num_params['total']:,}"
@@ -148,8 +187,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
                       donate_argnums=(0, 2))
   eval_jit = jax.jit(functools.partial(eval_step, graphdefs, objective))
 
-  zero_acc = lambda: jax.device_put(zero_metrics(), replicated)
-
   # Compile ahead of time: the executable we run is the one we measure.
   def spec(batch):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
@@ -159,6 +196,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   eval_exec, eval_cost = cost.compile_with_stats(
       eval_jit, state["model"], spec(next(pipeline.eval_batches(
           task.splits["validation"], config.eval_batch_size))))
+  # XLA's cost analysis of an SPMD program counts one device's share.
+  for c in (train_cost, eval_cost):
+    c["flops"] *= len(devices)
   writers.say(f"Compiled train step in {train_cost['compile_s']:.1f} s:"
               f" {train_cost['flops'] / config.batch_size / 1e6:.1f} MFLOP/example,"
               f" {train_cost.get('peak_bytes', 0) / 2**20:.1f} MiB planned.")
@@ -168,10 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     for batch in pipeline.eval_batches(task.splits[split], config.eval_batch_size):
       sums = eval_exec(model_state, put_batch(batch))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    t = jax.device_get(totals)
-    n = max(float(t["count"]), 1.0)
-    return {"loss": float(t["loss_sum"]) / n,
-            "accuracy": float(t["correct_sum"]) / n, "examples": int(t["count"])}
+    return {**finalize(totals), "examples": int(jax.device_get(totals["count"]))}
 
   def check_finite(acc) -> None:
     bad = int(jax.device_get(acc["first_bad_step"]))
@@ -184,96 +221,99 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
           " lower optim.learning_rate, optim.grad_clip_norm, or"
           " model.dtype=float32.")
 
-  def save(step: int, acc, force: bool = False) -> None:
+  def save(step: int, acc) -> None:
     check_finite(acc)
-    ckpt.save(step, state, {**meta, "elapsed_s": meta["elapsed_s"] + timer()},
-              force=force)
+    if ckpt.latest_step() != step:
+      ckpt.save(step, {"train": state, "acc": acc},
+                {**meta, "elapsed_s": meta["elapsed_s"] + timer()}, force=True)
 
   # --- Train loop -------------------------------------------------------------------
-  acc = zero_acc()
   sps_history: list[float] = []
   train_steps_per_s = lambda: float(np.median(sps_history)) if sps_history else None
-  last_log_t, last_log_step = time.perf_counter(), start_step
+  last_log_t, last_log_step, paused_s = time.perf_counter(), start_step, 0.0
   batches = pipeline.Prefetcher(train_batcher.iterate(start_step),
                                 size=2, transform=put_batch)
-  with checkpointing.PreemptionGuard() as guard:
-    for step in range(start_step + 1, config.num_train_steps + 1):
-      batch = next(batches)
-      with jax.transfer_guard("disallow"):
-        state, acc = train_exec(state, batch, acc)
+  try:
+    with checkpointing.PreemptionGuard() as guard:
+      for step in range(start_step + 1, config.num_train_steps + 1):
+        batch = next(batches)
+        with jax.transfer_guard("disallow"):
+          state, acc = train_exec(state, batch, acc)
+        is_last = step == config.num_train_steps
 
-      if step % config.log_every == 0 or step == config.num_train_steps:
-        check_finite(acc)
-        a = jax.device_get(acc)
-        now = time.perf_counter()
-        sps = (step - last_log_step) / max(now - last_log_t, 1e-9)
-        sps_history.append(sps)
-        n = max(float(a["count"]), 1.0)
-        m = {"loss": float(a["loss_sum"]) / n,
-             "accuracy": float(a["correct_sum"]) / n,
-             "grad_norm": float(a["grad_norm_sum"]) / max(float(a["steps"]), 1),
-             "learning_rate": float(schedule(step - 1)),
-             "steps_per_s": sps, "examples_per_s": sps * config.batch_size,
-             "elapsed_s": meta["elapsed_s"] + timer()}
-        writer.write(step, "train", m)
-        writers.say(writers.progress_line(step, config.num_train_steps, m, sps))
-        acc, last_log_t, last_log_step = zero_acc(), now, step
+        if step % config.log_every == 0 or is_last:
+          check_finite(acc)
+          m = finalize(acc)
+          a = jax.device_get(acc)
+          now = time.perf_counter()
+          sps = (step - last_log_step) / max(now - last_log_t - paused_s, 1e-9)
+          sps_history.append(sps)
+          m.update(grad_norm=float(a["grad_norm_sum"]) / max(float(a["steps"]), 1),
+                   learning_rate=float(schedule(step - 1)), steps_per_s=sps,
+                   examples_per_s=sps * config.batch_size,
+                   elapsed_s=meta["elapsed_s"] + timer())
+          writer.write(step, "train", m)
+          writers.say(writers.progress_line(step, config.num_train_steps, m, sps))
+          acc, last_log_t, last_log_step, paused_s = zero_acc(), now, step, 0.0
 
-      if step % config.eval_every == 0 or step == config.num_train_steps:
-        ev = evaluate(state["model"], "validation")
-        writer.write(step, "validation", {**ev, "elapsed_s": meta["elapsed_s"] + timer()})
-        improved = ev["accuracy"] > meta["best_val_accuracy"]
-        if improved:
-          meta.update(best_val_accuracy=ev["accuracy"], best_step=step)
-          ckpt.save_best(step, state["model"], dict(meta))
-        writers.say(f"  validation @ {step}: loss {ev['loss']:.4f}, accuracy"
-                    f" {ev['accuracy']:.4f}{'  (best)' if improved else ''}")
-        last_log_t = time.perf_counter()  # eval time is not train throughput
+        if step % config.eval_every == 0 or is_last:
+          jax.block_until_ready(state)  # pending train steps count as training
+          paused_from = time.perf_counter()
+          ev = evaluate(state["model"], "validation")
+          writer.write(step, "validation",
+                       {**ev, "elapsed_s": meta["elapsed_s"] + timer()})
+          improved = ev["accuracy"] > meta["best_val_accuracy"]
+          if improved:
+            meta.update(best_val_accuracy=ev["accuracy"], best_step=step)
+            ckpt.save_best(step, state["model"], dict(meta))
+          writers.say(f"  validation @ {step}: loss {ev['loss']:.4f}, accuracy"
+                      f" {ev['accuracy']:.4f}{'  (best)' if improved else ''}")
+          paused_s += time.perf_counter() - paused_from
 
-      if step % config.checkpoint_every == 0 or step == config.num_train_steps:
-        save(step, acc)
+        if step % config.checkpoint_every == 0 or is_last or guard.requested:
+          jax.block_until_ready(acc)
+          paused_from = time.perf_counter()
+          save(step, acc)
+          paused_s += time.perf_counter() - paused_from
 
-      if guard.requested:
-        if ckpt.latest_step() != step:
-          save(step, acc, force=True)
-        ckpt.wait()
-        writer.close()
-        raise Interrupted(step, guard.signum)
-  batches.close()
-  ckpt.wait()
+        if guard.requested:
+          ckpt.wait()
+          raise Interrupted(step, guard.signum)
+    ckpt.wait()
 
-  # --- Test on the best-validation checkpoint -------------------------------------
-  best_state, best_meta = ckpt.restore_best(checkpointing.abstract(state["model"]))
-  test = evaluate(best_state, "test")
-  writer.write(config.num_train_steps, "test",
-               {**test, "best_step": best_meta["best_step"]})
-  wall = meta["elapsed_s"] + timer()
-  summary = {
-      "config_name": config.config_name,
-      "task": task.name,
-      "attention": config.model.attention.name,
-      "num_params": num_params,
-      "best_val_accuracy": best_meta["best_val_accuracy"],
-      "best_step": best_meta["best_step"],
-      "test_accuracy": test["accuracy"],
-      "test_loss": test["loss"],
-      "num_train_steps": config.num_train_steps,
-      "wall_time_s": wall,
-      "device": _device_info(),
-      "cost": {
-          "train_flops_per_example": train_cost["flops"] / config.batch_size,
-          "forward_flops_per_example": eval_cost["flops"] / config.eval_batch_size,
-          "train_step_peak_bytes": train_cost.get("peak_bytes"),
-          "train_step_temp_bytes": train_cost.get("temp_bytes"),
-          "device_peak_bytes": cost.device_peak_bytes(),
-          "train_compile_s": train_cost["compile_s"],
-          "train_steps_per_s": train_steps_per_s(),
-      },
-  }
-  writers.write_json(os.path.join(workdir, "summary.json"), summary)
-  writer.flush()
-  writer.close()
-  ckpt.close()
+    # --- Test on the best-validation checkpoint -----------------------------------
+    best_state, best_meta = ckpt.restore_best(checkpointing.abstract(state["model"]))
+    test = evaluate(best_state, "test")
+    writer.write(config.num_train_steps, "test",
+                 {**test, "best_step": best_meta["best_step"]})
+    wall = meta["elapsed_s"] + timer()
+    summary = {
+        "config_name": config.config_name,
+        "task": task.name,
+        "attention": config.model.attention.name,
+        "num_params": num_params,
+        "best_val_accuracy": best_meta["best_val_accuracy"],
+        "best_step": best_meta["best_step"],
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "num_train_steps": config.num_train_steps,
+        "wall_time_s": wall,
+        "device": _device_info(),
+        "cost": {
+            "train_flops_per_example": train_cost["flops"] / config.batch_size,
+            "forward_flops_per_example": eval_cost["flops"] / config.eval_batch_size,
+            "train_step_peak_bytes": train_cost.get("peak_bytes"),
+            "train_step_temp_bytes": train_cost.get("temp_bytes"),
+            "device_peak_bytes": cost.device_peak_bytes(),
+            "train_compile_s": train_cost["compile_s"],
+            "train_steps_per_s": train_steps_per_s(),
+        },
+    }
+    writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  finally:
+    batches.close()
+    writer.close()
+    ckpt.close()
   writers.say("Done.\n" + writers.table([
       ("config", config.config_name),
       ("attention", config.model.attention.name),

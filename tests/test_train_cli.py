@@ -111,6 +111,7 @@ def test_data_parallel_on_8_devices_matches_one(tmp_path, data_dir):
   assert s1["device"]["count"] == 1 and s8["device"]["count"] == 8
   m1 = read_jsonl(tmp_path / "one" / "metrics.jsonl")
   m8 = read_jsonl(tmp_path / "eight" / "metrics.jsonl")
-  for a, b in zip(m1, m8):
+  assert len(m1) == len(m8)
+  for a, b in zip(m1, m8, strict=True):
     assert (a["step"], a["split"]) == (b["step"], b["split"])
     assert abs(a["loss"] - b["loss"]) < 1e-4

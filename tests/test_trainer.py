@@ -71,22 +71,24 @@ def test_test_accuracy_comes_from_best_checkpoint(tmp_path, data_dir):
 
 def test_resume_after_interrupt_matches_uninterrupted(tmp_path, data_dir,
                                                       monkeypatch):
-  kw = dict(num_train_steps=20, log_every=5, eval_every=10, checkpoint_every=10)
+  # Interrupt at step 7: not a log or checkpoint step, so the forced save,
+  # the restored metric accumulator and best-val tracking all matter.
+  kw = dict(num_train_steps=20, log_every=5, eval_every=7, checkpoint_every=10)
   straight = trainer.train_and_evaluate(_config(data_dir, **kw),
                                         str(tmp_path / "a"))
 
-  # Deliver a real SIGTERM to this process when step 10's metrics are written.
+  # Deliver a real SIGTERM to this process when step 7's validation is written.
   original = writers.MetricWriter.write
 
   def write_then_signal(self, step, split, metrics):
     original(self, step, split, metrics)
-    if split == "train" and step == 10:
+    if split == "validation" and step == 7:
       os.kill(os.getpid(), signal.SIGTERM)
 
   monkeypatch.setattr(writers.MetricWriter, "write", write_then_signal)
   with pytest.raises(trainer.Interrupted) as info:
     trainer.train_and_evaluate(_config(data_dir, **kw), str(tmp_path / "b"))
-  assert info.value.step == 10 and info.value.signum == signal.SIGTERM
+  assert info.value.step == 7 and info.value.signum == signal.SIGTERM
   assert not (tmp_path / "b" / "summary.json").exists()
   monkeypatch.setattr(writers.MetricWriter, "write", original)
 
