@@ -6,7 +6,9 @@ Vaswani et al. 2017, "Attention Is All You Need", eq. 1:
 `implementation=None` uses our einsum path (works everywhere, the reference).
 "xla" or "cudnn" route through `jax.nn.dot_product_attention`; cuDNN's fused
 flash kernel exists on GPUs only, so it is opt-in and never needed on CPU.
-Incremental decoding keeps a KV cache: each new token costs O(t) for context t.
+Incremental decoding keeps a KV cache preallocated to `max_len`: each new
+token attends over the whole cache (masked past `index`), so a step costs
+O(cache length); size the cache to the context you need.
 """
 
 from __future__ import annotations

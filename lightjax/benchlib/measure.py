@@ -39,8 +39,8 @@ from lightjax import objectives, trainer
 from lightjax.benchlib import builders, failures, timing
 from lightjax.metrics import cost
 
-# The trainer's own step functions, not copies: a benchmarked step is the
-# trained one. (Private there today; they could be made public.)
+# The trainer's own step functions (trainer.train_step / eval_step), not
+# copies: a benchmarked step is the trained one.
 
 Record = dict[str, Any]
 # Results shared between the measurements of one (variant, length): forward at

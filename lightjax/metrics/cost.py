@@ -8,8 +8,10 @@ compiler's plan (arguments + outputs + temporaries), the CPU stand-in for a
 device's peak; `device_peak_bytes` adds the runtime's own counter where the
 backend has one (GPU/TPU).
 
-Caveat: XLA counts a `while`/`scan` body once, not once per iteration, so
-FLOPs of scanned kernels (chunked causal linear attention) are a lower bound.
+Caveats: XLA counts a `while`/`scan` body once, not once per iteration, so
+FLOPs of a kernel written as a loop are a lower bound; and for an SPMD
+program it reports one device's share (the trainer multiplies by the device
+count).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Autoregressive generation with the decoder LM's incremental decode step.
 
 Each layer's attention kernel carries its own decode state: a KV cache for
-softmax (O(t) work per token at context t) or the running sums
+softmax (each token attends over the cache: O(cache length) work) or the running sums
 S_t = sum phi(k) v^T, z_t = sum phi(k) for linear attention (Katharopoulos et
 al. 2020, eq. 18-20: O(1) per token, the "Transformers are RNNs" view). The
 whole loop is one `jax.lax.scan`, so generation compiles once per shape.
