@@ -3,6 +3,7 @@
 import json
 import re
 import os
+import shutil
 import signal
 
 import jax
@@ -118,3 +119,28 @@ def test_nan_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path, data_dir):
   steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
   assert steps and max(steps) < bad
   assert not (tmp_path / "summary.json").exists()
+
+
+def test_resume_when_best_is_newer_than_last_checkpoint(tmp_path, data_dir):
+  """A hard kill can leave best/N without checkpoints/N; resuming must cope."""
+  kw = dict(num_train_steps=20, log_every=5, eval_every=5, checkpoint_every=5,
+            keep_checkpoints=5)
+  first = trainer.train_and_evaluate(_config(data_dir, **kw), str(tmp_path))
+  # Drop every train checkpoint from the best step on, and the summary, as if
+  # killed right after best/ was written.
+  for step in os.listdir(tmp_path / "checkpoints"):
+    if int(step) >= first["best_step"]:
+      shutil.rmtree(tmp_path / "checkpoints" / step)
+  (tmp_path / "summary.json").unlink()
+  again = trainer.train_and_evaluate(_config(data_dir, **kw), str(tmp_path))
+  assert again["best_step"] == first["best_step"]
+  assert again["best_val_accuracy"] == first["best_val_accuracy"]
+  assert again["test_accuracy"] == first["test_accuracy"]
+
+
+def test_resume_refuses_a_different_model(tmp_path, data_dir):
+  kw = dict(num_train_steps=10, eval_every=10, checkpoint_every=10)
+  trainer.train_and_evaluate(_config(data_dir, **kw), str(tmp_path))
+  with pytest.raises(ValueError, match="model differ"):
+    trainer.train_and_evaluate(
+        _config(data_dir, **kw, **{"model.num_layers": 3}), str(tmp_path))
