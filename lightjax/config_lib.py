@@ -101,13 +101,8 @@ def parse_arg(arg: str | None, presets: Iterable[str]) -> tuple[str, set[str]]:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks names against their registries and numbers against their ranges."""
   m = config.model
-  attention.get(m.attention.name)
-  variant_opts = m.attention.get(m.attention.name, {})
-  valid = attention.get(m.attention.name).default_options()
-  unknown = sorted(set(variant_opts) - set(valid))
-  if unknown:
-    raise ValueError(f"unknown option(s) {unknown} for attention"
-                     f" {m.attention.name!r}; valid: {', '.join(sorted(valid))}")
+  attention.check_options(m.attention.name,
+                          m.attention.get(m.attention.name, {}))
   if m.name not in models.names():
     raise ValueError(f"unknown model {m.name!r}; valid: {', '.join(models.names())}")
   if m.dtype not in models.dtype_names():

@@ -23,6 +23,7 @@ one of `jax.nn.dot_product_attention`: [batch, length, heads, head_dim].
 
 from lightjax.attention.registry import (
     build,
+    check_options,
     default_options,
     get,
     names,
@@ -52,6 +53,7 @@ __all__ = [
     "AttentionKernel",
     "bigbird_attention",
     "build",
+    "check_options",
     "default_options",
     "fixed_attention",
     "get",

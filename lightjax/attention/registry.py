@@ -38,6 +38,23 @@ def default_options() -> dict[str, dict[str, Any]]:
   return {n: dict(_REGISTRY[n].default_options()) for n in names()}
 
 
+def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+  """Returns the variant's defaults updated with `options`.
+
+  Raises ValueError for an unknown variant (listing the valid ones) or an
+  unknown option (listing the variant's options).
+  """
+  valid = get(name).default_options()
+  options = dict(options or {})
+  unknown = sorted(set(options) - set(valid))
+  if unknown:
+    raise ValueError(
+        f"unknown option(s) {unknown} for attention {name!r}; valid options:"
+        f" {', '.join(sorted(valid)) or '(none)'}"
+    )
+  return {**valid, **options}
+
+
 def build(name: str, options: dict[str, Any] | None = None, *,
           shared: dict | None = None, **kwargs):
   """Builds variant `name` with its `options` and the shape kwargs.
@@ -51,15 +68,7 @@ def build(name: str, options: dict[str, Any] | None = None, *,
     **kwargs: num_heads, head_dim, max_len, rngs (and dtype).
   """
   cls = get(name)
-  options = dict(options or {})
-  valid = cls.default_options()
-  unknown = sorted(set(options) - set(valid))
-  if unknown:
-    raise ValueError(
-        f"unknown option(s) {unknown} for attention {name!r}; valid options:"
-        f" {', '.join(sorted(valid)) or '(none)'}"
-    )
-  merged = {**valid, **options}
+  merged = check_options(name, options)
   if getattr(cls, "uses_shared", False):
     kwargs["shared"] = {} if shared is None else shared
   return cls(**merged, **kwargs)

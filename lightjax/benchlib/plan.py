@@ -80,11 +80,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   """Fails fast (ValueError, valid choices listed) before anything compiles."""
   jobs(config)  # benchmark and variant names
   for v in set(variants(config)) | set(decode_variants(config)):
-    valid = attention.get(v).default_options()
-    unknown = sorted(set(config.model.attention.get(v, {})) - set(valid))
-    if unknown:
-      raise ValueError(f"unknown option(s) {unknown} for attention {v!r};"
-                       f" valid: {', '.join(sorted(valid))}")
+    attention.check_options(v, config.model.attention.get(v, {}))
   if not lengths(config.lengths):
     raise ValueError("config.lengths is empty")
   for k in ("batch_size", "repeats", "latency.repeats", "decode.repeats",
