@@ -208,7 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     for batch in pipeline.eval_batches(task.splits[split], config.eval_batch_size):
       sums = eval_exec(model_state, put_batch(batch))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    return {**finalize(totals), "examples": int(jax.device_get(totals["count"]))}
+    t = jax.device_get(totals)
+    return {**finalize(t), "examples": int(t["count"])}
 
   def check_finite(acc) -> None:
     bad = int(jax.device_get(acc["first_bad_step"]))
@@ -243,8 +244,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
         if step % config.log_every == 0 or is_last:
           check_finite(acc)
-          m = finalize(acc)
           a = jax.device_get(acc)
+          m = finalize(a)
           now = time.perf_counter()
           sps = (step - last_log_step) / max(now - last_log_t - paused_s, 1e-9)
           sps_history.append(sps)
