@@ -125,19 +125,34 @@ def validate(config: ml_collections.ConfigDict) -> None:
 # --- command-line overrides -------------------------------------------------
 
 
-def _lookup(config: Any, dotted: str) -> str | None:
-  """None if `dotted` names a field of `config`, else an error message."""
-  node, walked = config, []
+class PathError(KeyError):
+  """`lookup` met a missing field; str() is the whole message."""
+
+  def __str__(self) -> str:
+    return str(self.args[0])
+
+
+def lookup(tree: Any, dotted: str) -> Any:
+  """tree["a"]["b"]["c"] for dotted = "a.b.c" (ConfigDicts and plain dicts).
+
+  The one dotted-path lookup of the package (config overrides, bench config
+  checks, report columns over summary.json).
+
+  Raises:
+    PathError: naming the first missing field and the valid ones there.
+  """
+  node, walked = tree, []
   for part in dotted.split("."):
-    if not isinstance(node, ml_collections.ConfigDict):
-      return (f"config.{'.'.join(walked)} is a {type(node).__name__}, it has no"
-              f" field {part!r}")
+    where = "config" + "".join(f".{w}" for w in walked)
+    if not hasattr(node, "keys"):
+      raise PathError(f"{where} is a {type(node).__name__}, it has no field"
+                      f" {part!r}")
     if part not in node:
-      where = "config" + "".join(f".{w}" for w in walked)
-      return (f"unknown config key {dotted!r}: {where} has no field {part!r};"
-              f" valid fields of {where}: {', '.join(sorted(node.keys()))}")
+      raise PathError(
+          f"unknown config key {dotted!r}: {where} has no field {part!r};"
+          f" valid fields of {where}: {', '.join(sorted(node.keys()))}")
     node, walked = node[part], walked + [part]
-  return None
+  return node
 
 
 def check_overrides(config: ml_collections.ConfigDict,
@@ -147,9 +162,10 @@ def check_overrides(config: ml_collections.ConfigDict,
   for a in argv:
     if a.startswith(prefix):
       key = a[len(prefix):].split("=", 1)[0]
-      msg = _lookup(config, key)
-      if msg:
-        errors.append(msg)
+      try:
+        lookup(config, key)
+      except PathError as e:
+        errors.append(str(e))
   return errors
 
 

@@ -26,7 +26,7 @@ import os
 import statistics
 from typing import Any, Callable, Iterable, NamedTuple
 
-from lightjax import reference
+from lightjax import paper
 
 SUMMARY = "summary.json"
 MISSING = "—"
@@ -169,7 +169,7 @@ def paper_accuracy(attention: str | None, task: str | None) -> float | None:
 
 @functools.lru_cache(maxsize=None)
 def _paper_rows() -> dict[str, dict[str, Any]]:
-  return {row["model"]: row for row in reference.load_csv(PAPER_CSV)}
+  return {row["model"]: row for row in paper.load_csv(PAPER_CSV)}
 
 
 class Column(NamedTuple):

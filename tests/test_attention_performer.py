@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 from lightjax import attention
-from lightjax.attention import performer, reference
+from lightjax.attention import dense, performer
 
 
 def _qkv(seed, b=2, l=12, h=2, d=8, scale=1.0, dtype=jnp.float32):
@@ -39,12 +39,12 @@ _fast = jax.jit(performer.performer_attention, static_argnames=_STATIC)
 
 @jax.jit
 def _dense_causal(q, k, v):
-  return reference.dense_attention(q, k, v, causal=True)
+  return dense.dense_attention(q, k, v, causal=True)
 
 
 @jax.jit
 def _dense(q, k, v):
-  return reference.dense_attention(q, k, v)
+  return dense.dense_attention(q, k, v)
 
 
 def _naive_from_features(q, k, v, w, mask, causal):

@@ -1,7 +1,7 @@
 """Block-sparse attention equals dense attention under the pattern's mask.
 
 The kernels in `lightjax.attention.sparse` form only the blocks a pattern
-keeps; here each one is checked against `reference.dense_attention` with the
+keeps; here each one is checked against `dense.dense_attention` with the
 dense [L, L] mask of `sparse_patterns` (written independently from the paper
 definitions), and their compiled memory is checked to really be sub-quadratic.
 """
@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 from lightjax import attention
-from lightjax.attention import reference
+from lightjax.attention import dense
 from lightjax.attention import sparse
 from lightjax.attention import sparse_patterns as patterns
 
@@ -67,13 +67,13 @@ _FAST_COMPILE = {"xla_backend_optimization_level": 0,
 @functools.partial(jax.jit, static_argnames="causal",
                    compiler_options=_FAST_COMPILE)
 def _dense_masked(q, k, v, mask, allowed, causal):
-  return reference.dense_attention(q, k, v, mask, causal, allowed_LxS=allowed)
+  return dense.dense_attention(q, k, v, mask, causal, allowed_LxS=allowed)
 
 
 @functools.partial(jax.jit, static_argnames="causal",
                    compiler_options=_FAST_COMPILE)
 def _dense_grads(q, k, v, mask, allowed, cot, causal):
-  loss = lambda q, k, v: jnp.sum(reference.dense_attention(
+  loss = lambda q, k, v: jnp.sum(dense.dense_attention(
       q, k, v, mask, causal, allowed_LxS=allowed) * cot)
   return jax.grad(loss, argnums=(0, 1, 2))(q, k, v)
 
@@ -211,7 +211,7 @@ def test_bigbird_function_draws_from_seed_or_takes_table():
   drawn = patterns.bigbird_random_blocks(jax.random.key(3), 8, 2, 1, 1, False)
   for out, table, causal in ((seeded, drawn, False), (given, odd, True)):
     allowed = patterns.bigbird_mask(n, bs, 1, 1, np.asarray(table), causal)
-    want = reference.dense_attention(q, k, v, None, causal,
+    want = dense.dense_attention(q, k, v, None, causal,
                                      allowed_LxS=jnp.asarray(allowed))
     np.testing.assert_allclose(out, want, atol=1e-5, err_msg=str(causal))
 

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from lightjax import benchlib, reference
+from lightjax import benchlib, paper
 from lightjax.benchlib import failures, peak, plan, records
 from tests.helpers import REPO, load_config, read_jsonl
 
@@ -156,16 +156,16 @@ def test_ratios_need_both_sides():
   assert rec["speedup_vs_softmax"] is None
 
 
-def test_reference_loader_reads_lra_table2():
-  rows = reference.load_csv("lra_table2_speed_memory.csv")
+def test_paper_loader_reads_lra_table2():
+  rows = paper.load_csv("lra_table2_speed_memory.csv")
   by = {r["model"]: r for r in rows}
   assert by["transformer"]["steps_4k"] == 1.4
   assert by["performer"]["mem_1k"] == 0.37
   assert len(rows) == 9
   assert any("Long Range Arena" in c
-             for c in reference.comments("lra_table2_speed_memory.csv"))
+             for c in paper.comments("lra_table2_speed_memory.csv"))
   with pytest.raises(FileNotFoundError, match="lra_table2"):
-    reference.load_csv("nosuch.csv")
+    paper.load_csv("nosuch.csv")
 
 
 def test_matmul_peak_and_mfu():

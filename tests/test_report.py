@@ -15,7 +15,7 @@ import sys
 import matplotlib.image
 import pytest
 
-from lightjax import attention, reference, report, reportlib, trainer
+from lightjax import attention, paper, report, reportlib, trainer
 from tests.helpers import REPO, load_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -209,9 +209,9 @@ def test_pareto_front():
 
 def test_paper_mapping_names_real_variants_and_paper_rows():
   assert set(reportlib.PAPER_MODEL) <= set(attention.names())
-  paper_rows = {r["model"] for r in reference.load_csv(reportlib.PAPER_CSV)}
+  paper_rows = {r["model"] for r in paper.load_csv(reportlib.PAPER_CSV)}
   assert set(reportlib.PAPER_MODEL.values()) <= paper_rows
-  with open(os.path.join(REPO, "lightjax", "reference",
+  with open(os.path.join(REPO, "lightjax", "paper",
                          reportlib.PAPER_CSV)) as f:
     first = f.readline()
   assert first.startswith("#") and "2011.04006" in first  # citation kept

@@ -3,13 +3,12 @@
 Every variant is an `nnx.Module` registered under a name. The model never
 branches on variant names: it asks this registry for a class and builds it with
 the variant's own options (`config.model.attention.<name>`), so adding a variant
-is one file plus one `@register` line.
+is one file plus one `@register` line (and its import below).
 
-The module interface (see `base.AttentionKernel`):
+One signature for every kernel, function and module alike (`base.py`):
 
-  kernel = cls(num_heads=H, head_dim=D, max_len=L, rngs=rngs, **options)
-  out_BxLxHxD = kernel(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD,
-                       mask_BxL=None, causal=False, deterministic=True)
+  out = <name>_attention(q, k, v, *, mask=None, causal=False, <options>)
+  out = kernel(q, k, v, *, mask=None, causal=False, deterministic=True)
 
 and, for variants that support incremental (autoregressive) decoding,
 
@@ -17,11 +16,13 @@ and, for variants that support incremental (autoregressive) decoding,
   out_Bx1xHxD, cache = kernel.decode_step(q_Bx1xHxD, k_Bx1xHxD, v_Bx1xHxD,
                                           cache, index)
 
-`mask_BxL` is a boolean key-padding mask (True = real token). The layout is the
-one of `jax.nn.dot_product_attention`: [batch, length, heads, head_dim].
+q, k, v: [batch, length, heads, head_dim]; `mask`: boolean [batch, length]
+key padding (True = real token). `dense.dense_attention` is the O(L^2) ground
+truth the contract suite checks every variant against.
 """
 
 from lightjax.attention.registry import (
+    VARIANTS,
     build,
     check_options,
     default_options,
@@ -32,15 +33,12 @@ from lightjax.attention.registry import (
 from lightjax.attention.base import AttentionKernel
 
 # Importing the variant modules registers them.
-from lightjax.attention import softmax as _softmax  # noqa: F401
+from lightjax.attention.dense import dense_attention
 from lightjax.attention.softmax import softmax_attention
-from lightjax.attention import linear as _linear  # noqa: F401
-from lightjax.attention import performer as _performer  # noqa: F401
-from lightjax.attention import linformer as _linformer  # noqa: F401
+from lightjax.attention.identity import identity_attention
 from lightjax.attention.linear import linear_attention
 from lightjax.attention.performer import performer_attention
 from lightjax.attention.linformer import linformer_attention
-from lightjax.attention import sparse as _sparse  # noqa: F401
 from lightjax.attention.sparse import (
     bigbird_attention,
     fixed_attention,
@@ -51,12 +49,15 @@ from lightjax.attention.sparse import (
 
 __all__ = [
     "AttentionKernel",
+    "VARIANTS",
     "bigbird_attention",
     "build",
     "check_options",
     "default_options",
+    "dense_attention",
     "fixed_attention",
     "get",
+    "identity_attention",
     "linear_attention",
     "linformer_attention",
     "local_attention",

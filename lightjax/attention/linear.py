@@ -131,6 +131,7 @@ def linear_attention_from_features(
     phi_q_BxLxHxM: jax.Array,
     phi_k_BxSxHxM: jax.Array,
     v_BxSxHxD: jax.Array,
+    *,
     mask_BxS: jax.Array | None = None,
     causal: bool = False,
     chunk_size: int = 64,
@@ -172,6 +173,7 @@ def linear_attention(
     q: jax.Array,
     k: jax.Array,
     v: jax.Array,
+    *,
     mask: jax.Array | None = None,
     causal: bool = False,
     feature_map: str = "elu",
@@ -196,8 +198,8 @@ def linear_attention(
   """
   phi = _feature_map(feature_map)
   out = linear_attention_from_features(
-      phi(q.astype(jnp.float32)), phi(k.astype(jnp.float32)), v, mask, causal,
-      chunk_size, eps)
+      phi(q.astype(jnp.float32)), phi(k.astype(jnp.float32)), v,
+      mask_BxS=mask, causal=causal, chunk_size=chunk_size, eps=eps)
   return out.astype(q.dtype)
 
 
@@ -206,6 +208,8 @@ class LinearAttention(AttentionKernel):
   """Linear attention with a recurrent (RNN) state for decoding (eq. 8-9)."""
 
   supports_decode = True
+  exact = False  # a different similarity than softmax's exp(q.k / sqrt(d))
+  softmax_tolerance = None
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:
@@ -225,11 +229,11 @@ class LinearAttention(AttentionKernel):
     self.chunk_size = int(chunk_size)
     self.eps = float(eps)
 
-  def __call__(self, q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, *, mask_BxL=None,
-               causal=False, deterministic=True):
+  def __call__(self, q, k, v, *, mask=None, causal=False, deterministic=True):
     del deterministic
-    return linear_attention(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, mask_BxL, causal,
-                            self.feature_map, self.chunk_size, self.eps)
+    return linear_attention(q, k, v, mask=mask, causal=causal,
+                            feature_map=self.feature_map,
+                            chunk_size=self.chunk_size, eps=self.eps)
 
   def init_cache(self, batch_size, max_len, dtype=jnp.float32):
     """The recurrent state (S, Z) of eq. 8-9: float32, O(1) in max_len."""

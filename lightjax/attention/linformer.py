@@ -51,21 +51,29 @@ def linformer_attention(
     q: jax.Array,
     k: jax.Array,
     v: jax.Array,
+    *,
+    mask: jax.Array | None = None,
+    causal: bool = False,
     e_KxN: jax.Array,
     f_KxN: jax.Array,
-    mask: jax.Array | None = None,
 ) -> jax.Array:
   """softmax(Q (E K)^T / sqrt(d)) (F V), eq. 7 of Wang et al. 2020.
 
   Args:
     q, k, v: queries, keys, values, [B, L, H, D].
-    e_KxN, f_KxN: sequence projections [k, N] with N >= L; the first L
-      columns are used.
     mask: optional boolean [B, L] key-padding mask, True = keep; padded keys
       and values are zeroed before projecting.
+    causal: must be False: E K and F V mix every position (raises).
+    e_KxN, f_KxN: sequence projections [k, N] with N >= L; the first L
+      columns are used.
   Returns:
     [B, L, H, D], same dtype as q.
   """
+  if causal:
+    raise ValueError(
+        "linformer attention cannot be causal: its projections E K, F V mix"
+        " every position; use another variant (e.g. 'linear', 'softmax')"
+        " for causal models")
   length = k.shape[1]
   if length > e_KxN.shape[1]:
     raise ValueError(
@@ -95,6 +103,9 @@ class LinformerAttention(AttentionKernel):
   """Linformer with learned sequence projections E, F (nnx.Param)."""
 
   uses_shared = True
+  supports_causal = False
+  exact = False  # attends to k learned mixtures of keys, not to the keys
+  softmax_tolerance = None
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:
@@ -130,16 +141,9 @@ class LinformerAttention(AttentionKernel):
     if sharing == "none":
       self.f_KxN = nnx.Param(init(rngs.params(), shape, jnp.float32))
 
-  def __call__(self, q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, *, mask_BxL=None,
-               causal=False, deterministic=True):
+  def __call__(self, q, k, v, *, mask=None, causal=False, deterministic=True):
     del deterministic
-    if causal:
-      raise ValueError(
-          "linformer attention is not causal: its projections E K, F V mix"
-          " every position; use another variant (e.g. 'linear', 'softmax')"
-          " for causal models"
-      )
     e_KxN = self.e_KxN[...]
     f_KxN = self.f_KxN[...] if self.sharing == "none" else e_KxN
-    return linformer_attention(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, e_KxN, f_KxN,
-                               mask_BxL)
+    return linformer_attention(q, k, v, mask=mask, causal=causal, e_KxN=e_KxN,
+                               f_KxN=f_KxN)

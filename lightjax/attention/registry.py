@@ -1,41 +1,30 @@
-"""Name -> attention class registry. The only place a variant is chosen."""
+"""Name -> attention class registry: the only place a variant is chosen.
+
+A `lightjax.registry.Registry` like every other registry (tasks, models,
+objectives, schedules); this module adds what is attention-specific: each
+variant's default options, their check, and building a kernel from a config.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-_REGISTRY: dict[str, type] = {}
-
-
-def register(name: str) -> Callable[[type], type]:
-  """Class decorator: makes `cls` selectable as `model.attention.name=<name>`."""
-
-  def wrap(cls: type) -> type:
-    if name in _REGISTRY:
-      raise ValueError(f"attention variant {name!r} is registered twice")
-    cls.registry_name = name
-    _REGISTRY[name] = cls
-    return cls
-
-  return wrap
+from lightjax.registry import Registry
 
 
-def names() -> list[str]:
-  return sorted(_REGISTRY)
+def _stamp(name: str, cls: type) -> None:
+  cls.registry_name = name
 
 
-def get(name: str) -> type:
-  try:
-    return _REGISTRY[name]
-  except KeyError:
-    raise ValueError(
-        f"unknown attention {name!r}; valid choices: {', '.join(names())}"
-    ) from None
+VARIANTS: Registry[type] = Registry("attention", on_register=_stamp)
+register = VARIANTS.register
+get = VARIANTS.get
+names = VARIANTS.names
 
 
 def default_options() -> dict[str, dict[str, Any]]:
   """{variant name: its default options}, used to build config sub-dicts."""
-  return {n: dict(_REGISTRY[n].default_options()) for n in names()}
+  return {n: dict(cls.default_options()) for n, cls in VARIANTS.items()}
 
 
 def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:

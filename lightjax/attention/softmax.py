@@ -3,9 +3,15 @@
 Vaswani et al. 2017, "Attention Is All You Need", eq. 1:
   Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V.
 
-`implementation=None` uses our einsum path (works everywhere, the reference).
-"xla" or "cudnn" route through `jax.nn.dot_product_attention`; cuDNN's fused
-flash kernel exists on GPUs only, so it is opt-in and never needed on CPU.
+WHY an `implementation` choice: a speed-up is only meaningful against the
+fastest exact softmax a platform has. `"auto"` (the default) picks it at trace
+time: cuDNN's fused flash-attention kernel on NVIDIA GPUs for bf16/fp16 inputs
+(head_dim a multiple of 8, at most 128), otherwise XLA's own
+`jax.nn.dot_product_attention(implementation="xla")`. `"einsum"` is the plain
+dense path of `attention.dense`, the ground truth of the tests;
+`"xla"` / `"cudnn"` force one kernel. Measured on the 2-core CPU in the bench
+(`configs/bench.py:cpu_quick` records both), see `results/`.
+
 Incremental decoding keeps a KV cache preallocated to `max_len`: each new
 token attends over the whole cache (masked past `index`), so a step costs
 O(cache length); size the cache to the context you need.
@@ -18,20 +24,37 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lightjax.attention import reference
+from lightjax.attention import dense
 from lightjax.attention.base import AttentionKernel
 from lightjax.attention.registry import register
 
-_IMPLEMENTATIONS = (None, "xla", "cudnn")
+IMPLEMENTATIONS = ("auto", "xla", "cudnn", "einsum")
+
+
+def resolve_implementation(implementation: str, q: jax.Array) -> str:
+  """The concrete kernel `implementation` means for these inputs here."""
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(
+        f"unknown softmax implementation {implementation!r}; valid:"
+        f" {', '.join(IMPLEMENTATIONS)}")
+  if implementation != "auto":
+    return implementation
+  d = q.shape[-1]
+  if (jax.default_backend() == "gpu"
+      and q.dtype in (jnp.bfloat16, jnp.float16) and d % 8 == 0 and d <= 128
+      and jax.devices()[0].device_kind.lower().startswith("nvidia")):
+    return "cudnn"
+  return "xla"
 
 
 def softmax_attention(
     q: jax.Array,
     k: jax.Array,
     v: jax.Array,
+    *,
     mask: jax.Array | None = None,
     causal: bool = False,
-    implementation: str | None = None,
+    implementation: str = "auto",
 ) -> jax.Array:
   """Softmax attention on [batch, length, heads, head_dim] arrays.
 
@@ -39,25 +62,20 @@ def softmax_attention(
     q, k, v: queries, keys, values, [B, L, H, D] (k, v may have length S).
     mask: optional boolean [B, S] key-padding mask, True = keep.
     causal: if True, query i attends to keys j <= i.
-    implementation: None (einsum reference), "xla" or "cudnn"
-      (`jax.nn.dot_product_attention`).
+    implementation: "auto" (fastest exact kernel here), "xla", "cudnn" or
+      "einsum" (the dense reference path).
   Returns:
     [B, L, H, D], same dtype as q. Queries with no visible key give zeros.
   """
-  if implementation not in _IMPLEMENTATIONS:
-    raise ValueError(
-        f"unknown softmax implementation {implementation!r}; valid:"
-        f" {_IMPLEMENTATIONS}"
-    )
-  if implementation is None:
-    return reference.dense_attention(q, k, v, mask, causal)
+  impl = resolve_implementation(implementation, q)
+  if impl == "einsum":
+    return dense.dense_attention(q, k, v, mask=mask, causal=causal)
   kv_mask = None if mask is None else mask[:, None, None, :].astype(bool)
   out = jax.nn.dot_product_attention(
-      q, k, v, mask=kv_mask, is_causal=causal, implementation=implementation
-  )
-  if mask is not None:  # match the reference: no visible key -> zeros.
+      q, k, v, mask=kv_mask, is_causal=causal, implementation=impl)
+  if mask is not None:  # as the dense path: no visible key -> zeros.
     out = jnp.where(mask.any(-1)[:, None, None, None], out, 0)
-  return out
+  return out.astype(q.dtype)
 
 
 @register("softmax")
@@ -68,25 +86,23 @@ class SoftmaxAttention(AttentionKernel):
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:
-    # implementation: "" = einsum reference; "xla" / "cudnn" = jax.nn kernel.
-    return {"implementation": ""}
+    # implementation: one of IMPLEMENTATIONS ("auto" = fastest exact kernel).
+    return {"implementation": "auto"}
 
   def __init__(self, *, num_heads, head_dim, max_len, rngs, dtype=jnp.float32,
-               implementation: str = ""):
+               implementation: str = "auto"):
     del max_len, rngs, dtype
-    self.num_heads, self.head_dim = num_heads, head_dim
-    self.implementation = implementation or None
-    if self.implementation not in _IMPLEMENTATIONS:
+    if implementation not in IMPLEMENTATIONS:
       raise ValueError(
-          f"unknown softmax implementation {implementation!r}; valid: '',"
-          " 'xla', 'cudnn'"
-      )
+          f"unknown softmax implementation {implementation!r}; valid:"
+          f" {', '.join(IMPLEMENTATIONS)}")
+    self.num_heads, self.head_dim = num_heads, head_dim
+    self.implementation = implementation
 
-  def __call__(self, q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, *, mask_BxL=None,
-               causal=False, deterministic=True):
+  def __call__(self, q, k, v, *, mask=None, causal=False, deterministic=True):
     del deterministic
-    return softmax_attention(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, mask_BxL,
-                             causal, self.implementation)
+    return softmax_attention(q, k, v, mask=mask, causal=causal,
+                             implementation=self.implementation)
 
   def init_cache(self, batch_size, max_len, dtype=jnp.float32):
     shape = (batch_size, max_len, self.num_heads, self.head_dim)
@@ -94,10 +110,15 @@ class SoftmaxAttention(AttentionKernel):
 
   def decode_step(self, q_Bx1xHxD, k_Bx1xHxD, v_Bx1xHxD, cache, index):
     """Appends k, v at `index` to the KV cache and attends over [0, index]."""
-    k_cache = jax.lax.dynamic_update_slice_in_dim(cache["k"], k_Bx1xHxD.astype(cache["k"].dtype), index, 1)
-    v_cache = jax.lax.dynamic_update_slice_in_dim(cache["v"], v_Bx1xHxD.astype(cache["v"].dtype), index, 1)
+    k_cache_BxSxHxD = jax.lax.dynamic_update_slice_in_dim(
+        cache["k"], k_Bx1xHxD.astype(cache["k"].dtype), index, 1)
+    v_cache_BxSxHxD = jax.lax.dynamic_update_slice_in_dim(
+        cache["v"], v_Bx1xHxD.astype(cache["v"].dtype), index, 1)
     visible_BxS = jnp.broadcast_to(
-        jnp.arange(k_cache.shape[1]) <= index, k_cache.shape[:2]
-    )
-    out = reference.dense_attention(q_Bx1xHxD, k_cache, v_cache, visible_BxS)
-    return out, {"k": k_cache, "v": v_cache}
+        jnp.arange(k_cache_BxSxHxD.shape[1]) <= index,
+        k_cache_BxSxHxD.shape[:2])
+    out_Bx1xHxD = softmax_attention(
+        q_Bx1xHxD, k_cache_BxSxHxD, v_cache_BxSxHxD, mask=visible_BxS,
+        implementation=self.implementation)
+    return out_Bx1xHxD, {"k": k_cache_BxSxHxD, "v": v_cache_BxSxHxD}
+

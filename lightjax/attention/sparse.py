@@ -55,12 +55,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lightjax.attention import dense
 from lightjax.attention import sparse_patterns as patterns
 from lightjax.attention.base import AttentionKernel
 from lightjax.attention.registry import register
 
 WEIGHTINGS = ("softmax", "uniform_sqrt")
-_NEG_INF = -1e30  # Finite: fully-masked rows stay NaN-free (and give zeros).
 
 Rule = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -80,11 +80,7 @@ def _combine(logits, allowed, values, weighting):
     out = values(jnp.broadcast_to(allowed, logits.shape))
     return out * jnp.where(count > 0, jax.lax.rsqrt(jnp.maximum(count, 1.0)),
                            0.0)
-  masked = jnp.where(allowed, logits, _NEG_INF)
-  row_max = jax.lax.stop_gradient(masked.max(-1, keepdims=True))
-  e = jnp.where(allowed, jnp.exp(masked - row_max), 0.0)
-  den = e.sum(-1, keepdims=True)
-  return values(e) / jnp.where(den > 0, den, 1.0)
+  return values(dense.masked_softmax(logits, allowed))
 
 
 def _take_blocks(x_BxNb: jax.Array, static_table: np.ndarray,
@@ -275,9 +271,9 @@ def _block_sparse(
   return out.astype(q.dtype)
 
 
-def local_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_size: int,
-                    num_neighbor_blocks: int = 1, causal: bool = False,
-                    mask: jax.Array | None = None,
+def local_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
+                    mask: jax.Array | None = None, causal: bool = False,
+                    block_size: int = 64, num_neighbor_blocks: int = 1,
                     weighting: str = "softmax") -> jax.Array:
   """Blocked sliding-window attention (`sparse_patterns.local_mask`).
 
@@ -301,8 +297,9 @@ def local_attention(q: jax.Array, k: jax.Array, v: jax.Array, block_size: int,
                        weighting=weighting, block_table=table)
 
 
-def strided_attention(q: jax.Array, k: jax.Array, v: jax.Array, stride: int,
-                      causal: bool = True, mask: jax.Array | None = None,
+def strided_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
+                      mask: jax.Array | None = None, causal: bool = False,
+                      stride: int = 64,
                       weighting: str = "softmax") -> jax.Array:
   """Child et al. 2019 strided attention (sec. 4.2-4.3, fig. 3b), merged heads.
 
@@ -317,7 +314,7 @@ def strided_attention(q: jax.Array, k: jax.Array, v: jax.Array, stride: int,
   Args:
     q, k, v: [batch, length, heads, head_dim].
     stride: l (static int), ~sqrt(length) in the paper.
-    causal: restrict to keys j <= i (default True, as in the paper).
+    causal: restrict to keys j <= i (the paper's form: pass causal=True).
     mask: optional boolean [batch, length] key-padding mask, True = real.
     weighting: "softmax" or "uniform_sqrt".
   """
@@ -333,9 +330,9 @@ def strided_attention(q: jax.Array, k: jax.Array, v: jax.Array, stride: int,
                        block_rule=window, same_offset=True)
 
 
-def fixed_attention(q: jax.Array, k: jax.Array, v: jax.Array, stride: int,
-                    summary: int = 1, causal: bool = True,
-                    mask: jax.Array | None = None,
+def fixed_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
+                    mask: jax.Array | None = None, causal: bool = False,
+                    stride: int = 64, summary: int = 1,
                     weighting: str = "softmax") -> jax.Array:
   """Child et al. 2019 fixed attention (sec. 4.2-4.3, fig. 3c), merged heads.
 
@@ -352,7 +349,7 @@ def fixed_attention(q: jax.Array, k: jax.Array, v: jax.Array, stride: int,
     stride: block length l (static int).
     summary: c, summary positions per block (the paper uses c in {8, 16, 32}
       for l = 128); clamped to stride.
-    causal: restrict to keys j <= i (default True, as in the paper).
+    causal: restrict to keys j <= i (the paper's form: pass causal=True).
     mask: optional boolean [batch, length] key-padding mask, True = real.
     weighting: "softmax" or "uniform_sqrt".
   """
@@ -371,13 +368,12 @@ def fixed_attention(q: jax.Array, k: jax.Array, v: jax.Array, stride: int,
       shared_keys=shared, shared_rule=other_block)
 
 
-def bigbird_attention(q: jax.Array, k: jax.Array, v: jax.Array,
-                      block_size: int, num_global_blocks: int = 1,
-                      num_random_blocks: int = 1, num_neighbor_blocks: int = 1,
+def bigbird_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
+                      mask: jax.Array | None = None, causal: bool = False,
+                      block_size: int = 64, num_global_blocks: int = 1,
+                      num_random_blocks: int = 2, num_neighbor_blocks: int = 1,
                       random_blocks: jax.Array | np.ndarray | None = None,
-                      seed: int = 0, causal: bool = False,
-                      mask: jax.Array | None = None,
-                      weighting: str = "softmax") -> jax.Array:
+                      seed: int = 0, weighting: str = "softmax") -> jax.Array:
   """BigBird block-sparse attention (Zaheer et al. 2020, sec. 2, fig. 1).
 
   Window (the own block and w neighbours on each side) + g global blocks (the
@@ -422,9 +418,9 @@ def bigbird_attention(q: jax.Array, k: jax.Array, v: jax.Array,
       global_rows=min(g * bs, n))
 
 
-def longformer_attention(q: jax.Array, k: jax.Array, v: jax.Array,
-                         window: int, num_global_tokens: int = 1,
-                         causal: bool = False, mask: jax.Array | None = None,
+def longformer_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
+                         mask: jax.Array | None = None, causal: bool = False,
+                         window: int = 128, num_global_tokens: int = 1,
                          block_size: int = 0,
                          weighting: str = "softmax") -> jax.Array:
   """Longformer attention (Beltagy et al. 2020, sec. 3.1, fig. 2b, 2d).
@@ -492,10 +488,9 @@ class _SparseAttention(AttentionKernel):
   def _attend(self, q, k, v, mask, causal):
     raise NotImplementedError
 
-  def __call__(self, q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, *, mask_BxL=None,
-               causal=False, deterministic=True):
+  def __call__(self, q, k, v, *, mask=None, causal=False, deterministic=True):
     del deterministic
-    return self._attend(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, mask_BxL, causal)
+    return self._attend(q, k, v, mask, causal)
 
   def allowed_mask(self, length: int, causal: bool = False) -> np.ndarray:
     """Dense boolean [length, length] pattern this kernel computes (tests)."""

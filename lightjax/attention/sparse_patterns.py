@@ -5,7 +5,7 @@ WHY: a sparse pattern is a connectivity set Omega_i (Child et al. 2019,
 = the indices query i attends to). `lightjax.attention.sparse` computes only
 the blocks a pattern keeps; this file states the same patterns the obvious way,
 as a boolean [L, L] "allowed" matrix, so tests can check the block-sparse
-kernels against `reference.dense_attention(..., allowed_LxS=mask)`. The dense
+kernels against `dense.dense_attention(..., allowed_LxS=mask)`. The dense
 masks are written from the papers' per-position definitions, independently of
 the block layouts, so a wrong gather (a missing or doubly counted key) shows up
 as a mismatch. They are O(L^2) and meant for tests and plots only.

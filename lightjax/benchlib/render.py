@@ -5,7 +5,7 @@ sequence length, steps per second and peak memory, each with its ratio to the
 vanilla Transformer. The tables here keep that shape (rows = variants,
 columns = lengths, "value (ratio x)") with our measurements, and put the
 paper's figures for the same models in extra columns on the same rows
-(`lightjax/reference/lra_table2_speed_memory.csv`; TPU v3, batch 32, their
+(`lightjax/paper/lra_table2_speed_memory.csv`; TPU v3, batch 32, their
 dense-masked sparse models). Absolute numbers are not comparable across
 hardware; the ratios are the point.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from lightjax import reference
+from lightjax import paper
 from lightjax.benchlib.records import BASELINE
 
 Record = dict[str, Any]
@@ -102,7 +102,7 @@ def _grid(recs: list[Record], benchmark: str):
 
 
 def _paper_rows() -> dict[str, Record]:
-  return {r["model"]: r for r in reference.load_csv(PAPER_FILE)}
+  return {r["model"]: r for r in paper.load_csv(PAPER_FILE)}
 
 
 def _paper_cell(paper: dict[str, Record], model: str | None, col: str,

@@ -16,30 +16,64 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "total_len", "greedy"))
-def _generate(graphdef, state, prompt_BxP, rng, temperature, *, total_len,
-              greedy):
-  model = nnx.merge(graphdef, state)
-  b, p = prompt_BxP.shape
-  cache = model.init_cache(b, total_len)
-  prompt_BxT = jnp.pad(prompt_BxP, ((0, 0), (0, total_len - p)))
+def greedy(logits_BxV, t, carry):
+  """The `choose` rule of greedy decoding: argmax, no state."""
+  del t
+  return logits_BxV.argmax(-1), carry
+
+
+def decode_scan(model, cache, tokens_B, start, num_steps: int, choose=greedy,
+                choose_state=None):
+  """`num_steps` decode steps at positions start, start + 1, ... in one scan.
+
+  The one decode loop of the package: generation (below) and the decode
+  benchmark both run it, so the benchmarked loop is the one users call.
+
+  Args:
+    model: a model with `decode_step(tokens_B, cache, index)`.
+    cache: its decode state (`model.init_cache`).
+    tokens_B: the token at position `start`.
+    start: position of the first step (int or traced int).
+    num_steps: static number of steps.
+    choose: choose(logits_BxV, t, state) -> (next tokens_B, state): the
+      token fed at position t + 1 (greedy argmax by default).
+    choose_state: carried state of `choose` (e.g. an RNG key).
+  Returns:
+    (tokens [B, num_steps] chosen at positions start + 1 ..., final cache).
+  """
 
   def step(carry, t):
-    token_B, cache, rng = carry
-    logits_BxV, cache = model.decode_step(token_B, cache, t)
+    tokens_B, cache, state = carry
+    logits_BxV, cache = model.decode_step(tokens_B, cache, t)
+    nxt_B, state = choose(logits_BxV, t, state)
+    nxt_B = nxt_B.astype(tokens_B.dtype)
+    return (nxt_B, cache, state), nxt_B
+
+  (_, cache, _), out_TxB = jax.lax.scan(
+      step, (tokens_B, cache, choose_state), start + jnp.arange(num_steps))
+  return out_TxB.T, cache
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "total_len", "greedy_"))
+def _generate(graphdef, state, prompt_BxP, rng, temperature, *, total_len,
+              greedy_):
+  model = nnx.merge(graphdef, state)
+  b, p = prompt_BxP.shape
+  prompt_BxT = jnp.pad(prompt_BxP, ((0, 0), (0, total_len - p)))
+
+  def choose(logits_BxV, t, rng):
     rng, sub = jax.random.split(rng)
-    if greedy:
+    if greedy_:
       sampled_B = logits_BxV.argmax(-1)
     else:
       sampled_B = jax.random.categorical(sub, logits_BxV / temperature)
     # Inside the prompt the next token is given; after it, it is generated.
-    nxt = jnp.where(t + 1 < p, prompt_BxT[:, jnp.minimum(t + 1, total_len - 1)],
-                    sampled_B.astype(prompt_BxP.dtype))
-    return (nxt, cache, rng), nxt
+    given_B = prompt_BxT[:, jnp.minimum(t + 1, total_len - 1)]
+    return jnp.where(t + 1 < p, given_B, sampled_B.astype(given_B.dtype)), rng
 
-  _, out_TxB = jax.lax.scan(step, (prompt_BxP[:, 0], cache, rng),
-                            jnp.arange(total_len - 1))
-  return jnp.concatenate([prompt_BxP[:, :1], out_TxB.T], axis=1)
+  out_BxT, _ = decode_scan(model, model.init_cache(b, total_len),
+                           prompt_BxP[:, 0], 0, total_len - 1, choose, rng)
+  return jnp.concatenate([prompt_BxP[:, :1], out_BxT], axis=1)
 
 
 def generate(model, prompt_BxP: jax.Array, num_new_tokens: int, *,
@@ -67,4 +101,4 @@ def generate(model, prompt_BxP: jax.Array, num_new_tokens: int, *,
   graphdef, state = nnx.split(model)
   rng = jax.random.key(0) if rng is None else rng
   return _generate(graphdef, state, prompt_BxP, rng, jnp.float32(temperature),
-                   total_len=total, greedy=greedy)
+                   total_len=total, greedy_=greedy)

@@ -57,7 +57,7 @@ class MultiHeadAttention(nnx.Module):
     b, l, _ = x_BxLxE.shape
     out_BxLxHxD = self.kernel(
         self._heads(x_BxLxE, self.query), self._heads(x_BxLxE, self.key),
-        self._heads(x_BxLxE, self.value), mask_BxL=mask_BxL, causal=causal,
+        self._heads(x_BxLxE, self.value), mask=mask_BxL, causal=causal,
         deterministic=deterministic,
     )
     return self.out(out_BxLxHxD.reshape(b, l, -1))
