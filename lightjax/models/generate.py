@@ -16,13 +16,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-def greedy(logits_BxV, t, carry):
+def choose_argmax(logits_BxV, t, carry):
   """The `choose` rule of greedy decoding: argmax, no state."""
   del t
   return logits_BxV.argmax(-1), carry
 
 
-def decode_scan(model, cache, tokens_B, start, num_steps: int, choose=greedy,
+def decode_scan(model, cache, tokens_B, start, num_steps: int, choose=choose_argmax,
                 choose_state=None):
   """`num_steps` decode steps at positions start, start + 1, ... in one scan.
 
@@ -54,16 +54,16 @@ def decode_scan(model, cache, tokens_B, start, num_steps: int, choose=greedy,
   return out_TxB.T, cache
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "total_len", "greedy_"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "total_len", "sample_greedy"))
 def _generate(graphdef, state, prompt_BxP, rng, temperature, *, total_len,
-              greedy_):
+              sample_greedy):
   model = nnx.merge(graphdef, state)
   b, p = prompt_BxP.shape
   prompt_BxT = jnp.pad(prompt_BxP, ((0, 0), (0, total_len - p)))
 
   def choose(logits_BxV, t, rng):
     rng, sub = jax.random.split(rng)
-    if greedy_:
+    if sample_greedy:
       sampled_B = logits_BxV.argmax(-1)
     else:
       sampled_B = jax.random.categorical(sub, logits_BxV / temperature)
@@ -101,4 +101,4 @@ def generate(model, prompt_BxP: jax.Array, num_new_tokens: int, *,
   graphdef, state = nnx.split(model)
   rng = jax.random.key(0) if rng is None else rng
   return _generate(graphdef, state, prompt_BxP, rng, jnp.float32(temperature),
-                   total_len=total, greedy_=greedy)
+                   total_len=total, sample_greedy=greedy)
