@@ -103,14 +103,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   m = config.model
   attention.check_options(m.attention.name,
                           m.attention.get(m.attention.name, {}))
-  if m.name not in models.names():
-    raise ValueError(f"unknown model {m.name!r}; valid: {', '.join(models.names())}")
-  if m.dtype not in models.dtype_names():
-    raise ValueError(f"unknown dtype {m.dtype!r}; valid: {', '.join(models.dtype_names())}")
-  if config.optim.schedule not in optim.schedule_names():
-    raise ValueError(f"unknown schedule {config.optim.schedule!r}; valid:"
-                     f" {', '.join(optim.schedule_names())}")
-  data.get_task(config.task.name)
+  models.get(m.name)
+  models.DTYPES.get(m.dtype)
+  optim.SCHEDULES.get(config.optim.schedule)
+  data.get(config.task.name)
   for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every",
               "eval_every", "checkpoint_every", "keep_checkpoints"):
     if config[key] <= 0:

@@ -1,4 +1,4 @@
-"""Loss and accuracy per task kind, as weighted sums (so padded eval rows count 0).
+"""Loss and accuracy per task kind (`TaskData.kind` -> objective), as weighted sums (so padded eval rows count 0).
 
 Returning sums rather than means lets the trainer add metrics over steps and
 eval batches on device and divide once on the host.
@@ -11,6 +11,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import optax
+
+from lightjax.registry import Registry
 
 Sums = dict[str, jax.Array]
 
@@ -35,14 +37,7 @@ def language_model(logits_BxLxV, targets_BxL, weights_B, pad_id: int = 0) -> Sum
           "count": w_BxL.sum()}
 
 
-OBJECTIVES: dict[str, Callable[..., Sums]] = {
-    "classification": classification,
-    "lm": language_model,
-}
-
-
-def get(kind: str) -> Callable[..., Sums]:
-  if kind not in OBJECTIVES:
-    raise ValueError(f"no objective for task kind {kind!r}; valid:"
-                     f" {', '.join(sorted(OBJECTIVES))}")
-  return OBJECTIVES[kind]
+OBJECTIVES: Registry[Callable[..., Sums]] = Registry("objective")
+OBJECTIVES.register("classification", classification)
+OBJECTIVES.register("lm", language_model)
+register, get, names = OBJECTIVES.register, OBJECTIVES.get, OBJECTIVES.names

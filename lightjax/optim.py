@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lightjax.registry import Registry
+
 
 def _rsqrt(base: float, warmup: int, total: int) -> optax.Schedule:
   del total
@@ -43,23 +45,16 @@ def _constant(base: float, warmup: int, total: int) -> optax.Schedule:
        optax.constant_schedule(base)], [warmup])
 
 
-SCHEDULES: dict[str, Callable[[float, int, int], optax.Schedule]] = {
-    "rsqrt": _rsqrt,
-    "cosine": _cosine,
-    "linear": _linear,
-    "constant": _constant,
-}
-
-
-def schedule_names() -> list[str]:
-  return sorted(SCHEDULES)
+SCHEDULES: Registry[Callable[[float, int, int], optax.Schedule]] = Registry(
+    "schedule")
+for _name, _fn in (("rsqrt", _rsqrt), ("cosine", _cosine), ("linear", _linear),
+                   ("constant", _constant)):
+  SCHEDULES.register(_name, _fn)
 
 
 def make_schedule(cfg, total_steps: int) -> optax.Schedule:
-  if cfg.schedule not in SCHEDULES:
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; valid:"
-                     f" {', '.join(schedule_names())}")
-  return SCHEDULES[cfg.schedule](cfg.learning_rate, cfg.warmup_steps, total_steps)
+  return SCHEDULES.get(cfg.schedule)(cfg.learning_rate, cfg.warmup_steps,
+                                     total_steps)
 
 
 def _decay_mask(params):

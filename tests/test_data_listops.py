@@ -175,16 +175,16 @@ def test_cache_key_covers_every_parameter(tmp_path):
 
 
 def test_registry():
-  assert "listops" in data.task_names()
-  assert data.get_task("listops") is listops.build
+  assert "listops" in data.names()
+  assert data.get("listops") is listops.build
   defaults = data.default_task_config("listops")
   assert defaults == dict(
       name="listops", num_train=96000, num_validation=2000, num_test=2000,
       min_length=500, max_length=2000, max_depth=10, max_args=10, seed=0,
   )
-  with pytest.raises(ValueError, match="valid tasks: .*listops"):
-    data.get_task("listopz")
-  with pytest.raises(ValueError, match="valid tasks: .*listops"):
+  with pytest.raises(ValueError, match="unknown task .*valid: .*listops"):
+    data.get("listopz")
+  with pytest.raises(ValueError, match="unknown task .*valid: .*listops"):
     data.load_task({**SMALL, "name": "listopz"}, "/nonexistent")
 
 

@@ -8,7 +8,7 @@ where `task_config` is the `config.task` sub-dict (an
 `ml_collections.ConfigDict` or a plain dict) whose keys are exactly those of
 the builder's `default_config()`. The trainer never branches on task names: it
 calls `load_task(config.task, data_dir)` and reads the returned `TaskData`, so
-adding a task is one file plus one `@register_task` line (and one import
+adding a task is one file plus one `@data.register` line (and one import
 below).
 
 Every split is held in memory as padded numpy arrays of equal leading dimension;
@@ -27,9 +27,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-TaskBuilder = Callable[[Any, str], "TaskData"]
+from lightjax.registry import Registry
 
-_REGISTRY: dict[str, TaskBuilder] = {}
+TaskBuilder = Callable[[Any, str], "TaskData"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +58,17 @@ class TaskData:
   pad_id: int = 0
 
 
-def register_task(
+def _check_builder(name: str, builder: TaskBuilder) -> None:
+  if not callable(getattr(builder, "default_config", None)):
+    raise TypeError(f"task builder {name!r} has no default_config()")
+
+
+TASKS: Registry[TaskBuilder] = Registry("task", on_register=_check_builder)
+get = TASKS.get
+names = TASKS.names
+
+
+def register(
     name: str, default_config: Callable[[], dict[str, Any]] | None = None
 ) -> Callable[[TaskBuilder], TaskBuilder]:
   """Decorator: makes `builder` selectable as `task.name=<name>`.
@@ -69,34 +79,16 @@ def register_task(
   """
 
   def wrap(builder: TaskBuilder) -> TaskBuilder:
-    if name in _REGISTRY:
-      raise ValueError(f"task {name!r} is registered twice")
     if default_config is not None:
       builder.default_config = default_config
-    if not callable(getattr(builder, "default_config", None)):
-      raise TypeError(f"task builder {name!r} has no default_config()")
-    _REGISTRY[name] = builder
-    return builder
+    return TASKS.register(name, builder)
 
   return wrap
 
 
-def task_names() -> list[str]:
-  return sorted(_REGISTRY)
-
-
-def get_task(name: str) -> TaskBuilder:
-  try:
-    return _REGISTRY[name]
-  except KeyError:
-    raise ValueError(
-        f"unknown task {name!r}; valid tasks: {', '.join(task_names())}"
-    ) from None
-
-
 def default_task_config(name: str) -> dict[str, Any]:
   """The task's default config fields (a fresh dict; includes `name`)."""
-  return dict(get_task(name).default_config())
+  return dict(get(name).default_config())
 
 
 def _as_dict(task_config: Any) -> dict[str, Any]:
@@ -132,7 +124,7 @@ def resolve_task_config(
       )
   if "name" not in config:
     raise ValueError(
-        f"task config has no 'name'; valid tasks: {', '.join(task_names())}"
+        f"task config has no 'name'; valid tasks: {', '.join(names())}"
     )
   defaults = default_task_config(config["name"])
   unknown = sorted(set(config) - set(defaults))
@@ -155,7 +147,7 @@ def default_data_dir() -> str:
 def load_task(task_config: Any, data_dir: str | None = None) -> TaskData:
   """Builds (or loads from cache) the task named by `task_config.name`."""
   config = resolve_task_config(task_config)
-  return get_task(config["name"])(config, data_dir or default_data_dir())
+  return get(config["name"])(config, data_dir or default_data_dir())
 
 
 # Importing the task modules registers them (kept last: they import the names
@@ -166,9 +158,10 @@ __all__ = [
     "TaskData",
     "default_data_dir",
     "default_task_config",
-    "get_task",
+    "TASKS",
+    "get",
     "load_task",
-    "register_task",
+    "names",
+    "register",
     "resolve_task_config",
-    "task_names",
 ]

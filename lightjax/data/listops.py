@@ -52,14 +52,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
 from absl import logging
 import numpy as np
 
-from lightjax.data import TaskData, register_task, resolve_task_config
+from lightjax import files
+from lightjax.data import TaskData, register, resolve_task_config
 
 NAME = "listops"
 
@@ -439,24 +439,6 @@ def cache_path(config: dict[str, Any], data_dir: str) -> str:
   return os.path.join(data_dir, NAME, name)
 
 
-def _save_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
-  """Writes to a temp file in the same directory, then `os.replace`s it, so a
-  concurrent reader or a crash never sees a half-written cache."""
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def _load_cache(path: str, params: dict[str, int]):
   """The ragged splits stored at `path`, or None if absent or unusable."""
   if not os.path.exists(path):
@@ -499,7 +481,8 @@ def load_ragged(config: dict[str, Any], data_dir: str):
   for split, r in ragged.items():
     for k, v in r.items():
       arrays[f"{split}_{k}"] = v
-  _save_atomic(path, arrays)
+  # Atomic: a concurrent reader or a crash never sees a half-written cache.
+  files.atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
   return ragged
 
 
@@ -531,7 +514,7 @@ def _check_config(config: dict[str, Any]) -> None:
     )
 
 
-@register_task(NAME, default_config=default_config)
+@register(NAME, default_config=default_config)
 def build(task_config: Any, data_dir: str) -> TaskData:
   """Builds the ListOps task: generated once per config, then cached."""
   config = resolve_task_config(task_config, name=NAME)

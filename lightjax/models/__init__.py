@@ -6,28 +6,21 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightjax.models.transformer import DecoderLM, EncoderClassifier
+from lightjax.registry import Registry
 
-_MODELS = {
-    "encoder_classifier": EncoderClassifier,
-    "decoder_lm": DecoderLM,
-}
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MODELS: Registry[type] = Registry("model")
+MODELS.register("encoder_classifier", EncoderClassifier)
+MODELS.register("decoder_lm", DecoderLM)
+register, get, names = MODELS.register, MODELS.get, MODELS.names
 
-
-def names() -> list[str]:
-  return sorted(_MODELS)
-
-
-def dtype_names() -> list[str]:
-  return sorted(_DTYPES)
+# Compute dtypes (`config.model.dtype`); parameters always stay float32.
+DTYPES: Registry = Registry("dtype")
+DTYPES.register("float32", jnp.float32)
+DTYPES.register("bfloat16", jnp.bfloat16)
 
 
 def build_model(cfg, *, vocab_size: int, num_classes: int, max_len: int,
                 rngs: nnx.Rngs):
   """Builds `cfg.name` with compute dtype `cfg.dtype` (params stay float32)."""
-  if cfg.name not in _MODELS:
-    raise ValueError(f"unknown model {cfg.name!r}; valid: {', '.join(names())}")
-  if cfg.dtype not in _DTYPES:
-    raise ValueError(f"unknown dtype {cfg.dtype!r}; valid: {', '.join(dtype_names())}")
-  return _MODELS[cfg.name](cfg, vocab_size=vocab_size, num_classes=num_classes,
-                           max_len=max_len, rngs=rngs, dtype=_DTYPES[cfg.dtype])
+  return get(cfg.name)(cfg, vocab_size=vocab_size, num_classes=num_classes,
+                       max_len=max_len, rngs=rngs, dtype=DTYPES.get(cfg.dtype))
