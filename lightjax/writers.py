@@ -15,6 +15,8 @@ from typing import Any
 
 import jax
 
+from lightjax import files
+
 
 def fmt_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
@@ -59,13 +61,11 @@ class MetricWriter:
 
 
 def write_json(path: str, obj: Any) -> None:
-  """Atomic JSON write (temp file + rename), process 0 only."""
+  """Atomic JSON write (`files.atomic_write`), process 0 only."""
   if jax.process_index() != 0:
     return
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=str)
-  os.replace(tmp, path)
+  files.atomic_write(path, lambda f: json.dump(obj, f, indent=2,
+                                               sort_keys=True, default=str))
 
 
 def progress_line(step: int, total: int, metrics: dict[str, Any],
