@@ -74,7 +74,13 @@ def softmax_attention(
   out = jax.nn.dot_product_attention(
       q, k, v, mask=kv_mask, is_causal=causal, implementation=impl)
   if mask is not None:  # as the dense path: no visible key -> zeros.
-    out = jnp.where(mask.any(-1)[:, None, None, None], out, 0)
+    if causal:  # query i sees a key iff one of keys <= i + (S - L) is real
+      seen_BxS = jnp.cumsum(mask.astype(jnp.int32), axis=1) > 0
+      visible_BxL = seen_BxS[:, k.shape[1] - q.shape[1]:]
+    else:
+      visible_BxL = jnp.broadcast_to(mask.any(-1, keepdims=True),
+                                     mask.shape[:1] + q.shape[1:2])
+    out = jnp.where(visible_BxL[:, :, None, None], out, 0)
   return out.astype(q.dtype)
 
 
