@@ -11,6 +11,15 @@ Two managers under the workdir:
 Orbax writes to a temporary directory and renames, so a kill mid-save never
 leaves a half checkpoint that a resume would pick up.
 
+A checkpoint can still become unreadable afterwards (a copy cut short, a full
+disk, bit rot). `restore_latest` then falls back to the newest one that reads
+and moves the unreadable ones aside to <workdir>/unreadable_checkpoints/:
+never deleted (the user decides), but out of orbax's way, since the resumed
+run saves that step number again.
+
+`WorkdirLock` keeps a second run off a workdir that is in use: two runs would
+interleave one metrics.jsonl and one checkpoint directory.
+
 Orbax's `reached_preemption` is False on a single host without
 `jax.distributed.initialize()`, so `PreemptionGuard` installs its own SIGTERM /
 SIGINT handler that only sets a flag; the loop polls it and saves.
@@ -18,14 +27,106 @@ SIGINT handler that only sets a flag; the loop polls it and saves.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
+import socket
+import sys
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
 _ITEMS = ("state", "meta")
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used as it is; the message is one line for the user.
+
+  `exit_code` is what `lightjax.train` exits with (documented there).
+  """
+
+  exit_code = 2
+
+
+class WorkdirInUse(WorkdirError):
+  """Another live process holds the workdir's lock."""
+
+  exit_code = 3
+
+
+class NoReadableCheckpoint(WorkdirError):
+  """Checkpoints exist but none reads; nothing was moved or deleted."""
+
+  exit_code = 1
+
+
+def warn(msg: str) -> None:
+  """A warning on stderr, process 0 only (stdout is the progress lines)."""
+  if jax.process_index() == 0:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def _reason(e: BaseException) -> str:
+  """A short, one-line reason from a restore error (orbax's can be pages)."""
+  text = " ".join(str(e).split()) or "no message"
+  text = text if len(text) <= 160 else text[:157] + "..."
+  return f"{type(e).__name__}: {text}"
+
+
+class WorkdirLock:
+  """An exclusive lock on <workdir>/.lock, holding the holder's pid and host.
+
+  flock, not the file's existence, is the lock: the kernel drops it when the
+  holder exits however it dies, so a lock file left by a dead process never
+  blocks. The pid/host inside are only for the message. Only process 0 locks
+  (the others of a multi-host job share its workdir by design).
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, ".lock")
+    self._file = None
+
+  def acquire(self) -> "WorkdirLock":
+    if jax.process_index() != 0:
+      return self
+    # "a+", not "w": truncating before holding the lock would wipe the
+    # holder's pid/host that the refusal message reads.
+    f = open(self.path, "a+")
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().split()
+      f.close()
+      who = (f"pid {holder[0]} on host {holder[1]}" if len(holder) >= 2
+             else "another process")
+      workdir = os.path.dirname(self.path)
+      raise WorkdirInUse(
+          f"workdir {workdir} is in use by {who} (lock {self.path}); wait for"
+          " it to finish or use another --workdir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()} {socket.gethostname()}\n")
+    f.flush()
+    self._file = f
+    return self
+
+  def release(self) -> None:
+    if self._file is not None:
+      # The file stays (unlinking a lock file races with a new holder).
+      self._file.truncate(0)
+      fcntl.flock(self._file, fcntl.LOCK_UN)
+      self._file.close()
+      self._file = None
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()
+    return False
 
 
 def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
@@ -45,6 +146,7 @@ class Checkpointer:
   """Saves/restores {"state": pytree, "meta": json dict} by step."""
 
   def __init__(self, workdir: str, keep: int = 2):
+    self.workdir = workdir
     self.last = _manager(os.path.join(workdir, "checkpoints"), keep)
     self.best = _manager(os.path.join(workdir, "best"), 1)
 
@@ -70,6 +172,50 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     return self._restore(self.last, step, abstract_state)
 
+  def restore_latest(self, abstract_state):
+    """(step, state, meta) of the newest train checkpoint that reads, or None.
+
+    Unreadable newer ones are moved aside with a warning once an older one has
+    read: that it reads shows the files, not the restore target, are at fault.
+    If none reads, nothing is moved (a changed model would fail them all the
+    same) and `NoReadableCheckpoint` names them.
+    """
+    failed = []
+    for step in sorted(self.last.all_steps(), reverse=True):
+      try:
+        state, meta = self._restore(self.last, step, abstract_state)
+      except Exception as e:  # pylint: disable=broad-except
+        failed.append((step, _reason(e)))
+        continue
+      for bad, reason in failed:
+        dest = self._move_aside(self.last, bad, str(bad))
+        warn(f"checkpoint {self._path(self.last, bad)} is unreadable ({reason});"
+             f" moved it to {dest} (not deleted) and resumed from step {step}")
+      return step, state, meta
+    if failed:
+      raise NoReadableCheckpoint(
+          "no readable checkpoint, refusing to start over: " + "; ".join(
+              f"{self._path(self.last, st)} ({r})" for st, r in failed) +
+          ". Move them out of the way to train from scratch, or use another"
+          " --workdir")
+    return None
+
+  @staticmethod
+  def _path(mgr, step: int) -> str:
+    return os.path.join(str(mgr.directory), str(step))
+
+  def _move_aside(self, mgr, step: int, name: str) -> str:
+    """Moves an unreadable step directory to unreadable_checkpoints/NAME[-N]."""
+    aside = os.path.join(self.workdir, "unreadable_checkpoints")
+    dest, n = os.path.join(aside, name), 1
+    while os.path.exists(dest):
+      dest, n = os.path.join(aside, f"{name}-{n}"), n + 1
+    if jax.process_index() == 0:
+      os.makedirs(aside, exist_ok=True)
+      shutil.move(self._path(mgr, step), dest)
+    mgr.reload()  # orbax caches the list of steps
+    return dest
+
   def save_best(self, step: int, state, meta: dict[str, Any]) -> None:
     if self.best_step() == step:  # a resumed run re-evaluating the same step
       return
@@ -79,13 +225,26 @@ class Checkpointer:
     return self.best.latest_step()
 
   def best_meta(self) -> dict[str, Any] | None:
-    """The best checkpoint's json metadata (no arrays read), or None."""
+    """The best checkpoint's json metadata (no arrays read), or None.
+
+    An unreadable one is moved aside with a warning and None returned: the
+    run then tracks the best from its next validation on, so the test split
+    is still scored on a checkpoint that exists.
+    """
     step = self.best_step()
     if step is None:
       return None
-    out = self.best.restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))
-    return dict(out["meta"])
+    try:
+      out = self.best.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))
+      return dict(out["meta"])
+    except Exception as e:  # pylint: disable=broad-except
+      path = self._path(self.best, step)
+      dest = self._move_aside(self.best, step, f"best-{step}")
+      warn(f"best-validation checkpoint {path} is unreadable ({_reason(e)});"
+           f" moved it to {dest} (not deleted); best-checkpoint tracking starts"
+           " again from the next validation")
+      return None
 
   def restore_best(self, abstract_state):
     return self._restore(self.best, self.best_step(), abstract_state)

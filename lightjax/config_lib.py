@@ -181,7 +181,11 @@ def flags_parser(prog: str):
 
   ml_collections reports an unknown override as a bare AttributeError
   traceback; this loads the config file itself, names every unknown field
-  with the valid ones, and exits with code 2 before anything is built.
+  with the valid ones, and exits with code 2 before anything is built. A
+  flag value absl rejects (`--config.num_train_steps=abc`, a missing
+  --workdir) is one line naming the flag and what it expects, also code 2:
+  absl's own handler is skipped when a custom parser is given, which left a
+  40-line traceback.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
 
@@ -191,13 +195,54 @@ def flags_parser(prog: str):
       try:
         errors = check_overrides(load_config_file(spec), argv)
       except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"{prog}: bad --config {spec!r}: {e}")
+        print(f"{prog}: bad --config {spec!r}: {e}", file=sys.stderr)
+        sys.exit(2)
       if errors:
         print(f"{prog}: " + "\n".join(errors), file=sys.stderr)
         sys.exit(2)
-    return flags.FLAGS(argv)
+    try:
+      return flags.FLAGS(argv)
+    except flags.Error as e:
+      print(f"{prog}: {flag_error_line(e, flags.FLAGS, argv)}", file=sys.stderr)
+      sys.exit(2)
 
   return parse
+
+
+# absl parser class -> what a user should type; `flag_type()` says "string"
+# for ml_collections' ConfigDict fields, so the class is the better key.
+_EXPECTED = {"IntegerParser": "int", "FloatParser": "float",
+             "BooleanParser": "true or false", "TupleParser": "a tuple",
+             "_ConfigDictParser": "a dict"}
+
+
+def flag_error_line(e: Exception, flag_values, argv: Iterable[str]) -> str:
+  """One line for an absl flags.Error, e.g. "bad value for --x: expected int, got 'abc'".
+
+  absl words a bad value as "flag --NAME=VALUE: REASON" (IllegalFlagValueError);
+  the value is taken from argv, as it may itself hold ": ".
+  """
+  import re  # pylint: disable=g-import-not-at-top
+  msg = " ".join(str(e).split())
+  m = re.match(r"flag --([\w.-]+)=", msg)
+  if not m:
+    return msg
+  name, argv = m.group(1), list(argv)
+  if msg.endswith(f"Flag --{name} must have a value other than None."):
+    return f"missing required flag --{name}"
+  value = None
+  for i, a in enumerate(argv):
+    if a.startswith(f"--{name}="):
+      value = a.split("=", 1)[1]
+    elif a == f"--{name}" and i + 1 < len(argv):
+      value = argv[i + 1]
+  prefix = f"flag --{name}={value}: "
+  reason = msg[len(prefix):] if msg.startswith(prefix) else msg
+  parser = flag_values[name].parser if name in flag_values else None
+  expected = _EXPECTED.get(type(parser).__name__)
+  if expected and value is not None:
+    return f"bad value for --{name}: expected {expected}, got {value!r}"
+  return f"bad value for --{name}: {reason}"
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:

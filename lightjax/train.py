@@ -4,8 +4,19 @@ Flags only; the job is `lightjax.trainer.train_and_evaluate`. Any config field
 can be overridden with `--config.path.to.field=value`. Unknown fields and
 unknown variant names stop the run before anything is built, with the valid
 choices listed. Rerunning with the same --workdir resumes from the last
-checkpoint. Exit codes: 0 done, 1 error (incl. non-finite loss), 2 bad
-config, 128+signal after SIGTERM/SIGINT (a checkpoint was saved first).
+readable checkpoint (unreadable newer ones are moved to
+<workdir>/unreadable_checkpoints/ with a warning, never deleted).
+
+Exit codes:
+  0        done
+  1        error: non-finite loss (the last good checkpoint is kept), or the
+           workdir has checkpoints and none of them reads
+  2        bad flag value, bad config, or an unusable --workdir (a file, not
+           creatable, or holding checkpoints of a different config)
+  3        --workdir is in use by another run (<workdir>/.lock is held);
+           nothing was written
+  128+sig  stopped by SIGTERM/SIGINT after saving a checkpoint
+Each refusal is one line on stderr.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lightjax import config_lib, trainer
+from lightjax import checkpointing, config_lib, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/listops.py or configs/listops.py:linear.",
@@ -49,6 +60,9 @@ def main(argv: list[str]) -> None:
   except FloatingPointError as e:
     print(f"lightjax.train: {e}", file=sys.stderr)
     sys.exit(1)
+  except checkpointing.WorkdirError as e:
+    print(f"lightjax.train: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

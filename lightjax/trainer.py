@@ -1,4 +1,7 @@
-"""The train loop, read top to bottom: setup, data, model, restore, steps, loop, test.
+"""The train loop, read top to bottom: setup, compile, loop, test, summary.
+
+`_setup` (workdir and its lock, mesh, data, model, restore) and `_compile` are
+the named steps before the loop; `_summary` builds summary.json after it.
 
 `train_and_evaluate(config, workdir)` is the whole job; `lightjax.train` only
 parses flags and calls it, so tests and notebooks run the real thing.
@@ -11,11 +14,12 @@ prepared on a background thread.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import json
 import os
-import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -103,7 +107,7 @@ def _check_resume_config(workdir: str, config) -> None:
   now = json.loads(json.dumps(config.to_dict(), default=str))
   diffs = [k for k in _RESUME_MUST_MATCH if saved.get(k) != now.get(k)]
   if diffs:
-    raise ValueError(
+    raise checkpointing.WorkdirError(
         f"{workdir} holds checkpoints of a run with a different config"
         f" ({', '.join(diffs)} differ from its config.json); use a new"
         " --workdir, or the original settings to resume")
@@ -118,16 +122,56 @@ def _device_info() -> dict[str, Any]:
           "process_count": jax.process_count()}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
-                       ) -> dict[str, Any]:
-  """Trains, evaluates, checkpoints; returns (and writes) summary.json."""
-  timer = writers.Timer()
-  config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
+@dataclasses.dataclass
+class _Setup:
+  """What setup builds and the loop, the test pass and the summary read."""
+  devices: list[Any]
+  batch_sharding: NamedSharding
+  put_batch: Callable[[Any], Any]
+  zero_acc: Callable[[], dict[str, jax.Array]]
+  task: Any
+  objective: Callable[..., Any]
+  train_batcher: pipeline.TrainBatcher
+  num_params: dict[str, Any]
+  schedule: optax.Schedule
+  graphdefs: dict[str, Any]
+  state: Any               # {"model", "opt"}: restored if resuming
+  acc: dict[str, jax.Array]
+  meta: dict[str, Any]     # best_val_accuracy, best_step, elapsed_s
+  start_step: int
+  ckpt: checkpointing.Checkpointer
+  writer: writers.MetricWriter
+
+
+def _open_workdir(workdir: str, stack: contextlib.ExitStack) -> None:
+  """Creates and locks the workdir; each refusal is one line, not a traceback."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise checkpointing.WorkdirError(
+        f"--workdir {workdir} is a file, not a directory")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise checkpointing.WorkdirError(
+        f"--workdir {workdir} cannot be created: {e.strerror}") from None
+  # Before anything is written: a second run would interleave metrics.jsonl
+  # and the checkpoints of the first.
+  stack.enter_context(checkpointing.WorkdirLock(workdir))
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: str,
+           stack: contextlib.ExitStack) -> _Setup:
+  """Workdir, mesh, data, model, optimizer and (if resuming) their state.
+
+  What needs closing (lock, writer, checkpointer) goes on `stack`, so an error
+  anywhere in setup or training still releases the workdir.
+  """
+  # --- Workdir ------------------------------------------------------------------
+  _open_workdir(workdir, stack)
   if os.path.isdir(os.path.join(workdir, "checkpoints")):
     _check_resume_config(workdir, config)
   writers.write_json(os.path.join(workdir, "config.json"), config.to_dict())
   writer = writers.MetricWriter(workdir)
+  stack.callback(writer.close)
 
   # --- Devices and mesh: data parallel over every device --------------------
   devices = jax.devices()
@@ -138,11 +182,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   mesh = Mesh(np.asarray(devices), ("data",))
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P("data"))
-  put_batch = functools.partial(jax.device_put, device=batch_sharding)
 
   # --- Data -------------------------------------------------------------------
   task = data.load_task(config.task, config.data_dir or data.default_data_dir())
-  objective = objectives.get(task.kind)
   train_batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
                                         config.seed)
 
@@ -156,23 +198,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
   gd_model, model_state = nnx.split(model)
   gd_opt, opt_state = nnx.split(opt)
-  graphdefs = {"model": gd_model, "opt": gd_opt}
   state = jax.device_put({"model": model_state, "opt": opt_state}, replicated)
   del model, opt  # from here on the state pytree is the only copy
 
   # --- Restore ------------------------------------------------------------------
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+  stack.callback(ckpt.close)
   meta = {"best_val_accuracy": -1.0, "best_step": -1, "elapsed_s": 0.0}
   zero_acc = lambda: jax.device_put(zero_metrics(), replicated)
-  acc = zero_acc()
-  start_step = ckpt.latest_step() or 0
-  if start_step:
-    restored, meta = ckpt.restore(checkpointing.abstract(
-        {"train": state, "acc": acc}))
-    state, acc = restored["train"], restored["acc"]
+  acc, start_step = zero_acc(), 0
+  # Falls back past unreadable checkpoints (moved aside, with a warning).
+  restored = ckpt.restore_latest(checkpointing.abstract(
+      {"train": state, "acc": acc}))
+  if restored:
+    start_step, tree, meta = restored
+    state, acc = tree["train"], tree["acc"]
     writers.say(f"Resumed from {workdir}/checkpoints at step {start_step}.")
   best = ckpt.best_meta()  # may be newer than the last train checkpoint
-  if best and best["best_val_accuracy"] >= meta["best_val_accuracy"]:
+  if best is None:
+    # No (readable) best/ to score the test split on: track it afresh.
+    meta.update(best_val_accuracy=-1.0, best_step=-1)
+  elif best["best_val_accuracy"] >= meta["best_val_accuracy"]:
     meta.update(best_val_accuracy=best["best_val_accuracy"],
                 best_step=best["best_step"])
   writers.say(
@@ -181,62 +227,103 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
       f" (attention {num_params['attention']:,}, embedding"
       f" {num_params['embedding']:,}), devices={len(devices)}x"
       f"{devices[0].device_kind}")
+  return _Setup(
+      devices=devices, batch_sharding=batch_sharding,
+      put_batch=functools.partial(jax.device_put, device=batch_sharding),
+      zero_acc=zero_acc, task=task, objective=objectives.get(task.kind),
+      train_batcher=train_batcher, num_params=num_params, schedule=schedule,
+      graphdefs={"model": gd_model, "opt": gd_opt}, state=state, acc=acc,
+      meta=meta, start_step=start_step, ckpt=ckpt, writer=writer)
 
-  # --- Compiled steps -------------------------------------------------------------
-  train_jit = jax.jit(functools.partial(train_step, graphdefs, objective),
+
+def _compile(config: ml_collections.ConfigDict, s: _Setup):
+  """Ahead-of-time compiled train and eval steps and their XLA cost stats.
+
+  Compiled ahead of time so that the executable we run is the one we measure.
+  """
+  train_jit = jax.jit(functools.partial(train_step, s.graphdefs, s.objective),
                       donate_argnums=(0, 2))
-  eval_jit = jax.jit(functools.partial(eval_step, graphdefs, objective))
+  eval_jit = jax.jit(functools.partial(eval_step, s.graphdefs, s.objective))
 
-  # Compile ahead of time: the executable we run is the one we measure.
   def spec(batch):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
-        x.shape, x.dtype, sharding=batch_sharding), batch)
+        x.shape, x.dtype, sharding=s.batch_sharding), batch)
   train_exec, train_cost = cost.compile_with_stats(
-      train_jit, state, spec(train_batcher.batch(0)), zero_acc())
+      train_jit, s.state, spec(s.train_batcher.batch(0)), s.zero_acc())
   eval_exec, eval_cost = cost.compile_with_stats(
-      eval_jit, state["model"], spec(next(pipeline.eval_batches(
-          task.splits["validation"], config.eval_batch_size))))
+      eval_jit, s.state["model"], spec(next(pipeline.eval_batches(
+          s.task.splits["validation"], config.eval_batch_size))))
   # XLA's cost analysis of an SPMD program counts one device's share.
   for c in (train_cost, eval_cost):
-    c["flops"] *= len(devices)
+    c["flops"] *= len(s.devices)
   writers.say(f"Compiled train step in {train_cost['compile_s']:.1f} s:"
               f" {train_cost['flops'] / config.batch_size / 1e6:.1f} MFLOP/example,"
               f" {train_cost.get('peak_bytes', 0) / 2**20:.1f} MiB planned.")
+  return train_exec, eval_exec, train_cost, eval_cost
 
-  def evaluate(model_state, split: str) -> dict[str, float]:
-    totals = None
-    for batch in pipeline.eval_batches(task.splits[split], config.eval_batch_size):
-      sums = eval_exec(model_state, put_batch(batch))
-      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    t = jax.device_get(totals)
-    return {**finalize(t), "examples": int(t["count"])}
 
-  def check_finite(acc) -> None:
-    bad = int(jax.device_get(acc["first_bad_step"]))
-    if bad >= 0:
-      last = ckpt.latest_step()
-      ckpt.wait()
-      raise FloatingPointError(
-          f"non-finite loss or gradient at step {bad}; stopped. The last good"
-          f" checkpoint (step {last}) is kept in {workdir}/checkpoints. Try a"
-          " lower optim.learning_rate, optim.grad_clip_norm, or"
-          " model.dtype=float32.")
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
+                       ) -> dict[str, Any]:
+  """Trains, evaluates, checkpoints; returns (and writes) summary.json.
 
-  def save(step: int, acc) -> None:
-    check_finite(acc)
-    if ckpt.latest_step() != step:
-      ckpt.save(step, {"train": state, "acc": acc},
-                {**meta, "elapsed_s": meta["elapsed_s"] + timer()}, force=True)
+  Raises `checkpointing.WorkdirError` (one-line message) when the workdir is a
+  file, cannot be created, is in use by another run, holds another config's
+  checkpoints, or holds checkpoints none of which reads.
+  """
+  timer = writers.StepTimer()
+  config_lib.validate(config)
+  with contextlib.ExitStack() as stack:
+    s = _setup(config, workdir, stack)
+    train_exec, eval_exec, train_cost, eval_cost = _compile(config, s)
+    ckpt, writer, meta = s.ckpt, s.writer, s.meta
+    state, acc = s.state, s.acc
 
-  # --- Train loop -------------------------------------------------------------------
-  sps_history: list[float] = []
-  train_steps_per_s = lambda: float(np.median(sps_history)) if sps_history else None
-  last_log_t, last_log_step, paused_s = time.perf_counter(), start_step, 0.0
-  batches = pipeline.Prefetcher(train_batcher.iterate(start_step),
-                                size=2, transform=put_batch)
-  try:
+    def evaluate(model_state, split: str) -> dict[str, float]:
+      totals = None
+      for batch in pipeline.eval_batches(s.task.splits[split],
+                                         config.eval_batch_size):
+        sums = eval_exec(model_state, s.put_batch(batch))
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+      t = jax.device_get(totals)
+      return {**finalize(t), "examples": int(t["count"])}
+
+    def check_finite(acc) -> None:
+      bad = int(jax.device_get(acc["first_bad_step"]))
+      if bad >= 0:
+        last = ckpt.latest_step()
+        ckpt.wait()
+        raise FloatingPointError(
+            f"non-finite loss or gradient at step {bad}; stopped. The last good"
+            f" checkpoint (step {last}) is kept in {workdir}/checkpoints. Try a"
+            " lower optim.learning_rate, optim.grad_clip_norm, or"
+            " model.dtype=float32.")
+
+    def validate(step: int) -> None:
+      """Validation pass; a new best goes to best/. Not training time."""
+      jax.block_until_ready(state)  # pending train steps count as training
+      with timer.pause():
+        ev = evaluate(state["model"], "validation")
+        writer.write(step, "validation", {**ev, "elapsed_s": timer.elapsed()})
+        improved = ev["accuracy"] > meta["best_val_accuracy"]
+        if improved:
+          meta.update(best_val_accuracy=ev["accuracy"], best_step=step)
+          ckpt.save_best(step, state["model"], dict(meta))
+        writers.say(f"  validation @ {step}: loss {ev['loss']:.4f}, accuracy"
+                    f" {ev['accuracy']:.4f}{'  (best)' if improved else ''}")
+
+    def save(step: int, acc) -> None:
+      check_finite(acc)
+      if ckpt.latest_step() != step:
+        ckpt.save(step, {"train": state, "acc": acc},
+                  {**meta, "elapsed_s": timer.elapsed()}, force=True)
+
+    # --- Train loop -----------------------------------------------------------------
+    timer.start(s.start_step, elapsed_before=meta["elapsed_s"])
+    batches = pipeline.Prefetcher(s.train_batcher.iterate(s.start_step),
+                                  size=2, transform=s.put_batch)
+    stack.callback(batches.close)
     with checkpointing.PreemptionGuard() as guard:
-      for step in range(start_step + 1, config.num_train_steps + 1):
+      for step in range(s.start_step + 1, config.num_train_steps + 1):
         batch = next(batches)
         with jax.transfer_guard("disallow"):
           state, acc = train_exec(state, batch, acc)
@@ -246,85 +333,81 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
           check_finite(acc)
           a = jax.device_get(acc)
           m = finalize(a)
-          now = time.perf_counter()
-          sps = (step - last_log_step) / max(now - last_log_t - paused_s, 1e-9)
-          sps_history.append(sps)
+          sps = timer.rate(step)
           m.update(grad_norm=float(a["grad_norm_sum"]) / max(float(a["steps"]), 1),
-                   learning_rate=float(schedule(step - 1)), steps_per_s=sps,
+                   learning_rate=float(s.schedule(step - 1)), steps_per_s=sps,
                    examples_per_s=sps * config.batch_size,
-                   elapsed_s=meta["elapsed_s"] + timer())
+                   elapsed_s=timer.elapsed())
           writer.write(step, "train", m)
           writers.say(writers.progress_line(step, config.num_train_steps, m, sps))
-          acc, last_log_t, last_log_step, paused_s = zero_acc(), now, step, 0.0
+          acc = s.zero_acc()
 
         if step % config.eval_every == 0 or is_last:
-          jax.block_until_ready(state)  # pending train steps count as training
-          paused_from = time.perf_counter()
-          ev = evaluate(state["model"], "validation")
-          writer.write(step, "validation",
-                       {**ev, "elapsed_s": meta["elapsed_s"] + timer()})
-          improved = ev["accuracy"] > meta["best_val_accuracy"]
-          if improved:
-            meta.update(best_val_accuracy=ev["accuracy"], best_step=step)
-            ckpt.save_best(step, state["model"], dict(meta))
-          writers.say(f"  validation @ {step}: loss {ev['loss']:.4f}, accuracy"
-                      f" {ev['accuracy']:.4f}{'  (best)' if improved else ''}")
-          paused_s += time.perf_counter() - paused_from
+          validate(step)
 
         if step % config.checkpoint_every == 0 or is_last or guard.requested:
           jax.block_until_ready(acc)
-          paused_from = time.perf_counter()
-          save(step, acc)
-          paused_s += time.perf_counter() - paused_from
+          with timer.pause():
+            save(step, acc)
 
         if guard.requested:
           ckpt.wait()
           raise Interrupted(step, guard.signum)
     ckpt.wait()
+    if ckpt.best_step() is None:
+      # best/ was unreadable (moved aside) and no step ran since: a rerun of
+      # a finished run. The final state is then the best there is.
+      validate(s.start_step)
+      ckpt.wait()
 
     # --- Test on the best-validation checkpoint -----------------------------------
     best_state, best_meta = ckpt.restore_best(checkpointing.abstract(state["model"]))
     test = evaluate(best_state, "test")
     writer.write(config.num_train_steps, "test",
                  {**test, "best_step": best_meta["best_step"]})
-    wall = meta["elapsed_s"] + timer()
-    summary = {
-        "config_name": config.config_name,
-        "task": task.name,
-        "attention": config.model.attention.name,
-        "num_params": num_params,
-        "best_val_accuracy": best_meta["best_val_accuracy"],
-        "best_step": best_meta["best_step"],
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "num_train_steps": config.num_train_steps,
-        "wall_time_s": wall,
-        "device": _device_info(),
-        "cost": {
-            "train_flops_per_example": train_cost["flops"] / config.batch_size,
-            "forward_flops_per_example": eval_cost["flops"] / config.eval_batch_size,
-            "train_step_peak_bytes": train_cost.get("peak_bytes"),
-            "train_step_temp_bytes": train_cost.get("temp_bytes"),
-            "device_peak_bytes": cost.device_peak_bytes(),
-            "train_compile_s": train_cost["compile_s"],
-            "train_steps_per_s": train_steps_per_s(),
-        },
-    }
+    summary = _summary(config, s, test, best_meta, train_cost, eval_cost, timer)
     writers.write_json(os.path.join(workdir, "summary.json"), summary)
-  finally:
-    batches.close()
-    writer.close()
-    ckpt.close()
-  writers.say("Done.\n" + writers.table([
+  writers.say("Done.\n" + _done_table(config, summary, workdir))
+  return summary
+
+
+def _summary(config, s: _Setup, test, best_meta, train_cost, eval_cost,
+             timer: writers.StepTimer) -> dict[str, Any]:
+  """summary.json: one record per run, what reports and the bench read."""
+  return {
+      "config_name": config.config_name,
+      "task": s.task.name,
+      "attention": config.model.attention.name,
+      "num_params": s.num_params,
+      "best_val_accuracy": best_meta["best_val_accuracy"],
+      "best_step": best_meta["best_step"],
+      "test_accuracy": test["accuracy"],
+      "test_loss": test["loss"],
+      "num_train_steps": config.num_train_steps,
+      "wall_time_s": timer.elapsed(),
+      "device": _device_info(),
+      "cost": {
+          "train_flops_per_example": train_cost["flops"] / config.batch_size,
+          "forward_flops_per_example": eval_cost["flops"] / config.eval_batch_size,
+          "train_step_peak_bytes": train_cost.get("peak_bytes"),
+          "train_step_temp_bytes": train_cost.get("temp_bytes"),
+          "device_peak_bytes": cost.device_peak_bytes(),
+          "train_compile_s": train_cost["compile_s"],
+          "train_steps_per_s": timer.median_steps_per_s(),
+      },
+  }
+
+
+def _done_table(config, summary: dict[str, Any], workdir: str) -> str:
+  p = summary["num_params"]
+  return writers.table([
       ("config", config.config_name),
       ("attention", config.model.attention.name),
       ("params (total / attn / embed)",
-       f"{num_params['total']:,} / {num_params['attention']:,} /"
-       f" {num_params['embedding']:,}"),
+       f"{p['total']:,} / {p['attention']:,} / {p['embedding']:,}"),
       ("best val accuracy", f"{summary['best_val_accuracy']:.4f} @ step"
                             f" {summary['best_step']}"),
       ("test accuracy (best ckpt)", f"{summary['test_accuracy']:.4f}"),
-      ("wall time", f"{wall:.1f} s"),
+      ("wall time", f"{summary['wall_time_s']:.1f} s"),
       ("outputs", workdir),
-  ]))
-  return summary
+  ])

@@ -7,8 +7,10 @@ step, so writing never forces a device sync of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import statistics
 import sys
 import time
 from typing import Any
@@ -91,9 +93,48 @@ def table(rows: list[tuple[str, str]]) -> str:
   return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
-class Timer:
+class StepTimer:
+  """Wall time of the job and training throughput, with eval/save time left out.
+
+  One object because the loop touches this state in many places (log, eval,
+  save, summary) and the rules must agree: steps/s counts only the time spent
+  training since the previous log step, so a validation pass or a checkpoint
+  does not show up as a slow training interval; elapsed time is the whole job,
+  plus whatever earlier runs of a resumed job already spent.
+  """
+
   def __init__(self):
     self.t0 = time.perf_counter()
+    self.elapsed_before = 0.0  # seconds spent by earlier runs (from a checkpoint)
+    self._last_t, self._last_step, self._paused = self.t0, 0, 0.0
+    self._history: list[float] = []
 
-  def __call__(self) -> float:
-    return time.perf_counter() - self.t0
+  def start(self, step: int, elapsed_before: float = 0.0) -> None:
+    """Marks the start of training at `step` (after restore and compile)."""
+    self.elapsed_before = elapsed_before
+    self._last_t, self._last_step, self._paused = time.perf_counter(), step, 0.0
+
+  @contextlib.contextmanager
+  def pause(self):
+    """Time spent in this block is not training time (eval, checkpoint save)."""
+    t = time.perf_counter()
+    try:
+      yield
+    finally:
+      self._paused += time.perf_counter() - t
+
+  def rate(self, step: int) -> float:
+    """Training steps/s since the previous call (or `start`), pauses excluded."""
+    now = time.perf_counter()
+    sps = (step - self._last_step) / max(now - self._last_t - self._paused, 1e-9)
+    self._history.append(sps)
+    self._last_t, self._last_step, self._paused = now, step, 0.0
+    return sps
+
+  def median_steps_per_s(self) -> float | None:
+    """Median over log intervals: robust to the first (warm-up) interval."""
+    return float(statistics.median(self._history)) if self._history else None
+
+  def elapsed(self) -> float:
+    """Seconds of this job so far, earlier runs of a resumed job included."""
+    return self.elapsed_before + time.perf_counter() - self.t0

@@ -51,6 +51,37 @@ def test_wrong_type_fails(tmp_path, data_dir):
   assert r.returncode != 0 and "num_layers" in r.stderr
 
 
+def _stderr_lines(r):
+  return [l for l in r.stderr.splitlines() if l.strip()]
+
+
+def test_bad_flag_value_is_one_line(tmp_path, data_dir):
+  """absl's parser error was a 44-line traceback; now one line, exit 2."""
+  r = _run(["--config", "configs/listops.py:tiny", "--workdir", str(tmp_path),
+            "--config.num_train_steps=abc"], data_dir)
+  assert r.returncode == 2
+  assert _stderr_lines(r) == ["lightjax.train: bad value for"
+                              " --config.num_train_steps: expected int, got"
+                              " 'abc'"], r.stderr
+  r = _run(["--config", "configs/listops.py:tiny"], data_dir)
+  assert r.returncode == 2
+  assert _stderr_lines(r) == ["lightjax.train: missing required flag"
+                              " --workdir"], r.stderr
+  assert not os.listdir(tmp_path)
+
+
+def test_unusable_workdir_is_one_line(tmp_path, data_dir):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  for workdir, why in ((a_file, "is a file, not a directory"),
+                       (a_file / "run", "cannot be created: Not a directory")):
+    r = _run(["--config", "configs/listops.py:tiny", "--workdir", str(workdir)],
+             data_dir)
+    assert r.returncode == 2
+    assert _stderr_lines(r) == [f"lightjax.train: --workdir {workdir} {why}"], \
+        r.stderr
+
+
 def test_validate_rejects_bad_values():
   c = load_config("configs/listops.py:tiny")
   c.model.dropout_rate = 1.5
