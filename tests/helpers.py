@@ -3,7 +3,7 @@
 import os
 
 from lightjax import config_lib
-from lightjax.benchlib.records import read_jsonl  # noqa: F401  (re-exported)
+from lightjax.tables import read_jsonl  # noqa: F401  (re-exported)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

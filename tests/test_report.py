@@ -9,13 +9,15 @@ distribution) a shared module fixture would be built once per worker.
 import csv
 import json
 import os
-import runpy
+import subprocess
 import sys
 
 import matplotlib.image
 import pytest
 
-from lightjax import attention, paper, report, reportlib, trainer
+from lightjax import attention, paper, report, tables, trainer
+from lightjax.report import __main__ as cli
+from lightjax.report import plots, runs
 from tests.helpers import REPO, load_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -76,7 +78,7 @@ def _md_tables(text):
 def test_report_of_real_runs(tmp_path, data_dir):
   summaries = _make_runs(tmp_path / "runs", data_dir)
   out = tmp_path / "report"
-  assert report.main([str(tmp_path / "runs"), "--out", str(out)]) == 0
+  assert cli.main([str(tmp_path / "runs"), "--out", str(out)]) == 0
   text = (out / "table.md").read_text()
   md_tables = _md_tables(text)
 
@@ -101,8 +103,8 @@ def test_report_of_real_runs(tmp_path, data_dir):
   assert by_run["old_softmax"]["LRA paper test acc (%)"] == "36.37"
   assert by_run["linear"]["LRA paper test acc (%)"] == "16.13"
   for h in COST_HEADERS:
-    assert by_run["old_softmax"][h] == reportlib.MISSING, h
-    assert by_run["softmax"][h] != reportlib.MISSING, h
+    assert by_run["old_softmax"][h] == tables.MISSING, h
+    assert by_run["softmax"][h] != tables.MISSING, h
   flops = summaries["softmax"]["cost"]["train_flops_per_example"]
   assert float(by_run["softmax"]["train GFLOPs/ex"]) == pytest.approx(
       flops / 1e9, rel=1e-2)
@@ -143,75 +145,75 @@ def test_report_of_real_runs(tmp_path, data_dir):
 
 def test_summary_with_almost_nothing_still_renders(tmp_path):
   _write_summary(tmp_path / "runs" / "bare", {"task": "listops"})
-  reportlib.make_report([str(tmp_path / "runs")], str(tmp_path / "out"))
+  report.make_report([str(tmp_path / "runs")], str(tmp_path / "out"))
   row = _md_tables((tmp_path / "out" / "table.md").read_text())[0][0]
   assert row["run"] == "bare"
   for h in ("test acc (%)", "params", "LRA paper test acc (%)") + COST_HEADERS:
-    assert row[h] == reportlib.MISSING, h
+    assert row[h] == tables.MISSING, h
   png = (tmp_path / "out" / "pareto.png").read_bytes()
   assert png.startswith(PNG_SIGNATURE)
 
 
-def test_scripts_wrapper_writes_the_same_table(tmp_path, monkeypatch):
-  summary = {"task": "listops", "attention": "performer", "test_accuracy": 0.2,
-             "config_name": "listops:performer", "num_params": {"total": 9}}
-  _write_summary(tmp_path / "runs" / "perf", summary)
-  report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "a")])
-  monkeypatch.setattr(sys, "argv", [
-      "make_tables.py", str(tmp_path / "runs" / "perf"), "--out",
-      str(tmp_path / "b")])
-  with pytest.raises(SystemExit) as e:
-    runpy.run_path(os.path.join(REPO, "scripts", "make_tables.py"),
-                   run_name="__main__")
-  assert e.value.code == 0
-  table = (tmp_path / "b" / "table.md").read_text()
-  assert table == (tmp_path / "a" / "table.md").read_text()
-  assert _md_tables(table)[0][0]["LRA paper test acc (%)"] == "18.01"
+def test_cli_remakes_the_committed_listops_table(tmp_path):
+  # results/listops_cpu holds real runs' summaries and the report made of
+  # them: the command in its README must still make exactly those files.
+  src = os.path.join(REPO, "results", "listops_cpu")
+  proc = subprocess.run(
+      [sys.executable, "-m", "lightjax.report", src, "--out", str(tmp_path)],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  for name in ("table.md", "table.csv"):
+    with open(os.path.join(src, name)) as f:
+      assert (tmp_path / name).read_text() == f.read(), name
+  assert (tmp_path / "pareto.png").read_bytes().startswith(PNG_SIGNATURE)
+  assert "| softmax |" in proc.stdout and "Wrote " in proc.stdout
 
 
 def test_directory_without_summary_errors_naming_it(tmp_path, capsys):
   empty = tmp_path / "not_a_run"
   (empty / "sub").mkdir(parents=True)
-  with pytest.raises(reportlib.ReportError, match="not_a_run"):
-    reportlib.find_summaries([str(empty)])
+  with pytest.raises(report.ReportError, match="not_a_run"):
+    runs.find_summaries([str(empty)])
   with pytest.raises(SystemExit) as e:
-    report.main([str(empty), "--out", str(tmp_path / "out")])
+    cli.main([str(empty), "--out", str(tmp_path / "out")])
   assert e.value.code == 2
   err = capsys.readouterr().err
   assert str(empty) in err and "summary.json" in err
-  with pytest.raises(reportlib.ReportError, match="does_not_exist"):
-    reportlib.find_summaries([str(tmp_path / "does_not_exist")])
+  with pytest.raises(report.ReportError, match="does_not_exist"):
+    runs.find_summaries([str(tmp_path / "does_not_exist")])
 
 
 def test_unreadable_summary_errors_naming_the_file(tmp_path):
   (tmp_path / "broken").mkdir()
   (tmp_path / "broken" / "summary.json").write_text("{not json")
-  with pytest.raises(reportlib.ReportError, match="broken"):
-    reportlib.load_runs([str(tmp_path)])
+  with pytest.raises(report.ReportError, match="broken"):
+    runs.load_runs([str(tmp_path)])
 
 
 def test_a_summary_json_path_is_accepted(tmp_path):
   _write_summary(tmp_path / "run", {"task": "listops"})
   path = str(tmp_path / "run" / "summary.json")
-  assert reportlib.find_summaries([path]) == [path]
+  assert runs.find_summaries([path]) == [path]
 
 
 def test_clashing_workdir_names_get_their_parent():
-  names = reportlib._short_names(["/r/a/seed0", "/r/b/seed0", "/r/a/linear"])
+  names = runs._short_names(["/r/a/seed0", "/r/b/seed0", "/r/a/linear"])
   assert names == ["a/seed0", "b/seed0", "linear"]
 
 
 def test_pareto_front():
   pts = [(10, 50), (5, 40), (20, 45), (30, 60), (5, 30), (30, 55)]
-  assert reportlib.pareto_front(pts) == [(5, 40), (10, 50), (30, 60)]
-  assert reportlib.pareto_front([]) == []
+  assert plots.pareto_front(pts) == [(5, 40), (10, 50), (30, 60)]
+  assert plots.pareto_front([]) == []
 
 
 def test_paper_mapping_names_real_variants_and_paper_rows():
-  assert set(reportlib.PAPER_MODEL) <= set(attention.names())
-  paper_rows = {r["model"] for r in paper.load_csv(reportlib.PAPER_CSV)}
-  assert set(reportlib.PAPER_MODEL.values()) <= paper_rows
-  with open(os.path.join(REPO, "lightjax", "paper",
-                         reportlib.PAPER_CSV)) as f:
+  assert set(paper.LRA_MODEL) <= set(attention.names())
+  paper_rows = {r["model"] for r in paper.load_csv(runs.PAPER_CSV)}
+  assert set(paper.LRA_MODEL.values()) <= paper_rows
+  table2 = {r["model"] for r in paper.load_csv("lra_table2_speed_memory.csv")}
+  assert table2 - set(paper.LRA_MODEL.values()) == {
+      "reformer", "sinkhorn", "synthesizer"}  # not in lightjax
+  with open(os.path.join(REPO, "lightjax", "paper", runs.PAPER_CSV)) as f:
     first = f.readline()
   assert first.startswith("#") and "2011.04006" in first  # citation kept

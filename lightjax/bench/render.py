@@ -12,25 +12,18 @@ hardware; the ratios are the point.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
-from lightjax import paper
-from lightjax.benchlib.records import BASELINE
+from lightjax import paper, tables
+from lightjax.bench.plan import BASELINE, FLOOR
 
 Record = dict[str, Any]
 
 PAPER_FILE = "lra_table2_speed_memory.csv"
 PAPER_LENGTHS = ("1k", "2k", "3k", "4k")
-# lightjax variant -> LRA Table 2 row. Unlisted paper rows are shown as
-# "not in lightjax"; unlisted variants have no paper figures.
-PAPER_NAMES = {
-    "softmax": "transformer",
-    "linear": "linear_transformer",
-    "performer": "performer",
-    "linformer": "linformer",
-    "local": "local_attention",
-    "bigbird": "bigbird",
-}
+# Paper rows with no lightjax variant are shown as "not in lightjax"; our
+# variants without a paper row (paper.LRA_MODEL) have no paper figures.
 MIB = 2.0**20
 
 
@@ -38,16 +31,9 @@ def length_label(n: int) -> str:
   return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---" for _ in header) + "|"]
-  lines += ["| " + " | ".join(r) + " |" for r in rows]
-  return "\n".join(lines) + "\n"
-
-
 def _failed(rec: Record | None) -> str | None:
   if rec is None:
-    return "—"
+    return tables.MISSING
   if rec.get("status") == "oom":
     return "OOM"
   if rec.get("status") != "ok":
@@ -55,7 +41,7 @@ def _failed(rec: Record | None) -> str | None:
   return None
 
 
-def num(x: float) -> str:
+def short(x: float) -> str:
   """3 significant digits, without exponents for the big values tables have."""
   return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
 
@@ -65,24 +51,24 @@ def _ratio(x: float | None, digits: int = 1) -> str:
 
 
 def speed_cell(rec: Record | None) -> str:
-  return _failed(rec) or (num(rec["steps_per_s"])
+  return _failed(rec) or (short(rec["steps_per_s"])
                           + _ratio(rec.get("speedup_vs_softmax")))
 
 
 def memory_cell(rec: Record | None) -> str:
   if _failed(rec) or rec.get("peak_bytes") is None:
     return _failed(rec) or "n/a"
-  return (num(rec["peak_bytes"] / MIB)
+  return (short(rec["peak_bytes"] / MIB)
           + _ratio(rec.get("memory_ratio_vs_softmax"), 2))
 
 
 def latency_cell(rec: Record | None) -> str:
-  return _failed(rec) or (num(rec["median_s"] * 1e3)
+  return _failed(rec) or (short(rec["median_s"] * 1e3)
                           + _ratio(rec.get("speedup_vs_softmax")))
 
 
 def tokens_cell(rec: Record | None) -> str:
-  return _failed(rec) or (num(rec["tokens_per_s"])
+  return _failed(rec) or (short(rec["tokens_per_s"])
                           + _ratio(rec.get("speedup_vs_softmax")))
 
 
@@ -105,7 +91,7 @@ def _paper_rows() -> dict[str, Record]:
   return {r["model"]: r for r in paper.load_csv(PAPER_FILE)}
 
 
-def _paper_cell(paper: dict[str, Record], model: str | None, col: str,
+def _paper_cell(rows: dict[str, Record], model: str | None, col: str,
                 fmt: str, digits: int) -> str:
   """Paper value with its ratio to the paper's transformer, as they print it.
 
@@ -113,9 +99,9 @@ def _paper_cell(paper: dict[str, Record], model: str | None, col: str,
   same sense as our cells: steps/s (higher = faster, so it is the speed-up)
   and GB (lower = less memory).
   """
-  row, base = paper.get(model or ""), paper.get(PAPER_NAMES[BASELINE])
+  row, base = rows.get(model or ""), rows.get(paper.LRA_MODEL[BASELINE])
   if not row or row.get(col) is None:
-    return "—"
+    return tables.MISSING
   ratio = row[col] / base[col] if base and base.get(col) else None
   return format(row[col], fmt) + _ratio(ratio, digits)
 
@@ -125,26 +111,27 @@ def side_by_side(recs: list[Record], benchmark: str,
                  paper_fmt: str, digits: int) -> str:
   """Our cells per length, then the paper's cells for the same models."""
   variants, lengths, grid = _grid(recs, benchmark)
-  paper = _paper_rows()
+  rows = _paper_rows()
+  paper_cells = lambda model: [
+      _paper_cell(rows, model, f"{paper_prefix}_{c}", paper_fmt, digits)
+      for c in PAPER_LENGTHS]
   header = (["variant"] + [length_label(n) for n in lengths]
             + [f"LRA {c.upper()}" for c in PAPER_LENGTHS])
-  rows = []
+  out = []
   for v in variants:
-    model = PAPER_NAMES.get(v)
-    rows.append([v + (f" ({model})" if model else "")]
-                + [cell(grid.get((v, n))) for n in lengths]
-                + [_paper_cell(paper, model, f"{paper_prefix}_{c}", paper_fmt,
-                               digits) for c in PAPER_LENGTHS])
-  ours = {PAPER_NAMES.get(v) for v in variants}
-  named = {m: v for v, m in PAPER_NAMES.items()}
-  for model in paper:
+    model = paper.LRA_MODEL.get(v)
+    out.append([v + (f" ({model})" if model else "")]
+               + [cell(grid.get((v, n))) for n in lengths]
+               + paper_cells(model))
+  ours = {paper.LRA_MODEL.get(v) for v in variants}
+  named = {m: v for v, m in paper.LRA_MODEL.items()}
+  for model in rows:
     if model not in ours:
       why = (f"lightjax {named[model]!r} not in this run" if model in named
              else "not in lightjax")
-      rows.append([f"({model}: {why})"] + ["—"] * len(lengths)
-                  + [_paper_cell(paper, model, f"{paper_prefix}_{c}",
-                                 paper_fmt, digits) for c in PAPER_LENGTHS])
-  return _table(header, rows)
+      out.append([f"({model}: {why})"] + [tables.MISSING] * len(lengths)
+                 + paper_cells(model))
+  return tables.markdown(header, out)
 
 
 def grid_table(recs: list[Record], benchmark: str,
@@ -153,8 +140,8 @@ def grid_table(recs: list[Record], benchmark: str,
   if not variants:
     return "(not measured)\n"
   header = ["variant"] + [f"{column}{length_label(n)}" for n in lengths]
-  return _table(header, [[v] + [cell(grid.get((v, n))) for n in lengths]
-                         for v in variants])
+  return tables.markdown(header, [[v] + [cell(grid.get((v, n)))
+                                         for n in lengths] for v in variants])
 
 
 def _header(meta: Record, recs: list[Record]) -> str:
@@ -165,6 +152,8 @@ def _header(meta: Record, recs: list[Record]) -> str:
          f" {peak['peak_flops'] / 1e12:.1f} TFLOP/s" if peak else
          "not measured on CPU (null)")
   train = next((r for r in recs if r["benchmark"] == "train_step"), {})
+  implementation = m["attention"]["softmax"].get("implementation")
+  kernel = meta.get("softmax_kernel")
   return "\n".join([
       f"# Attention benchmark: {meta['preset']}",
       "",
@@ -177,59 +166,82 @@ def _header(meta: Record, recs: list[Record]) -> str:
       f" {m['embed_dim']}, {m['num_heads']} heads x {m['head_dim']}, MLP"
       f" {m['mlp_dim']}, {m['dtype']}, vocab {c['vocab_size']}, {m['pool']}"
       f" pooling; {train.get('num_params') or '?'} parameters (softmax);"
-      f" softmax baseline: implementation"
-      f" {m['attention']['softmax'].get('implementation') or 'einsum'!r};"
-      " variant options: `config` in the meta record of bench.jsonl",
+      f" softmax baseline: implementation {implementation!r}"
+      + (f" (here: {kernel})" if kernel and kernel != implementation else "")
+      + "; variant options: `config` in the meta record of bench.jsonl; a row"
+      " named `variant:key=value` is that variant with those options changed",
       f"- timing: median of {c['repeats']} runs after {c['warmup']} warm-up"
       + (" (latency_b1 is the batch-1 forward record" if c["batch_size"] == 1
          else f" (latency_b1: {c['latency']['repeats']} after"
               f" {c['latency']['warmup']}")
       + f"; decode: {c['decode']['repeats']} after {c['decode']['warmup']})"
-      + (f", fewer once timed runs add up to {c['max_timed_s']:g} s"
-                    " (each record has its count)" if c.get("max_timed_s")
-                    else "") +
-      f"; batch {c['batch_size']}; compile time excluded and reported apart",
+      + (f", fewer once timed runs add up to {c['max_timed_s']:g} s, and a"
+         " call that alone takes that long is timed once, on its first run"
+         " (each record has its counts)" if c.get("max_timed_s") else "")
+      + f"; batch {c['batch_size']}; compile time excluded and reported apart",
       f"- memory: XLA's compiled plan (arguments + outputs - donated +"
       f" temporaries), MiB; MFU: {mfu}",
       "- (x): same-run ratio to softmax at the same length: speed-up for"
       " speed, variant / softmax for memory. LRA columns: the paper's Table 2"
       " (Tay et al. 2021; TPU v3, batch 32, steps/s and GB) with its ratios.",
+      f"- floor: `{FLOOR}` replaces attention by the identity (out_i = v_i,"
+      " no token mixing), so it costs what the rest of the model"
+      " (embeddings, projections, MLPs, norms, head) costs. The floor tables"
+      " give each variant's time and memory as a multiple of it at the same"
+      " length: 1.0x would be attention for free, x - 1 is what attention"
+      " adds; a variant near 1x has little left to gain from cheaper"
+      " attention.",
       "",
   ]) + "\n"
+
+
+def floor_cell(rec: Record | None) -> str:
+  if _failed(rec):
+    return _failed(rec)
+  t, m = rec.get("x_floor_time"), rec.get("x_floor_memory")
+  return (f"{t:.2f}x" if t is not None else "n/a") + (
+      f" / {m:.2f}x" if m is not None else "")
 
 
 def _failures(recs: list[Record]) -> str:
   bad = [r for r in recs if r.get("status") != "ok"]
   if not bad:
     return "None.\n"
-  return _table(["benchmark", "variant", "L", "status", "message"],
-                [[r["benchmark"], r["variant"], str(r["seq_len"]),
-                  r["status"], str(r.get("error", "")).replace("|", "/")
-                  .replace("\n", " ")] for r in bad])
+  return tables.markdown(["benchmark", "variant", "L", "status", "message"],
+                         [[r["benchmark"], r["variant"], r["seq_len"],
+                           r["status"], r.get("error")] for r in bad])
 
 
 def markdown(meta: Record, recs: list[Record]) -> str:
+  """The whole bench.md: header, then one section per table."""
   speed = lambda b: side_by_side(recs, b, speed_cell, "steps", ".2g", 1)
   memory = lambda b: side_by_side(recs, b, memory_cell, "mem", ".3g", 2)
-  parts = [
-      _header(meta, recs),
-      "## Train step: steps/s (speed-up vs softmax)\n", speed("train_step"),
-      "\n## Train step: peak memory, MiB (ratio vs softmax)\n",
-      memory("train_step"),
-      "\n## Forward (eval) pass: passes/s (speed-up vs softmax)\n",
-      grid_table(recs, "forward", speed_cell, "L="),
-      "\n## Forward (eval) pass: peak memory, MiB (ratio vs softmax)\n",
-      grid_table(recs, "forward", memory_cell, "L="),
-      "\n## Batch-1 forward latency, ms (speed-up vs softmax)\n",
-      grid_table(recs, "latency_b1", latency_cell, "L="),
-      "\n## Decode: tokens/s at context t (speed-up vs softmax KV cache)\n",
-      f"DecoderLM, batch {meta['config']['decode']['batch_size']}: a jitted"
-      f" scan of {meta['config']['decode']['steps']} decode steps at"
-      " positions t, t+1, ... with a cache sized t + steps; time per token ="
-      " scan time / steps.\n\n",
-      grid_table(recs, "decode", tokens_cell, "t="),
-      "\n## Train step cost: XLA GFLOP / compile time\n",
-      grid_table(recs, "train_step", cost_cell, "L="),
-      "\n## Failed measurements\n", _failures(recs),
+  grid = functools.partial(grid_table, recs)
+  floor = "time / memory as multiples of `none` at the same length"
+  d = meta["config"]["decode"]
+  sections = [
+      ("Train step: steps/s (speed-up vs softmax)", speed("train_step")),
+      ("Train step: peak memory, MiB (ratio vs softmax)", memory("train_step")),
+      (f"Train step over the floor: {floor}",
+       grid("train_step", floor_cell, "L=")),
+      ("Forward (eval) pass: passes/s (speed-up vs softmax)",
+       grid("forward", speed_cell, "L=")),
+      ("Forward (eval) pass: peak memory, MiB (ratio vs softmax)",
+       grid("forward", memory_cell, "L=")),
+      (f"Forward (eval) pass over the floor: {floor}",
+       grid("forward", floor_cell, "L=")),
+      ("Batch-1 forward latency, ms (speed-up vs softmax)",
+       grid("latency_b1", latency_cell, "L=")),
+      ("Decode: tokens/s at context t (speed-up vs softmax KV cache)",
+       f"DecoderLM, batch {d['batch_size']}: `generate.decode_scan` of"
+       f" {d['steps']} decode steps at positions t, t+1, ... with a cache"
+       " sized t + steps, jitted; time per token = scan time / steps.\n\n"
+       + grid("decode", tokens_cell, "t=")),
+      (f"Decode over the floor: {floor} (per token)",
+       grid("decode", floor_cell, "t=")),
+      ("Train step cost: XLA GFLOP / compile time",
+       grid("train_step", cost_cell, "L=")),
+      ("Failed measurements", _failures(recs)),
   ]
-  return "".join(parts)
+  return _header(meta, recs) + "\n".join(
+      f"## {title}\n{body}" for title, body in sections)

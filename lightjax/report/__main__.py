@@ -3,8 +3,8 @@
 Collects the `summary.json` of finished runs (each RUN_DIR is a workdir or a
 directory above several, searched recursively) into a comparison in the style
 of Long Range Arena's Table 1 (Tay et al. 2021, arXiv:2011.04006): DIR/table.md,
-DIR/table.csv and DIR/pareto.png. The work is `reportlib.make_report`; this
-file only parses arguments. Exit codes: 0 done, 2 bad arguments (e.g. a
+DIR/table.csv and DIR/pareto.png. The work is `lightjax.report.make_report`;
+this file only parses arguments. Exit codes: 0 done, 2 bad arguments (e.g. a
 RUN_DIR with no summary.json, named in the message).
 """
 
@@ -13,20 +13,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lightjax import reportlib
+from lightjax import report
 
 
-def main(argv: list[str] | None = None, prog: str = "lightjax.report") -> int:
+def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog=prog, description=__doc__.split("\n\n")[1].replace("\n", " "))
+      prog="lightjax.report", description=__doc__.split("\n\n")[1].replace("\n", " "))
   parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                       help="a run's --workdir, or a directory above several")
   parser.add_argument("--out", required=True, metavar="DIR",
                       help="where table.md, table.csv and pareto.png go")
   args = parser.parse_args(argv)
   try:
-    written = reportlib.make_report(args.run_dirs, args.out)
-  except reportlib.ReportError as e:
+    written = report.make_report(args.run_dirs, args.out)
+  except report.ReportError as e:
     parser.error(str(e))  # exits with code 2
   with open(written["markdown"]) as f:
     print(f.read())

@@ -6,7 +6,10 @@
                              variants' slope 1 is the LRA Table 2 story)
   decode_tokens_per_s.png    decode tokens/s vs context: KV-cached softmax
                              falls with t, recurrent linear stays flat
-Failed points are left out (a gap in the line).
+Failed points are left out (a gap in the line). Softmax (the baseline) is
+drawn thick, `none` (the floor: attention replaced by the identity) dashed
+grey, and entries with option overrides (`softmax:implementation=einsum`)
+dotted.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 
-from lightjax.benchlib import render
+from lightjax.bench import render
+from lightjax.bench.plan import BASELINE, FLOOR
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 Record = dict[str, Any]
@@ -45,8 +49,13 @@ def _plot(path: str, series: dict[str, tuple], title: str, xlabel: str,
   fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
   for variant, (xs, ys) in series.items():
     order = sorted(range(len(xs)), key=xs.__getitem__)
+    style = {"linewidth": 2.4} if variant == BASELINE else {}
+    if variant == FLOOR:
+      style = {"linestyle": "--", "color": "0.45"}
+    elif ":" in variant:
+      style = {"linestyle": ":"}
     ax.plot([xs[i] for i in order], [ys[i] for i in order], marker="o",
-            label=variant, linewidth=2.4 if variant == "softmax" else 1.4)
+            label=variant, **{"linewidth": 1.4, **style})
   ax.set_xscale("log", base=2)
   ticks = sorted({x for xs, _ in series.values() for x in xs})
   if ticks:

@@ -1,8 +1,9 @@
 """Command-line entry point: `python -m lightjax.bench --config FILE[:PRESET] --out DIR`.
 
-Flags only; the work is `lightjax.benchlib.run`. Any config field can be
+Flags only; the work is `lightjax.bench.run`. Any config field can be
 overridden with `--config.path.to.field=value` (e.g.
-`--config.variants=softmax,linear --config.lengths=1024,4096`); unknown fields
+`--config.variants=softmax,linear --config.lengths=1024,4096`; a variant with
+option overrides is its own row: `softmax:implementation=einsum`); unknown fields
 stop the run before anything is built. Writes bench.jsonl, bench.csv,
 bench.md and three PNGs into --out (see configs/bench.py for presets).
 Exit codes: 0 done (failed points are recorded, not fatal), 2 bad config.
@@ -16,8 +17,8 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from lightjax import benchlib, config_lib
-from lightjax.benchlib import plan
+from lightjax import bench, config_lib
+from lightjax.bench import plan
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Bench config, e.g. configs/bench.py:cpu_quick.",
@@ -36,8 +37,26 @@ def main(argv: list[str]) -> None:
     print(f"lightjax.bench: invalid config: {e}", file=sys.stderr)
     sys.exit(2)
   command = "python -m lightjax.bench " + shlex.join(sys.argv[1:])
-  benchlib.run(config, _OUT.value, command=command)
+  bench.run(config, _OUT.value, command=command)
+
+
+def _variant_lists(argv: list[str]) -> list[str]:
+  """`--config.variants=a,b:k=v` as the tuple literal ml_collections parses.
+
+  ml_collections reads a tuple override as a Python literal; plain names
+  fall back to one string (split later by `plan.listed`), but an entry with
+  options (`softmax:implementation=einsum`) is a syntax error to it.
+  """
+  out = []
+  for a in argv:
+    flag, eq, value = a.partition("=")
+    if (eq and flag in ("--config.variants", "--config.decode.variants")
+        and not value.lstrip().startswith(("(", "["))):
+      a = f"{flag}={tuple(plan.listed(value))!r}"
+    out.append(a)
+  return out
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=config_lib.flags_parser("lightjax.bench"))
+  parse = config_lib.flags_parser("lightjax.bench")
+  app.run(main, flags_parser=lambda argv: parse(_variant_lists(argv)))

@@ -13,17 +13,16 @@ import os
 import platform
 import sys
 import time
-import traceback
 from typing import Any
 
 import flax
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from lightjax import writers
-from lightjax.benchlib import failures, measure, peak, plan, plots, records
-from lightjax.benchlib import render
-from lightjax.benchlib.progress import Progress
+from lightjax.attention.softmax import resolve_implementation
+from lightjax.bench import measure, plan, plots, records, render
 
 OUTPUTS = ("bench.jsonl", "bench.csv", "bench.md", "steps_per_s_vs_length.png",
            "memory_vs_length.png", "decode_tokens_per_s.png")
@@ -32,6 +31,9 @@ OUTPUTS = ("bench.jsonl", "bench.csv", "bench.md", "steps_per_s_vs_length.png",
 def metadata(config: ml_collections.ConfigDict,
              command: str | None) -> dict[str, Any]:
   d = jax.devices()
+  m = config.model
+  # The kernel the baseline's implementation option resolves to here.
+  q = jnp.zeros((1, 1, 1, m.head_dim), m.dtype)
   return {
       "benchmark": "meta",
       "preset": config.config_name,
@@ -43,19 +45,10 @@ def metadata(config: ml_collections.ConfigDict,
       "device_count": len(d), "host": platform.node(),
       "cpu_count": os.cpu_count(), "python": platform.python_version(),
       "jax": jax.__version__, "flax": flax.__version__,
+      "softmax_kernel": resolve_implementation(
+          m.attention.softmax.implementation, q),
       "config": config.to_dict(),
   }
-
-
-def _measure(config, job: measure.Job, memo: measure.Memo) -> dict[str, Any]:
-  try:
-    return {"status": "ok", **measure.run(config, job, memo)}
-  except Exception as e:  # pylint: disable=broad-except
-    rec = {"status": failures.classify(e), "error": failures.message(e)}
-    if rec["status"] == "error":  # unexpected: say where, not just what
-      frame = traceback.extract_tb(e.__traceback__)[-1]
-      rec["error_at"] = f"{frame.filename}:{frame.lineno} ({frame.name})"
-    return rec
 
 
 def _planned(config, job: measure.Job) -> dict[str, int]:
@@ -71,7 +64,7 @@ def run(config: ml_collections.ConfigDict, out_dir: str,
   jobs = plan.jobs(config)
   os.makedirs(out_dir, exist_ok=True)
   meta = metadata(config, command)
-  meta["matmul_peak"] = peak.matmul_peak(config.mfu)
+  meta["matmul_peak"] = measure.matmul_peak(config.mfu)
   writers.say(f"{meta['preset']}: {len(jobs)} measurements on"
               f" {meta['device_count']}x {meta['device']} ({meta['platform']}),"
               f" jax {meta['jax']}; writing {out_dir}")
@@ -79,8 +72,8 @@ def run(config: ml_collections.ConfigDict, out_dir: str,
   jsonl.write(meta)
   common = {"device": meta["device"], "platform": meta["platform"],
             "preset": meta["preset"]}
-  baselines: dict[tuple, dict[str, Any]] = {}
-  progress, out = Progress(jobs), []
+  groups: dict[tuple, list[dict[str, Any]]] = {}
+  progress, out = plan.Progress(jobs), []
   memo: measure.Memo = {}
   t0 = time.perf_counter()
   for i, job in enumerate(jobs):
@@ -91,12 +84,14 @@ def run(config: ml_collections.ConfigDict, out_dir: str,
     rec = {**dict.fromkeys(records.COLUMNS),  # every record has every column
            "benchmark": job.benchmark, "variant": job.variant,
            "seq_len": job.seq_len, "batch_size": job.batch_size,
-           **_planned(config, job), **common, **_measure(config, job, memo)}
-    if job.variant == records.BASELINE:
-      baselines[records.key(rec)] = rec
-    records.add_ratios(rec, baselines.get(records.key(rec)))
+           **_planned(config, job), **common,
+           **measure.attempt(config, job, memo)}
+    group = groups.setdefault(records.key(rec), [])
+    group.append(rec)
+    records.add_ratios(group)
     if job.benchmark != "decode":  # decode FLOPs are per step, not per call
-      rec["mfu"] = peak.mfu(rec["flops"], rec["median_s"], meta["matmul_peak"])
+      rec["mfu"] = measure.mfu(rec["flops"], rec["median_s"],
+                               meta["matmul_peak"])
     jsonl.write(rec)
     out.append(rec)
     progress.say(i, job, rec)
@@ -112,7 +107,8 @@ def run(config: ml_collections.ConfigDict, out_dir: str,
 
 def write_outputs(out_dir: str, meta: dict[str, Any],
                   recs: list[dict[str, Any]]) -> None:
-  """bench.jsonl (rewritten with wall time), bench.csv, bench.md, PNGs."""
+  """bench.jsonl (rewritten: wall time, ratios filled in since), bench.csv,
+  bench.md, PNGs."""
   jsonl = records.JsonlWriter(os.path.join(out_dir, "bench.jsonl"))
   for r in [meta] + recs:
     jsonl.write(r)

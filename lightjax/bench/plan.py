@@ -1,0 +1,214 @@
+"""Which measurements a bench config asks for, in what order, and how far along.
+
+Order matters for fairness on a noisy machine: at each length softmax runs
+first, `none` (attention replaced by the identity: the floor, what the rest of
+the model costs) right after it, then every other variant, so a ratio
+compares measurements minutes apart rather than a whole sweep apart (and the
+progress line can show the speed-up as soon as a variant is measured).
+
+A variant entry is a registered attention name, or one with option overrides
+measured as a row of its own, labelled by the entry as written:
+
+  --config.variants=softmax,softmax:implementation=einsum,linear
+  --config.variants=performer:num_features=64+redraw=False
+
+Options are `key=value`, several joined by ';' or '+' (',' already separates
+entries); each value is read as the type of the option's default, and the
+names are checked by `attention.check_options`. Without overrides a variant
+uses `config.model.attention.<name>`, as training does.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import time
+from typing import Any, Sequence
+
+import ml_collections
+
+from lightjax import attention, config_lib, writers
+from lightjax.bench.measure import BENCHMARKS, Job, Record
+
+BASELINE = "softmax"   # every ratio's denominator, measured first
+FLOOR = "none"         # no token mixing: the cost of everything but attention
+_ENCODER = ("train_step", "forward", "latency_b1")
+
+
+def listed(values) -> list:
+  """A config tuple as a list; "a,b" items (from `--config.x=a,b`) are split."""
+  if isinstance(values, (str, int)):
+    values = [values]
+  out = []
+  for v in values:
+    if isinstance(v, str):
+      out += [p.strip() for p in v.split(",") if p.strip()]
+    else:
+      out.append(v)
+  return out
+
+
+def lengths(values) -> list[int]:
+  return [int(v) for v in listed(values)]
+
+
+def _value(text: str, default: Any) -> Any:
+  """`text` as the type of the option's default (a literal if no default)."""
+  if isinstance(default, bool):
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise ValueError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1")
+  if isinstance(default, (int, float)):
+    return type(default)(text)
+  if isinstance(default, str):
+    return text
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def parse_variant(entry: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
+  """"softmax:implementation=einsum" -> ("softmax", (("implementation", "einsum"),)).
+
+  Raises:
+    ValueError: unknown variant or option (valid ones listed), or an option
+      that is not `key=value` or whose value does not fit the option's type.
+  """
+  name, _, spec = entry.partition(":")
+  name = name.strip()
+  defaults = attention.check_options(name, {})  # unknown name: valid listed
+  options = {}
+  for item in filter(None, (p.strip() for p in re.split(r"[;+]", spec))):
+    key, eq, text = item.partition("=")
+    if not eq or not key.strip():
+      raise ValueError(f"variant {entry!r}: option {item!r} is not key=value")
+    key = key.strip()
+    attention.check_options(name, {key: None})  # unknown option: valid listed
+    try:
+      options[key] = _value(text.strip(), defaults[key])
+    except ValueError as e:
+      raise ValueError(f"variant {entry!r}: option {key}: {e}") from None
+  return name, tuple(sorted(options.items()))
+
+
+def variants(config: ml_collections.ConfigDict) -> list[str]:
+  """config.variants with softmax then none first (always measured)."""
+  out = list(dict.fromkeys([BASELINE, FLOOR] + listed(config.variants)))
+  for v in out:
+    parse_variant(v)  # unknown names and options fail before anything runs
+  return out
+
+
+def decode_variants(config: ml_collections.ConfigDict) -> list[str]:
+  """config.decode.variants, or () = every registered variant that decodes;
+  softmax then none first, as for the encoder benchmarks."""
+  chosen = listed(config.decode.variants) or [
+      n for n in attention.names() if attention.get(n).supports_decode]
+  out = list(dict.fromkeys([BASELINE, FLOOR] + chosen))
+  for v in out:
+    name, _ = parse_variant(v)
+    if not attention.get(name).supports_decode:
+      raise ValueError(f"attention {name!r} has no incremental decoding;"
+                       " variants that do: " + ", ".join(
+                           n for n in attention.names()
+                           if attention.get(n).supports_decode))
+  return out
+
+
+def _job(benchmark: str, variant: str, seq_len: int, batch_size: int) -> Job:
+  name, options = parse_variant(variant)
+  return Job(benchmark, variant, int(seq_len), int(batch_size), name, options)
+
+
+def jobs(config: ml_collections.ConfigDict) -> list[Job]:
+  """Every measurement, in run order (module docstring)."""
+  benchmarks = listed(config.benchmarks)
+  for b in benchmarks:
+    BENCHMARKS.get(b)  # unknown benchmark: valid ones listed
+  out = []
+  encoder = [b for b in _ENCODER if b in benchmarks]
+  for length in lengths(config.lengths):
+    for v in variants(config):
+      for b in encoder:
+        batch = 1 if b == "latency_b1" else config.batch_size
+        out.append(_job(b, v, length, batch))
+  if "decode" in benchmarks:
+    for t in lengths(config.decode.contexts):
+      for v in decode_variants(config):
+        out.append(_job("decode", v, t, config.decode.batch_size))
+  return out
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Fails fast (ValueError, valid choices listed) before anything compiles."""
+  for job in jobs(config):  # benchmark, variant and option names
+    attention.check_options(job.attention, {
+        **config.model.attention.get(job.attention, {}), **dict(job.options)})
+  if not lengths(config.lengths):
+    raise ValueError("config.lengths is empty")
+  for k in ("batch_size", "repeats", "latency.repeats", "decode.repeats",
+            "decode.steps", "decode.batch_size"):
+    value = config_lib.lookup(config, k)
+    if int(value) < 1:
+      raise ValueError(f"config.{k} must be >= 1, got {value}")
+
+
+# --- Progress -----------------------------------------------------------------
+
+
+def weight(job: Job) -> float:
+  """Rough relative cost of a job, for the ETA only.
+
+  A fixed part (compilation: a train step compiles ~6x longer than a forward
+  pass on CPU) plus a run part proportional to the tokens processed, times
+  L / 1K more for softmax's quadratic attention. Calibrated on the cpu_quick
+  preset; elsewhere the ETA is a guess that corrects itself as jobs finish.
+  """
+  if job.benchmark == "decode":
+    return 1.0
+  tokens_k = job.batch_size * job.seq_len / 1024
+  if job.attention == BASELINE:
+    tokens_k *= job.seq_len / 1024
+  compile_s, per_k = {"train_step": (6.0, 0.15)}.get(job.benchmark, (1.0, 0.05))
+  return compile_s + per_k * tokens_k
+
+
+class Progress:
+  """One terminal line per measurement, with a running ETA:
+
+    [12/72] train_step linear L=4096 B=1 ... 0.123 s (8.1x) | compile 2.1 s | ETA 03:12
+
+  The ETA spreads the elapsed time over the planned jobs' relative costs
+  (`weight`), so long lengths late in the sweep are not under-estimated the
+  way a plain per-job average would.
+  """
+
+  def __init__(self, jobs_: Sequence[Job]):
+    self.weights = [weight(j) for j in jobs_]
+    self.total = len(jobs_)
+    self.t0 = time.perf_counter()
+    self.done_weight = 0.0
+
+  def eta_s(self, index: int) -> float:
+    elapsed = time.perf_counter() - self.t0
+    remaining = sum(self.weights[index + 1:])
+    return elapsed / max(self.done_weight, 1e-9) * remaining
+
+  def line(self, index: int, job: Job, rec: Record) -> str:
+    self.done_weight += self.weights[index]
+    head = (f"[{index + 1}/{self.total}] {job.benchmark} {job.variant}"
+            f" L={job.seq_len} B={job.batch_size} ...")
+    status = rec.get("status")
+    if status == "ok":
+      speed = rec.get("speedup_vs_softmax")
+      body = f"{rec['median_s']:.4g} s" + (f" ({speed:.1f}x)" if speed else "")
+      body += f" | compile {rec.get('compile_s') or 0:.1f} s"
+    else:
+      body = f"{status.upper()}: {rec.get('error', '')}"
+      if rec.get("error_at"):
+        body += f" [at {rec['error_at']}]"
+    return f"{head} {body} | ETA {writers.fmt_eta(self.eta_s(index))}"
+
+  def say(self, index: int, job: Job, rec: Record) -> None:
+    writers.say(self.line(index, job, rec))

@@ -1,0 +1,129 @@
+"""table.md and table.csv: one row per run, accuracy beside cost and paper.
+
+Long Range Arena (Tay et al. 2021, arXiv:2011.04006) reports accuracy (Table
+1) and cost (Table 2) apart; a row here puts a run's test accuracy next to
+the paper's for the same attention and task and next to what the run cost
+(parameters by group, XLA FLOPs, planned memory, steps/s), so "cheaper" and
+"as accurate" are read off one row. Each column is declared once (`COLUMNS`:
+markdown header, csv key, value, number format), so the two files cannot
+disagree; both are written by the shared `lightjax.tables`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from lightjax import paper, tables
+from lightjax.report.runs import (CITATION, Run, get, groups, num,
+                                  paper_accuracy)
+
+
+class Column(NamedTuple):
+  header: str     # markdown
+  key: str        # csv
+  value: Callable[[Run], Any]
+  fmt: str = ""   # format spec for numbers in markdown
+
+
+def _field(header: str, key: str, dotted: str, factor: float = 1.0,
+           fmt: str = "") -> Column:
+  return Column(header, key, lambda r: num(r.summary, dotted, factor), fmt)
+
+
+def _text(header: str, key: str, dotted: str) -> Column:
+  return Column(header, key, lambda r: get(r.summary, dotted))
+
+
+COLUMNS = (
+    Column("run", "run", lambda r: r.name),
+    _text("config", "config_name", "config_name"),
+    _text("task", "task", "task"),
+    _text("attention", "attention", "attention"),
+    _field("test acc (%)", "test_accuracy_pct", "test_accuracy", 100, ".2f"),
+    Column("LRA paper test acc (%)", "lra_paper_test_accuracy_pct",
+           lambda r: paper_accuracy(get(r.summary, "attention"),
+                                    get(r.summary, "task")), ".2f"),
+    _field("best val acc (%)", "best_val_accuracy_pct", "best_val_accuracy",
+           100, ".2f"),
+    _field("best step", "best_step", "best_step", fmt=".0f"),
+    _field("params", "params_total", "num_params.total", fmt=",.0f"),
+    _field("attn params", "params_attention", "num_params.attention",
+           fmt=",.0f"),
+    _field("embed params", "params_embedding", "num_params.embedding",
+           fmt=",.0f"),
+    _field("train GFLOPs/ex", "train_gflops_per_example",
+           "cost.train_flops_per_example", 1e-9, ".3g"),
+    _field("fwd GFLOPs/ex", "forward_gflops_per_example",
+           "cost.forward_flops_per_example", 1e-9, ".3g"),
+    _field("train peak (MiB)", "train_step_peak_mib",
+           "cost.train_step_peak_bytes", 2**-20, ".1f"),
+    _field("train steps/s", "train_steps_per_s", "cost.train_steps_per_s",
+           fmt=".1f"),
+    _field("wall time (s)", "wall_time_s", "wall_time_s", fmt=".0f"),
+)
+
+
+def _formatted(x: Any, fmt: str) -> Any:
+  """A number in its column's format; anything else as it is."""
+  if fmt and isinstance(x, (int, float)):
+    return format(x, fmt)
+  return x
+
+
+def run_table(runs: list[Run]) -> str:
+  """The per-run markdown table."""
+  return tables.markdown([c.header for c in COLUMNS],
+                         [[_formatted(c.value(r), c.fmt) for c in COLUMNS]
+                          for r in runs])
+
+
+def group_table(rows: list[dict[str, Any]]) -> str:
+  """Mean ± sample std of test accuracy per setup (`runs.groups`)."""
+  def mean_std(g):
+    if g["mean"] is None:
+      return None
+    std = "" if g["std"] is None else f" ± {g['std']:.2f}"
+    return f"{g['mean']:.2f}{std}"
+  return tables.markdown(
+      ["task", "attention", "config", "n", "test acc (%) mean ± std",
+       "LRA paper test acc (%)"],
+      [[g["task"], g["attention"], g["config_name"], g["n"], mean_std(g),
+        _formatted(g["paper"], ".2f")] for g in rows])
+
+
+def _notes(runs: list[Run]) -> str:
+  lra = [r.name for r in runs
+         if "lra" in str(get(r.summary, "config_name") or "")]
+  lines = [
+      f"- Paper column: {CITATION}. Our variant -> paper row: " + ", ".join(
+          f"{k} -> {v}" for k, v in paper.LRA_MODEL.items()) + ".",
+      "- Our default ListOps config (`configs/listops.py`) is a CPU-sized"
+      " variant (sequences of at most 128 tokens, a much smaller model), so"
+      " its numbers are not directly comparable with the paper's; only runs of"
+      " the `lra` preset (config name contains \"lra\") use the paper's setup"
+      " (sequences up to 2000 tokens, 4 layers, width 512)."
+      + (f" Runs here with the `lra` preset: {', '.join(lra)}." if lra else
+         " None of the runs here used it: compare trends, not numbers."),
+      "- Test accuracy is that of the best-validation checkpoint. FLOPs and"
+      " peak memory are XLA's compile-time figures for one train step (per"
+      f" example for FLOPs); {tables.MISSING} marks a value the run's"
+      " summary.json does not have (older trainer, or the backend does not"
+      " report it).",
+  ]
+  return "\n".join(lines)
+
+
+def markdown_report(runs: list[Run]) -> str:
+  """table.md: the run table, the grouped table if any setup repeats, notes."""
+  out = "# Results vs Long Range Arena Table 1\n\n" + run_table(runs)
+  grouped = groups(runs)
+  if any(g["runs"] > 1 for g in grouped):
+    out += ("\n## Grouped (runs sharing task, attention and config, e.g."
+            " seeds)\n\n" + group_table(grouped))
+  return out + "\n## Notes\n\n" + _notes(runs) + "\n"
+
+
+def write_csv(path: str, runs: list[Run]) -> None:
+  """table.csv: the same rows and columns, plain numbers, missing = empty."""
+  tables.write_csv(path, [c.key for c in COLUMNS],
+                   [[c.value(r) for c in COLUMNS] for r in runs])
