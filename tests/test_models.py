@@ -131,3 +131,15 @@ def test_generation_needs_a_decodable_attention():
   model = _build(_cfg(name="decoder_lm", attention="local"), max_len=16)
   with pytest.raises(NotImplementedError, match="softmax"):
     generate(model, _tokens(b=1, l=2), 3, greedy=True)
+
+
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+def test_bf16_decoder_generates(attention):
+  """The decode state takes the compute dtype (a float32 KV cache under bf16
+  queries used to fail in the fused softmax kernel)."""
+  from lightjax.models.generate import generate
+  model = _build(_cfg(name="decoder_lm", attention=attention,
+                      dtype="bfloat16"), max_len=12)
+  out = generate(model, _tokens(b=2, l=3), 5, greedy=True)
+  assert out.shape == (2, 8)
+  assert bool(jnp.all((out >= 0) & (out < 17)))

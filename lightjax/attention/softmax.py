@@ -70,9 +70,12 @@ def softmax_attention(
   impl = resolve_implementation(implementation, q)
   if impl == "einsum":
     return dense.dense_attention(q, k, v, mask=mask, causal=causal)
-  kv_mask = None if mask is None else mask[:, None, None, :].astype(bool)
-  out = jax.nn.dot_product_attention(
-      q, k, v, mask=kv_mask, is_causal=causal, implementation=impl)
+  if impl == "cudnn" and mask is not None:
+    out = _cudnn_with_padding(q, k, v, mask, causal)
+  else:
+    kv_mask = None if mask is None else mask[:, None, None, :].astype(bool)
+    out = jax.nn.dot_product_attention(
+        q, k, v, mask=kv_mask, is_causal=causal, implementation=impl)
   if mask is not None:  # as the dense path: no visible key -> zeros.
     if causal:  # query i sees a key iff one of keys <= i + (S - L) is real
       seen_BxS = jnp.cumsum(mask.astype(jnp.int32), axis=1) > 0
@@ -82,6 +85,34 @@ def softmax_attention(
                                      mask.shape[:1] + q.shape[1:2])
     out = jnp.where(visible_BxL[:, :, None, None], out, 0)
   return out.astype(q.dtype)
+
+
+def _cudnn_with_padding(q, k, v, mask_BxS, causal):
+  """cuDNN flash attention under a key-padding mask, exact for any mask.
+
+  cuDNN takes padding as per-sequence key lengths (a broadcast [B, 1, 1, S]
+  mask is rejected, and a full [B, H, L, S] bias would cost the O(L S)
+  memory flash attention exists to avoid). Lengths describe a prefix mask
+  (right padding, what every lightjax task produces); for any other mask the
+  XLA kernel runs instead. `lax.cond` executes one branch, so the check costs
+  O(B S) and the fast path never computes the slow one.
+  """
+  mask_BxS = mask_BxS.astype(bool)
+  lengths_B = mask_BxS.sum(-1, dtype=jnp.int32)
+  is_prefix = jnp.all(mask_BxS == (jnp.arange(mask_BxS.shape[1])[None]
+                                   < lengths_B[:, None]))
+
+  def cudnn(q, k, v):
+    return jax.nn.dot_product_attention(
+        q, k, v, is_causal=causal, key_value_seq_lengths=lengths_B,
+        implementation="cudnn")
+
+  def xla(q, k, v):
+    return jax.nn.dot_product_attention(
+        q, k, v, mask=mask_BxS[:, None, None, :], is_causal=causal,
+        implementation="xla")
+
+  return jax.lax.cond(is_prefix, cudnn, xla, q, k, v)
 
 
 @register("softmax")
@@ -123,8 +154,11 @@ class SoftmaxAttention(AttentionKernel):
     visible_BxS = jnp.broadcast_to(
         jnp.arange(k_cache_BxSxHxD.shape[1]) <= index,
         k_cache_BxSxHxD.shape[:2])
+    # One query per step: flash attention gains nothing, so "auto" is XLA's.
+    impl = "xla" if self.implementation == "auto" else self.implementation
     out_Bx1xHxD = softmax_attention(
-        q_Bx1xHxD, k_cache_BxSxHxD, v_cache_BxSxHxD, mask=visible_BxS,
-        implementation=self.implementation)
+        q_Bx1xHxD, k_cache_BxSxHxD.astype(q_Bx1xHxD.dtype),
+        v_cache_BxSxHxD.astype(q_Bx1xHxD.dtype), mask=visible_BxS,
+        implementation=impl)
     return out_Bx1xHxD, {"k": k_cache_BxSxHxD, "v": v_cache_BxSxHxD}
 

@@ -216,8 +216,10 @@ class DecoderLM(nnx.Module):
     return self._logits(x)
 
   def init_cache(self, batch_size: int, max_len: int | None = None,
-                 dtype=jnp.float32) -> list:
+                 dtype=None) -> list:
+    """Every layer's decode state, in the compute dtype unless `dtype`."""
     max_len = max_len or self.max_len
+    dtype = self.backbone.dtype if dtype is None else dtype
     return [blk.attn.kernel.init_cache(batch_size, max_len, dtype)
             for blk in self.backbone.blocks]
 
