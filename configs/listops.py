@@ -13,9 +13,8 @@ ARG is a comma-separated list of an attention variant (any name in
           MLP 1024, batch 32, 5k steps, lr 0.05 with rsqrt decay and 1000
           warm-up steps, weight decay 0.1. Needs an accelerator.
   tiny    a seconds-long smoke run (tests use it).
-Measured (2026-11-26, 2-core CPU, fresh clone): the default config reaches
-best validation accuracy 0.4095 (step 1250), test 0.3985, in 302 s of
-training. Every variant on the default config: results/listops_cpu/.
+Measured results of these commands, with device and date, are in results/
+(main job: results/main_job/; every variant: results/listops_cpu/).
 """
 
 from lightjax import config_lib

@@ -1,11 +1,11 @@
-"""Published reference numbers shipped with the code, read by name.
+"""Published numbers (papers' tables) shipped with the code, read by name.
 
 WHY a repo copy: result tables print the papers' figures next to ours (e.g.
 Long Range Arena, Tay et al. 2021, Table 2 speed/memory and Table 1
 accuracy), and users' machines have no access to the project's shared
 folder, so every CSV lives here with its citation in `#` header lines.
 
-  rows = reference.load_csv("lra_table2_speed_memory.csv")
+  rows = paper.load_csv("lra_table2_speed_memory.csv")
   rows[0]["model"], rows[0]["steps_4k"]   # "transformer", 1.4
 
 One loader for every file: lines starting with `#` are comments (the
@@ -40,10 +40,10 @@ LRA_MODEL = {
 
 
 def path(name: str) -> str:
-  """Absolute path of reference file `name` (raises with the valid names)."""
+  """Absolute path of paper file `name` (raises with the valid names)."""
   full = os.path.join(_DIR, name)
   if not os.path.isfile(full):
-    raise FileNotFoundError(f"no reference file {name!r}; available:"
+    raise FileNotFoundError(f"no paper file {name!r}; available:"
                             f" {', '.join(names()) or '(none)'}")
   return full
 
@@ -68,7 +68,7 @@ def _lines(name: str) -> list[str]:
 
 
 def load_csv(name: str) -> list[dict[str, Any]]:
-  """Rows of reference CSV `name` as dicts keyed by the header."""
+  """Rows of paper CSV `name` as dicts keyed by the header."""
   rows = [l for l in _lines(name) if l.strip() and not l.lstrip().startswith("#")]
   return [{k.strip(): _cell(v) for k, v in row.items()}
           for row in csv.DictReader(rows)]
