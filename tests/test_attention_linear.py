@@ -53,7 +53,16 @@ def _mask(b, l, lengths):
 
 
 _STATIC = ("causal", "feature_map", "chunk_size")
-_fast = jax.jit(linear.linear_attention, static_argnames=_STATIC)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _fast(q, k, v, mask=None, causal=False, feature_map="elu", chunk_size=64):
+  """Positional shorthand for the keyword-only kernel signature."""
+  return linear.linear_attention(q, k, v, mask=mask, causal=causal,
+                                 feature_map=feature_map,
+                                 chunk_size=chunk_size)
+
+
 _naive = jax.jit(naive_linear_attention, static_argnames=_STATIC[:2])
 
 
@@ -134,7 +143,7 @@ def test_grads_finite_and_match_naive(causal):
   cot = _qkv(9)[0]
 
   def loss(fn, q, k, v):
-    return jnp.sum(fn(q, k, v, mask, causal) * cot)
+    return jnp.sum(fn(q, k, v, mask=mask, causal=causal) * cot)
 
   fast = functools.partial(linear.linear_attention, chunk_size=4)
   g = jax.jit(jax.grad(functools.partial(loss, fast), argnums=(0, 1, 2)))(
@@ -183,7 +192,7 @@ def test_registry_build_and_module_matches_function():
   assert isinstance(kernel, linear.LinearAttention)
   q, k, v = _qkv(12)
   mask = _mask(2, 13, [13, 4])
-  call = jax.jit(lambda q, k, v, m: kernel(q, k, v, mask_BxL=m, causal=True))
+  call = jax.jit(lambda q, k, v, m: kernel(q, k, v, mask=m, causal=True))
   np.testing.assert_allclose(
       call(q, k, v, mask),
       _naive(q, k, v, mask, True, "relu"), atol=1e-5,

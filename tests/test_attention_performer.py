@@ -1,11 +1,16 @@
 """Tests for Performer / FAVOR+ attention (Choromanski et al. 2021).
 
-Tolerances: the causal chunked form equals a naive O(N^2) evaluation of the
-same features to 1e-5; causality 1e-5 (the key stabiliser is a per-head max
-that may include future keys: it cancels exactly, up to fp32 rounding);
-approximation of softmax attention: mean |error| with 4096 features at most
-half of that with 16, averaged over 2 seeds.
+Tolerances: the chunked form equals a naive O(N^2) evaluation of the same
+features to 1e-5; causality 1e-5 for a bump of every input, and 1e-6 when a
+later key's feature logit is >= 100 above all others (the causal key
+stabiliser is a prefix max, so no future key enters an earlier output, not
+even through the stabiliser); approximation of softmax attention: mean
+|error| with 4096 features at most half of that with 16, averaged over 2
+seeds; orthogonal blocks orthonormal to 1e-5.
 """
+
+import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +39,13 @@ def _mask(l, lengths):
 
 
 _STATIC = ("causal", "chunk_size")
-_fast = jax.jit(performer.performer_attention, static_argnames=_STATIC)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _fast(q, k, v, w, mask=None, causal=False, chunk_size=64):
+  """Positional shorthand for the keyword-only kernel signature."""
+  return performer.performer_attention(q, k, v, mask=mask, causal=causal,
+                                       projection=w, chunk_size=chunk_size)
 
 
 @jax.jit
@@ -48,29 +59,90 @@ def _dense(q, k, v):
 
 
 def _naive_from_features(q, k, v, w, mask, causal):
-  phi_q = performer.favor_features(q, w, is_query=True)
-  phi_k = performer.favor_features(k, w, is_query=False, mask_BxL=mask)
-  sim = jnp.einsum("blhm,bshm->bhls", phi_q, phi_k)
-  allowed = jnp.ones(sim.shape[-2:], bool)[None, None]
+  """O(N^2) reference from the same features, in exact-math form.
+
+  sim(i, j) = phi(q_i) . psi(k_j) exp(s_j - M_i), M_i = max of s_j over the
+  keys query i sees: the true feature exp(s_j) psi(k_j) up to a per-query
+  constant (which cancels), so no stabiliser is shared across queries.
+  """
+  phi_q, _ = performer.favor_features(q, w)
+  psi_k, s_k = performer.favor_features(k, w)
+  l, s = q.shape[1], k.shape[1]
+  allowed = jnp.ones((1, 1, l, s), bool)
   if causal:
-    allowed = allowed & jnp.tril(allowed[0, 0])[None, None]
+    allowed = allowed & jnp.tril(jnp.ones((l, s), bool))[None, None]
   if mask is not None:
     allowed = allowed & mask[:, None, None, :]
-  sim = jnp.where(allowed, sim, 0.0)
+  log_BxHxLxS = jnp.where(allowed, s_k.transpose(0, 2, 1)[:, :, None, :],
+                          -jnp.inf)
+  max_BxHxLx1 = jnp.max(log_BxHxLxS, axis=-1, keepdims=True)
+  max_BxHxLx1 = jnp.where(jnp.isfinite(max_BxHxLx1), max_BxHxLx1, 0.0)
+  sim = jnp.einsum("blhm,bshm->bhls", phi_q, psi_k)
+  sim = sim * jnp.exp(log_BxHxLxS - max_BxHxLx1)
   num = jnp.einsum("bhls,bshd->blhd", sim, v)
   return num / jnp.maximum(sim.sum(-1), 1e-6).transpose(0, 2, 1)[..., None]
 
 
-def test_causal_matches_naive_same_features():
-  # The non-causal path is the one of linear attention (tested there) and is
-  # checked against softmax in test_approaches_softmax_as_features_grow.
+_naive = jax.jit(_naive_from_features, static_argnums=(5,))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_matches_naive_same_features(causal):
   q, k, v = _qkv(0)
   w = _w(0, 64)
   mask = _mask(12, [12, 7])
-  out = _fast(q, k, v, w, mask, True, 5)  # 12 % 5 != 0.
-  ref = jax.jit(_naive_from_features, static_argnums=(5,))(
-      q, k, v, w, mask, True)
+  out = _fast(q, k, v, w, mask, causal, 5)  # 12 % 5 != 0.
+  ref = _naive(q, k, v, w, mask, causal)
   np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def _with_huge_key(seed, t, norm=20.0):
+  """Inputs, and a projection whose row 0 has norm `norm`; key t lies on it.
+
+  k_t = a u with u = row 0 / |row 0| and a d^{-1/4} = norm maximises key t's
+  logit on feature 0: norm^2 / 2 = 200 for norm 20, while ordinary keys'
+  logits stay in the tens.
+  """
+  d = 8
+  q, k, v = _qkv(seed)
+  w_np = np.random.default_rng(seed).standard_normal((64, d)).astype(
+      np.float32)
+  w_np[0] *= norm / np.linalg.norm(w_np[0])
+  k_np = np.array(k)
+  k_np[:, t] = w_np[0] * d ** 0.25  # a u with a = norm * d^{1/4}.
+  return q, jnp.asarray(k_np), v, jnp.asarray(w_np)
+
+
+@pytest.mark.parametrize("t", [2, 7])  # In the first chunk / a later one.
+def test_causal_outputs_ignore_a_huge_future_key(t):
+  q, k, v, w = _with_huge_key(11, t)
+  _, k_plain, _ = _qkv(11)
+  # The large logit exists: key t's stabiliser s_t is >= 100 above every
+  # other key's, so a stabiliser shared by all keys (the authors' code and
+  # this module before the prefix max) underflows every earlier key's
+  # features, exp(s_j - s_t) == 0 in float32, and zeroes the outputs < t.
+  _, s_k = performer.favor_features(k, w)
+  others = jnp.max(jnp.delete(s_k, t, axis=1), axis=1)
+  assert bool(jnp.all(s_k[:, t] - others >= 100.0)), s_k[:, t] - others
+  assert bool(jnp.all(jnp.exp(s_k[:, :t] - s_k[:, t:t + 1]) == 0.0))
+
+  out = _fast(q, k_plain, v, w, None, True, 5)
+  out_huge = _fast(q, k, v, w, None, True, 5)
+  diff = float(jnp.max(jnp.abs(out_huge[:, :t] - out[:, :t])))
+  print(f"\nhuge key at t={t}: max |diff| of outputs < t = {diff:.3g}")
+  assert diff <= 1e-6
+  assert bool(jnp.all(jnp.isfinite(out_huge)))
+  assert not np.allclose(out_huge[:, t], out[:, t])  # t itself does see it.
+  np.testing.assert_allclose(out_huge, _naive(q, k, v, w, None, True),
+                             atol=1e-5, rtol=1e-5)
+
+
+def test_grads_finite_with_a_huge_key():
+  q, k, v, w = _with_huge_key(12, 7)
+  cot = _qkv(13)[0]
+  loss = lambda q, k, v: jnp.sum(_fast(q, k, v, w, None, True, 5) * cot)
+  for g in jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v):
+    assert bool(jnp.all(jnp.isfinite(g)))
 
 
 def test_grads_finite_and_match_naive():
@@ -84,7 +156,7 @@ def test_grads_finite_and_match_naive():
     return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)
 
   g = grads(lambda q, k, v: performer.performer_attention(
-      q, k, v, w, mask, True, 4))
+      q, k, v, mask=mask, causal=True, projection=w, chunk_size=4))
   g_ref = grads(lambda q, k, v: _naive_from_features(q, k, v, w, mask, True))
   for a, b in zip(g, g_ref):
     assert bool(jnp.all(jnp.isfinite(a)))
@@ -108,13 +180,40 @@ def test_approaches_softmax_as_features_grow(causal):
   assert e4096 < 0.5 * e16
 
 
-def test_orthogonal_features_are_orthogonal_within_blocks():
+@pytest.mark.parametrize("m,d", [(16, 8), (200, 64)])  # 200 % 64 != 0.
+def test_orthogonal_features_are_orthogonal_within_blocks(m, d):
   # (16, 8) is the shape compiled for the approximation test above.
-  w = performer.draw_projection(jax.random.PRNGKey(1), 16, 8, ortho=True)
-  assert w.shape == (16, 8)
-  for block in (w[:8], w[8:]):
+  w = performer.draw_projection(jax.random.PRNGKey(1), m, d, ortho=True)
+  assert w.shape == (m, d)
+  for start in range(0, m, d):
+    block = w[start:start + d]
     unit = block / jnp.linalg.norm(block, axis=-1, keepdims=True)
-    np.testing.assert_allclose(unit @ unit.T, np.eye(8), atol=1e-5)
+    np.testing.assert_allclose(unit @ unit.T, np.eye(len(block)), atol=1e-5)
+
+
+def _lapack_calls(lowered_text):
+  return [t for t in re.findall(r"custom_call\s*@([\w.]+)", lowered_text)
+          if "lapack" in t.lower()]
+
+
+def test_no_lapack_call_when_redrawing_features():
+  # LAPACK custom calls (QR's geqrf/orgqr) running concurrently can deadlock
+  # XLA's CPU thread pool (see performer.py); the train-time redraw and its
+  # gradient must lower to plain XLA ops. The detector itself finds QR's.
+  assert _lapack_calls(jax.jit(jnp.linalg.qr).lower(
+      jnp.zeros((2, 8, 8))).as_text())
+  kernel = _build(redraw=True)
+  q, k, v = _qkv(14)
+
+  def loss(kernel, q, k, v):
+    return jnp.sum(kernel(q, k, v, causal=True, deterministic=False))
+
+  graphdef, state = nnx.split(kernel)
+  step = lambda state, q, k, v: nnx.grad(loss, argnums=1)(
+      nnx.merge(graphdef, state), q, k, v)
+  text = jax.jit(step).lower(state, q, k, v).as_text()
+  assert "rng_bit_generator" in text or "threefry" in text  # It does redraw.
+  assert not _lapack_calls(text)
 
 
 def test_causal_leaks_nothing_from_future():

@@ -26,8 +26,18 @@ enters a past output (the intra-chunk mask is a select, not a multiply).
 supplies non-negative phi(Q), phi(K) (e.g. Performer's FAVOR+ in
 `performer.py`) reuses it, so the prefix-sum machinery exists once.
 
+WHY an optional per-key log-scale: exponential features (FAVOR+) overflow
+unless each is divided by a stabiliser. A stabiliser shared by all keys (one
+max over the whole sequence) makes the causal output depend on the future: a
+later key with a huge logit drives every earlier key's exp(logit - max) to 0.
+So a caller may pass features psi(K_j) <= 1 with their log-scales s_j (the
+true feature is exp(s_j) psi(K_j)); every query i then measures the keys it
+sees relative to their prefix max M_i = max_{j <= i} s_j, and the chunk
+states are combined with a running-max rescale. The stabilisers cancel
+exactly in num / den and are stop-gradient; they only keep every exp(.) <= 1.
+
 Numerics: features, states and normalisers are float32 whatever the input
-dtype, and the denominator is guarded by max(den, eps) (the reference code adds
+dtype, and the denominator is guarded by max(den, eps) (the authors' code adds
 eps); with non-negative features |num / den| <= max |v|, so bf16 inputs on long
 sequences give no NaN/Inf. Outputs are cast back to q.dtype.
 """
@@ -73,8 +83,23 @@ def _guarded_divide(num: jax.Array, den: jax.Array, eps: float) -> jax.Array:
   return num / jnp.maximum(den, eps)[..., None]
 
 
-def _noncausal(phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, eps):
-  """Eq. 5-6: one [M, D] state and one [M] normaliser per (batch, head)."""
+def _finite_or_zero(x: jax.Array) -> jax.Array:
+  """A stabiliser with nothing under it (-inf: only padded keys) becomes 0."""
+  return jnp.where(jnp.isfinite(x), x, 0.0)
+
+
+def _noncausal(phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, eps,
+               log_scale_k_BxSxH=None):
+  """Eq. 5-6: one [M, D] state and one [M] normaliser per (batch, head).
+
+  Non-causal, every query sees every key, so the key log-scales are taken
+  relative to one max per (batch, head): a constant that cancels in num / den.
+  """
+  if log_scale_k_BxSxH is not None:
+    max_Bx1xH = jax.lax.stop_gradient(_finite_or_zero(
+        jnp.max(log_scale_k_BxSxH, axis=1, keepdims=True)))
+    phi_k_BxSxHxM = phi_k_BxSxHxM * jnp.exp(
+        log_scale_k_BxSxH - max_Bx1xH)[..., None]
   kv_BxHxMxD = jnp.einsum("bshm,bshd->bhmd", phi_k_BxSxHxM, v_BxSxHxD)
   z_BxHxM = jnp.sum(phi_k_BxSxHxM, axis=1)
   num_BxLxHxD = jnp.einsum("blhm,bhmd->blhd", phi_q_BxLxHxM, kv_BxHxMxD)
@@ -82,8 +107,55 @@ def _noncausal(phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, eps):
   return _guarded_divide(num_BxLxHxD, den_BxLxH, eps)
 
 
-def _causal_chunked(phi_q_BxLxHxM, phi_k_BxLxHxM, v_BxLxHxD, chunk_size, eps):
+def _exclusive_prefix_states(kv_BxNxHxMxD, z_BxNxHxM, max_BxNxH=None):
+  """Sums of the chunk states of chunks < n, for every chunk n.
+
+  Without log-scales a plain exclusive cumsum. With them, chunk m's state is
+  relative to its own max R_m, so states are combined with a running-max
+  rescale (an associative operator, hence `jax.lax.associative_scan`):
+  (R, KV, Z) . (R', KV', Z') = (r, KV e^{R - r} + KV' e^{R' - r}, ...),
+  r = max(R, R'). Every factor is <= 1, so nothing overflows.
+
+  Returns:
+    (prefix KV, prefix Z, prefix max P_n or None); the prefix states are
+    relative to P_n (an empty prefix is -inf, with zero states).
+  """
+  def exclusive(inclusive_BxN, fill):  # Chunk 0 sees nothing.
+    x = inclusive_BxN
+    first = jnp.full((x.shape[0], 1, *x.shape[2:]), fill, x.dtype)
+    return jnp.concatenate([first, x], axis=1)
+
+  if max_BxNxH is None:
+    return (exclusive(jnp.cumsum(kv_BxNxHxMxD[:, :-1], axis=1), 0.0),
+            exclusive(jnp.cumsum(z_BxNxHxM[:, :-1], axis=1), 0.0), None)
+
+  def combine(a, b):
+    r_a, kv_a, z_a = a
+    r_b, kv_b, z_b = b
+    r = jnp.maximum(r_a, r_b)
+    r_safe = _finite_or_zero(r)
+    e_a, e_b = jnp.exp(r_a - r_safe), jnp.exp(r_b - r_safe)
+    return (r, kv_a * e_a[..., None, None] + kv_b * e_b[..., None, None],
+            z_a * e_a[..., None] + z_b * e_b[..., None])
+
+  r_BxNxH, kv_BxNxHxMxD, z_BxNxHxM = jax.lax.associative_scan(
+      combine, (max_BxNxH[:, :-1], kv_BxNxHxMxD[:, :-1], z_BxNxHxM[:, :-1]),
+      axis=1)
+  return (exclusive(kv_BxNxHxMxD, 0.0), exclusive(z_BxNxHxM, 0.0),
+          exclusive(r_BxNxH, -jnp.inf))
+
+
+def _causal_chunked(phi_q_BxLxHxM, phi_k_BxLxHxM, v_BxLxHxD, chunk_size, eps,
+                    log_scale_k_BxLxH=None):
   """Eq. 8-9 evaluated chunk-wise (see the module docstring).
+
+  With log-scales s_j (true key feature exp(s_j) psi_j), query i uses the
+  stabiliser M_i = max_{j <= i} s_j (prefix max over earlier chunks P_n and
+  its own chunk), so no key after i enters its output even through a max:
+    intra-chunk  (phi_q_i . psi_j) exp(s_j - M_i),  j <= i in the chunk,
+    inter-chunk  phi_q_i . KV_prefix_n exp(P_n - M_i),
+  with chunk states KV_m = sum_{j in m} psi_j exp(s_j - R_m) v_j^T,
+  R_m = max_{j in m} s_j (see `_exclusive_prefix_states`).
 
   Memory: the intra-chunk scores are [B, N/c, H, c, c] (= N c per head) and
   the per-chunk states [B, N/c, H, M, D]; never N x N nor N x M x D.
@@ -98,6 +170,9 @@ def _causal_chunked(phi_q_BxLxHxM, phi_k_BxLxHxM, v_BxLxHxD, chunk_size, eps):
     phi_q_BxLxHxM = jnp.pad(phi_q_BxLxHxM, widths)
     phi_k_BxLxHxM = jnp.pad(phi_k_BxLxHxM, widths)
     v_BxLxHxD = jnp.pad(v_BxLxHxD, widths)
+    if log_scale_k_BxLxH is not None:  # ... and enter no max.
+      log_scale_k_BxLxH = jnp.pad(log_scale_k_BxLxH, widths[:3],
+                                  constant_values=-jnp.inf)
   q_BxNxCxHxM = phi_q_BxLxHxM.reshape(b, n, c, h, m)
   k_BxNxCxHxM = phi_k_BxLxHxM.reshape(b, n, c, h, m)
   v_BxNxCxHxD = v_BxLxHxD.reshape(b, n, c, h, d)
@@ -105,20 +180,39 @@ def _causal_chunked(phi_q_BxLxHxM, phi_k_BxLxHxM, v_BxLxHxD, chunk_size, eps):
   # Intra-chunk: explicit lower-triangular similarities (j <= i).
   scores_BxNxHxCxC = jnp.einsum("bnihm,bnjhm->bnhij", q_BxNxCxHxM, k_BxNxCxHxM)
   tri_CxC = jnp.tril(jnp.ones((c, c), bool))
-  scores_BxNxHxCxC = jnp.where(tri_CxC, scores_BxNxHxCxC, 0.0)
+  if log_scale_k_BxLxH is None:
+    scores_BxNxHxCxC = jnp.where(tri_CxC, scores_BxNxHxCxC, 0.0)
+    max_BxNxH = None
+  else:
+    s_BxNxCxH = log_scale_k_BxLxH.reshape(b, n, c, h)
+    max_BxNxH = jax.lax.stop_gradient(jnp.max(s_BxNxCxH, axis=2))  # R_m.
+    # Chunk states relative to R_m: exp(s_j - R_m) <= 1.
+    k_BxNxCxHxM = k_BxNxCxHxM * jnp.exp(
+        s_BxNxCxH - _finite_or_zero(max_BxNxH)[:, :, None])[..., None]
+  kv_BxNxHxMxD = jnp.einsum("bnjhm,bnjhd->bnhmd", k_BxNxCxHxM, v_BxNxCxHxD)
+  z_BxNxHxM = jnp.sum(k_BxNxCxHxM, axis=2)
+  # Inter-chunk: exclusive prefix sums of the per-chunk states (chunks < n).
+  prefix_kv_BxNxHxMxD, prefix_z_BxNxHxM, prefix_max_BxNxH = (
+      _exclusive_prefix_states(kv_BxNxHxMxD, z_BxNxHxM, max_BxNxH))
+
+  if log_scale_k_BxLxH is not None:
+    # M_i = max(P_n, max_{j <= i in the chunk} s_j); every exponent is <= 0.
+    m_BxNxCxH = jax.lax.stop_gradient(_finite_or_zero(jnp.maximum(
+        prefix_max_BxNxH[:, :, None], jax.lax.cummax(s_BxNxCxH, axis=2))))
+    m_BxNxHxCx1 = m_BxNxCxH.transpose(0, 1, 3, 2)[..., None]
+    s_BxNxHx1xC = s_BxNxCxH.transpose(0, 1, 3, 2)[..., None, :]
+    # The exponent is masked, not the product: exp(s_j - M_i) may overflow
+    # for j > i, and inf * 0 would poison the gradient.
+    scores_BxNxHxCxC *= jnp.exp(jnp.where(
+        tri_CxC, s_BxNxHx1xC - m_BxNxHxCx1, -jnp.inf))
+    # Rescale the query's view of the prefix from P_n to M_i (an empty
+    # prefix, P_n = -inf, has zero states and gets factor 0, not inf).
+    p_BxNx1xH = prefix_max_BxNxH[:, :, None]
+    q_BxNxCxHxM = q_BxNxCxHxM * jnp.exp(jnp.where(
+        jnp.isfinite(p_BxNx1xH), p_BxNx1xH - m_BxNxCxH, -jnp.inf))[..., None]
   num_BxNxCxHxD = jnp.einsum(
       "bnhij,bnjhd->bnihd", scores_BxNxHxCxC, v_BxNxCxHxD)
   den_BxNxCxH = jnp.sum(scores_BxNxHxCxC, axis=-1).transpose(0, 1, 3, 2)
-
-  # Inter-chunk: exclusive prefix sums of the per-chunk states (chunks < n).
-  kv_BxNxHxMxD = jnp.einsum("bnjhm,bnjhd->bnhmd", k_BxNxCxHxM, v_BxNxCxHxD)
-  z_BxNxHxM = jnp.sum(k_BxNxCxHxM, axis=2)
-  prefix_kv_BxNxHxMxD = jnp.concatenate(
-      [jnp.zeros_like(kv_BxNxHxMxD[:, :1]),
-       jnp.cumsum(kv_BxNxHxMxD[:, :-1], axis=1)], axis=1)
-  prefix_z_BxNxHxM = jnp.concatenate(
-      [jnp.zeros_like(z_BxNxHxM[:, :1]),
-       jnp.cumsum(z_BxNxHxM[:, :-1], axis=1)], axis=1)
   num_BxNxCxHxD += jnp.einsum(
       "bnihm,bnhmd->bnihd", q_BxNxCxHxM, prefix_kv_BxNxHxMxD)
   den_BxNxCxH += jnp.einsum("bnihm,bnhm->bnih", q_BxNxCxHxM, prefix_z_BxNxHxM)
@@ -136,6 +230,7 @@ def linear_attention_from_features(
     causal: bool = False,
     chunk_size: int = 64,
     eps: float = 1e-6,
+    log_scale_k_BxSxH: jax.Array | None = None,
 ) -> jax.Array:
   """Linear attention given (non-negative) feature maps of queries and keys.
 
@@ -148,25 +243,36 @@ def linear_attention_from_features(
     causal: if True, query i sees keys j <= i (requires S == L); chunked.
     chunk_size: chunk length c of the causal form.
     eps: lower bound of the denominator.
+    log_scale_k_BxSxH: optional per-key log-scales s_j: the key features are
+      exp(s_j) * phi_k_j (see the module docstring). The stabilisers built
+      from them are stop-gradient; padded keys enter no max. None = 0 (plain
+      linear attention, whose computation it leaves unchanged).
   Returns:
     float32 [B, L, H, D]. Queries with no visible key give zeros.
   """
   phi_q_BxLxHxM = phi_q_BxLxHxM.astype(jnp.float32)
   phi_k_BxSxHxM = phi_k_BxSxHxM.astype(jnp.float32)
   v_BxSxHxD = v_BxSxHxD.astype(jnp.float32)
+  if log_scale_k_BxSxH is not None:
+    log_scale_k_BxSxH = log_scale_k_BxSxH.astype(jnp.float32)
   if mask_BxS is not None:
     keep_BxSx1x1 = mask_BxS.astype(bool)[:, :, None, None]
     phi_k_BxSxHxM = jnp.where(keep_BxSx1x1, phi_k_BxSxHxM, 0.0)
     v_BxSxHxD = jnp.where(keep_BxSx1x1, v_BxSxHxD, 0.0)
+    if log_scale_k_BxSxH is not None:
+      log_scale_k_BxSxH = jnp.where(keep_BxSx1x1[..., 0], log_scale_k_BxSxH,
+                                    -jnp.inf)
   if not causal:
-    return _noncausal(phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, eps)
+    return _noncausal(phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, eps,
+                      log_scale_k_BxSxH)
   if phi_q_BxLxHxM.shape[1] != phi_k_BxSxHxM.shape[1]:
     raise ValueError(
         "causal linear attention needs as many queries as keys, got"
         f" {phi_q_BxLxHxM.shape[1]} and {phi_k_BxSxHxM.shape[1]}"
     )
   return _causal_chunked(
-      phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, chunk_size, eps)
+      phi_q_BxLxHxM, phi_k_BxSxHxM, v_BxSxHxD, chunk_size, eps,
+      log_scale_k_BxSxH)
 
 
 def linear_attention(

@@ -18,15 +18,33 @@ the whole computation is `linear.linear_attention_from_features` (the causal
 chunked prefix sums are not written twice).
 
 WHY orthogonal features (ORFs, Section 3 / Theorem 2): drawing w_1..w_m as
-orthogonal blocks (QR of Gaussian d x d blocks, rows rescaled by chi-distributed
-norms so each row is still marginally N(0, I)) lowers the estimator's variance.
+orthogonal blocks (orthonormalised Gaussian d x d blocks, rows rescaled by
+chi-distributed norms so each row is still marginally N(0, I)) lowers the
+estimator's variance.
+
+WHY Gram-Schmidt and not `jnp.linalg.qr`: with redraw=True every layer draws
+features inside the jitted train step. On CPU, QR is a LAPACK custom call
+(geqrf/orgqr) that runs its batch on XLA's CPU thread pool and blocks waiting
+for it; two such calls scheduled concurrently (two layers) can deadlock that
+pool on a small (2-core) machine, and training hangs forever. We therefore
+orthonormalise with classical Gram-Schmidt applied twice (CGS2, "twice is
+enough": Giraud et al. 2005) in plain jnp ops inside a `lax.fori_loop`, so no
+LAPACK call is left in the Performer path. Gram-Schmidt of a Gaussian matrix
+is G = L Q with L lower-triangular with a positive diagonal, hence
+GS(G O) = GS(G) O for any orthogonal O, and since G O ~ G, Q is Haar
+distributed (no sign fix needed, unlike Householder QR).
 
 WHY a stabiliser: exp overflows for large logits. As in the authors' code we
 subtract a stop-gradient max before exponentiating: per query over its
-features (a per-row constant, cancels exactly in num / den), and for keys over
-all real keys and features of one (batch, head) (a constant shared by every
-key of that head, so it also cancels in num / den). In the causal mode that
-key constant depends on future keys only through floating-point rounding.
+features (a per-row constant, cancels exactly in num / den), and per key over
+its features, s_j. The key's scale exp(s_j) is handed to
+`linear_attention_from_features` as a log-scale: there every query measures
+the keys it sees relative to their max (non-causal: all real keys; causal:
+the prefix max M_i = max_{j <= i} s_j, with running-max rescaled chunk
+states). A causal output therefore never depends on a future key, not even
+through a max: a key with a huge logit after i cannot make the features of
+keys before i underflow, which a stabiliser shared by all keys (the authors'
+code) does. Padded keys enter no max.
 
 The projection is a non-trainable `RandomFeatures` variable (not nnx.Param):
 optimizers built with `wrt=nnx.Param` leave it alone and checkpoints keep it.
@@ -53,6 +71,28 @@ class RandomFeatures(nnx.Variable):
   """Non-trainable random projection w [M, D] (not an nnx.Param)."""
 
 
+def _orthonormal_rows(g_NxDxD: jax.Array) -> jax.Array:
+  """Orthonormalises the rows of each block by CGS2, without LAPACK.
+
+  Row i is projected off the rows already done (rows not yet done are zero,
+  so they project nothing) twice, then normalised: D fori_loop steps of
+  O(N D^2) plain matmuls. See the module docstring for why not QR, and why
+  the result is Haar distributed.
+  """
+  _, dim, _ = g_NxDxD.shape
+
+  def body(i, q_NxDxD):
+    v_NxD = g_NxDxD[:, i]
+    for _ in range(2):  # CGS2: the second pass restores orthogonality.
+      coef_NxD = jnp.einsum("nkd,nd->nk", q_NxDxD, v_NxD)
+      v_NxD = v_NxD - jnp.einsum("nk,nkd->nd", coef_NxD, q_NxDxD)
+    norm_Nx1 = jnp.linalg.norm(v_NxD, axis=-1, keepdims=True)
+    v_NxD = v_NxD / jnp.maximum(norm_Nx1, jnp.finfo(jnp.float32).tiny)
+    return q_NxDxD.at[:, i].set(v_NxD)
+
+  return jax.lax.fori_loop(0, dim, body, jnp.zeros_like(g_NxDxD))
+
+
 @functools.partial(jax.jit, static_argnames=("num_features", "dim", "ortho"))
 def draw_projection(key: jax.Array, num_features: int, dim: int,
                     ortho: bool = True) -> jax.Array:
@@ -62,8 +102,9 @@ def draw_projection(key: jax.Array, num_features: int, dim: int,
     key: PRNG key.
     num_features: M, the number of random features.
     dim: D, the head dimension.
-    ortho: if True, rows within each block of D are exactly orthogonal (QR of
-      a Gaussian block), rescaled by norms of independent Gaussian vectors.
+    ortho: if True, rows within each block of D are exactly orthogonal
+      (Gram-Schmidt of a Gaussian block, no LAPACK), rescaled by norms of
+      independent Gaussian vectors.
   Returns:
     float32 [M, D].
   """
@@ -71,30 +112,31 @@ def draw_projection(key: jax.Array, num_features: int, dim: int,
     return jax.random.normal(key, (num_features, dim), jnp.float32)
   num_blocks = -(-num_features // dim)
   # One Gaussian draw split in two (a single RNG op keeps compiles short):
-  # the QR blocks, and the vectors whose norms rescale the rows.
+  # the blocks to orthonormalise, and the vectors whose norms rescale the rows.
   block_size = num_blocks * dim * dim
   g = jax.random.normal(key, (block_size + num_features * dim,), jnp.float32)
   g_NxDxD = g[:block_size].reshape(num_blocks, dim, dim)
   g_MxD = g[block_size:].reshape(num_features, dim)
-  q_NxDxD, r_NxDxD = jnp.linalg.qr(g_NxDxD)  # Orthonormal columns.
-  # Sign fix so each block is Haar-distributed (Householder QR alone biases
-  # the signs, which biases the kernel estimate).
-  q_NxDxD *= jnp.sign(jnp.diagonal(r_NxDxD, axis1=1, axis2=2))[:, None, :]
-  w_MxD = jnp.swapaxes(q_NxDxD, 1, 2).reshape(num_blocks * dim, dim)
+  w_MxD = _orthonormal_rows(g_NxDxD).reshape(num_blocks * dim, dim)
   w_MxD = w_MxD[:num_features]
   norms_M = jnp.linalg.norm(g_MxD, axis=-1)
   return w_MxD * norms_M[:, None]
 
 
-def favor_features(x_BxLxHxD: jax.Array, w_MxD: jax.Array, is_query: bool,
-                   mask_BxL: jax.Array | None = None) -> jax.Array:
-  """phi^+(x d^{-1/4}) with the max-subtraction stabiliser, float32 [B,L,H,M].
+def favor_features(x_BxLxHxD: jax.Array, w_MxD: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+  """phi^+(x d^{-1/4}) as a stabilised feature and its log-scale.
+
+  phi^+(x d^{-1/4}) = exp(s) * psi with s = max over the M features of the
+  logits (stop-gradient), so every entry of psi is <= 1 / sqrt(M) and cannot
+  overflow. Queries drop s (a per-query constant, it cancels in num / den);
+  keys hand it to `linear_attention_from_features` (see the module docstring).
 
   Args:
     x_BxLxHxD: queries or keys.
     w_MxD: the random projection.
-    is_query: queries are stabilised per row; keys per (batch, head).
-    mask_BxL: key-padding mask; padded keys are left out of the key max.
+  Returns:
+    (psi float32 [B, L, H, M], s float32 [B, L, H]).
   """
   d = x_BxLxHxD.shape[-1]
   m = w_MxD.shape[0]
@@ -102,17 +144,10 @@ def favor_features(x_BxLxHxD: jax.Array, w_MxD: jax.Array, is_query: bool,
   logits_BxLxHxM = jnp.einsum("blhd,md->blhm", x_BxLxHxD,
                               w_MxD.astype(jnp.float32))
   logits_BxLxHxM -= 0.5 * jnp.sum(jnp.square(x_BxLxHxD), -1, keepdims=True)
-  if is_query:
-    stab = jnp.max(logits_BxLxHxM, axis=-1, keepdims=True)
-  else:
-    masked = logits_BxLxHxM
-    if mask_BxL is not None:
-      masked = jnp.where(mask_BxL.astype(bool)[:, :, None, None], masked,
-                         -jnp.inf)
-    stab = jnp.max(masked, axis=(1, 3), keepdims=True)
-    stab = jnp.where(jnp.isfinite(stab), stab, 0.0)  # All keys padded.
-  stab = jax.lax.stop_gradient(stab)
-  return jnp.exp(logits_BxLxHxM - stab) / jnp.sqrt(jnp.float32(m))
+  s_BxLxH = jax.lax.stop_gradient(jnp.max(logits_BxLxHxM, axis=-1))
+  psi_BxLxHxM = (jnp.exp(logits_BxLxHxM - s_BxLxH[..., None])
+                 / jnp.sqrt(jnp.float32(m)))
+  return psi_BxLxHxM, s_BxLxH
 
 
 def performer_attention(
@@ -131,18 +166,19 @@ def performer_attention(
   Args:
     q, k, v: queries, keys, values, [B, L, H, D].
     mask: optional boolean [B, S] key-padding mask, True = keep.
-    causal: if True, query i attends to keys j <= i (chunked prefix sums).
+    causal: if True, query i attends to keys j <= i (chunked prefix sums;
+      the key stabiliser is a prefix max, so no future key changes it).
     projection: random features w [M, D] (see `draw_projection`).
     chunk_size: chunk length of the causal form.
     eps: lower bound of the (float32) denominator.
   Returns:
     [B, L, H, D], same dtype as q.
   """
-  phi_q_BxLxHxM = favor_features(q, projection, is_query=True)
-  phi_k_BxSxHxM = favor_features(k, projection, is_query=False, mask_BxL=mask)
+  phi_q_BxLxHxM, _ = favor_features(q, projection)
+  psi_k_BxSxHxM, s_k_BxSxH = favor_features(k, projection)
   out = linear_attention_from_features(
-      phi_q_BxLxHxM, phi_k_BxSxHxM, v, mask_BxS=mask, causal=causal,
-      chunk_size=chunk_size, eps=eps)
+      phi_q_BxLxHxM, psi_k_BxSxHxM, v, mask_BxS=mask, causal=causal,
+      chunk_size=chunk_size, eps=eps, log_scale_k_BxSxH=s_k_BxSxH)
   return out.astype(q.dtype)
 
 
