@@ -19,10 +19,12 @@ newly registered variant is tested without writing a test:
   exact            the output equals dense softmax attention restricted to
                    `allowed_mask(L, causal)` (`attention.dense`), to float32
                    rounding. Otherwise the variant approximates softmax
-                   attention, and `softmax_tolerance` states how closely on
-                   the contract's inputs (max abs error, unit-variance values,
-                   queries/keys of std 0.5); None = no softmax approximation
-                   is claimed (e.g. a different similarity function).
+                   attention, and `softmax_tolerance` states how closely: the
+                   mean absolute error against softmax over real query
+                   positions, on the contract's inputs (unit-variance values,
+                   queries/keys of std 0.5, 300 tokens, head_dim 16, default
+                   options); None = no softmax approximation is claimed (e.g.
+                   a different similarity function, or learned projections).
 """
 
 from __future__ import annotations

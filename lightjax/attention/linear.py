@@ -51,6 +51,7 @@ import jax.numpy as jnp
 
 from lightjax.attention.base import AttentionKernel
 from lightjax.attention.registry import register
+from lightjax.registry import Registry
 
 
 def _elu_plus_one(x: jax.Array) -> jax.Array:
@@ -61,21 +62,12 @@ def _elu_plus_one(x: jax.Array) -> jax.Array:
 # Non-negative feature maps phi: [..., D] -> [..., M] (here M = D). Only maps
 # with phi >= 0 are offered: the normaliser phi(q)^T sum_j phi(k_j) must be a
 # sum of non-negative similarities for the output to be a convex combination.
-FEATURE_MAPS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "elu": _elu_plus_one,
-    "relu": jax.nn.relu,
-    "softplus": jax.nn.softplus,
-}
-
-
-def _feature_map(name: str) -> Callable[[jax.Array], jax.Array]:
-  try:
-    return FEATURE_MAPS[name]
-  except KeyError:
-    raise ValueError(
-        f"unknown linear-attention feature_map {name!r}; valid:"
-        f" {', '.join(sorted(FEATURE_MAPS))}"
-    ) from None
+FEATURE_MAPS: Registry[Callable[[jax.Array], jax.Array]] = Registry(
+    "linear-attention feature_map")
+FEATURE_MAPS.register("elu", _elu_plus_one)
+FEATURE_MAPS.register("relu", jax.nn.relu)
+FEATURE_MAPS.register("softplus", jax.nn.softplus)
+_feature_map = FEATURE_MAPS.get
 
 
 def _guarded_divide(num: jax.Array, den: jax.Array, eps: float) -> jax.Array:

@@ -187,9 +187,13 @@ class PerformerAttention(AttentionKernel):
   """FAVOR+ attention with a stored (optionally redrawn) random projection."""
 
   exact = False
-  # Max abs error vs softmax on the contract's inputs at the default 256
-  # features (an unbiased estimate; the error shrinks as 1/sqrt(M)).
-  softmax_tolerance = 0.25
+  # Mean abs error vs softmax on the contract's inputs (base.py), default 256
+  # features: measured 0.0065-0.0081 bidirectional, 0.0115-0.0142 causal over
+  # 10 seeds. FAVOR+ is unbiased with MSE = exp(|x + y|^2) SM(x, y)^2
+  # (1 - exp(-|x + y|^2)) / m, x = q d^(-1/4), y = k d^(-1/4) (Choromanski et
+  # al. 2021, Lemma 2): accurate for small-norm queries and keys, worse as
+  # they grow.
+  softmax_tolerance = 0.02
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:
