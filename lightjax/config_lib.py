@@ -69,13 +69,7 @@ def attention_config(name: str) -> ml_collections.ConfigDict:
 
 
 def task_config(name: str, **overrides) -> ml_collections.ConfigDict:
-  cfg = dict(data.default_task_config(name))
-  unknown = sorted(set(overrides) - set(cfg))
-  if unknown:
-    raise ValueError(f"unknown task key(s) {unknown} for {name!r}; valid:"
-                     f" {', '.join(sorted(cfg))}")
-  cfg.update(overrides)
-  return ml_collections.ConfigDict(cfg)
+  return ml_collections.ConfigDict(data.resolve_task_config(overrides, name))
 
 
 def parse_arg(arg: str | None, presets: Iterable[str]) -> tuple[str, set[str]]:

@@ -85,3 +85,25 @@ class Registry(Generic[T]):
 
   def __len__(self) -> int:
     return len(self._items)
+
+
+def with_defaults(given: Any, defaults: dict[str, Any], what: str
+                  ) -> dict[str, Any]:
+  """`defaults` updated with `given`, refusing keys `defaults` lacks.
+
+  The one check of option/config keys against a registered entry's defaults
+  (attention options, task configs): a misspelt key fails with the valid
+  ones listed instead of being silently ignored.
+
+  Args:
+    given: a mapping (or None) of the caller's keys.
+    defaults: every valid key with its default value.
+    what: for the message, e.g. "attention 'local'".
+  """
+  given = dict(given or {})
+  unknown = sorted(set(given) - set(defaults))
+  if unknown:
+    raise ValueError(
+        f"unknown option(s) {unknown} for {what}; valid options:"
+        f" {', '.join(sorted(defaults)) or '(none)'}")
+  return {**defaults, **given}

@@ -189,7 +189,7 @@ def test_registry():
 
 
 def test_unknown_config_key_lists_valid_keys():
-  with pytest.raises(ValueError, match="num_trian.*valid keys: .*num_train"):
+  with pytest.raises(ValueError, match="num_trian.*valid options: .*num_train"):
     data.load_task({**SMALL, "num_trian": 5}, "/nonexistent")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightjax.registry import Registry
+from lightjax.registry import Registry, with_defaults
 
 
 def _stamp(name: str, cls: type) -> None:
@@ -33,15 +33,8 @@ def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
   Raises ValueError for an unknown variant (listing the valid ones) or an
   unknown option (listing the variant's options).
   """
-  valid = get(name).default_options()
-  options = dict(options or {})
-  unknown = sorted(set(options) - set(valid))
-  if unknown:
-    raise ValueError(
-        f"unknown option(s) {unknown} for attention {name!r}; valid options:"
-        f" {', '.join(sorted(valid)) or '(none)'}"
-    )
-  return {**valid, **options}
+  return with_defaults(options, get(name).default_options(),
+                       f"attention {name!r}")
 
 
 def build(name: str, options: dict[str, Any] | None = None, *,

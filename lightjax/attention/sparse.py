@@ -59,6 +59,7 @@ from lightjax.attention import dense
 from lightjax.attention import sparse_patterns as patterns
 from lightjax.attention.base import AttentionKernel
 from lightjax.attention.registry import register
+from lightjax.registry import with_defaults
 
 WEIGHTINGS = ("softmax", "uniform_sqrt")
 
@@ -471,22 +472,25 @@ class _SparseAttention(AttentionKernel):
       raise ValueError(f"unknown weighting {weighting!r}; valid: {WEIGHTINGS}")
     defaults = self.default_options()
     defaults.pop("weighting")
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-      raise ValueError(f"unknown option(s) {unknown} for attention"
-                       f" {self.registry_name!r}; valid: {sorted(defaults)}")
+    options = with_defaults(options, defaults,
+                            f"attention {self.registry_name!r}")
     self.num_heads, self.head_dim, self.max_len = num_heads, head_dim, max_len
     self.weighting = weighting
     # Pattern options, minus weighting. Stored as sorted items: module
     # attributes that are not arrays become part of the (hashable) graphdef.
-    self._option_items = tuple(sorted({**defaults, **options}.items()))
+    self._option_items = tuple(sorted(options.items()))
 
   @property
   def options(self) -> dict:
     return dict(self._option_items)
 
+  # The pattern's kernel function (`local_attention`, ...), called with the
+  # module's options.
+  function = None
+
   def _attend(self, q, k, v, mask, causal):
-    raise NotImplementedError
+    return type(self).function(q, k, v, mask=mask, causal=causal,
+                               weighting=self.weighting, **self.options)
 
   def __call__(self, q, k, v, *, mask=None, causal=False, deterministic=True):
     del deterministic
@@ -502,44 +506,40 @@ class _SparseAttention(AttentionKernel):
 class LocalAttention(_SparseAttention):
   """Blocked sliding window (`local_attention`)."""
 
+  function = staticmethod(local_attention)
+
   @classmethod
   def default_options(cls) -> dict[str, Any]:
     return {"block_size": 64, "num_neighbor_blocks": 1, "weighting": "softmax"}
-
-  def _attend(self, q, k, v, mask, causal):
-    return local_attention(q, k, v, causal=causal, mask=mask,
-                           weighting=self.weighting, **self.options)
 
 
 @register("strided")
 class StridedAttention(_SparseAttention):
   """Child et al. 2019 strided pattern (`strided_attention`)."""
 
+  function = staticmethod(strided_attention)
+
   @classmethod
   def default_options(cls) -> dict[str, Any]:
     return {"stride": 64, "weighting": "softmax"}
-
-  def _attend(self, q, k, v, mask, causal):
-    return strided_attention(q, k, v, causal=causal, mask=mask,
-                             weighting=self.weighting, **self.options)
 
 
 @register("fixed")
 class FixedAttention(_SparseAttention):
   """Child et al. 2019 fixed pattern (`fixed_attention`)."""
 
+  function = staticmethod(fixed_attention)
+
   @classmethod
   def default_options(cls) -> dict[str, Any]:
     return {"stride": 64, "summary": 1, "weighting": "softmax"}
-
-  def _attend(self, q, k, v, mask, causal):
-    return fixed_attention(q, k, v, causal=causal, mask=mask,
-                           weighting=self.weighting, **self.options)
 
 
 @register("longformer")
 class LongformerAttention(_SparseAttention):
   """Longformer window + global tokens (`longformer_attention`)."""
+
+  function = staticmethod(longformer_attention)
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:
@@ -547,10 +547,6 @@ class LongformerAttention(_SparseAttention):
     # (max(window // 2, 16)); it changes the cost, never the pattern.
     return {"window": 128, "num_global_tokens": 1, "block_size": 0,
             "weighting": "softmax"}
-
-  def _attend(self, q, k, v, mask, causal):
-    return longformer_attention(q, k, v, causal=causal, mask=mask,
-                                weighting=self.weighting, **self.options)
 
 
 @register("bigbird")

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from lightjax.registry import Registry
+from lightjax.registry import Registry, with_defaults
 
 TaskBuilder = Callable[[Any, str], "TaskData"]
 
@@ -126,14 +126,8 @@ def resolve_task_config(
     raise ValueError(
         f"task config has no 'name'; valid tasks: {', '.join(names())}"
     )
-  defaults = default_task_config(config["name"])
-  unknown = sorted(set(config) - set(defaults))
-  if unknown:
-    raise ValueError(
-        f"unknown key(s) {unknown} in config for task {config['name']!r};"
-        f" valid keys: {', '.join(sorted(defaults))}"
-    )
-  return {**defaults, **config}
+  return with_defaults(config, default_task_config(config["name"]),
+                       f"task {config['name']!r}")
 
 
 def default_data_dir() -> str:
