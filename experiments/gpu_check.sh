@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One short accelerator check, sized for a ~15-minute GPU lease:
 #   1. softmax implementations (auto = cuDNN for bf16, xla, einsum) agree on
-#      the GPU, and their attention-only speed at 1K-8K;
+#      the GPU (cuDNN: NaN rows for a non-prefix mask, by design), and their
+#      attention-only speed at 1K-8K, plus the planned memory of each;
 #   2. the LRA Text-shape bench (configs/bench.py:lra_text, train step at
 #      4K, bf16, the main variants + the none floor + softmax's xla and
 #      einsum paths);
@@ -51,9 +52,13 @@ for dtype in (jnp.bfloat16, jnp.float32):
     ref = softmax.softmax_attention(q, k, v, mask=m, causal=causal, implementation="einsum")
     for impl in ("auto", "xla"):
       out = softmax.softmax_attention(q, k, v, mask=m, causal=causal, implementation=impl)
-      err = float(jnp.abs(out.astype(jnp.float32) - ref.astype(jnp.float32)).max())
+      diff = jnp.abs(out.astype(jnp.float32) - ref.astype(jnp.float32))
+      nan_rows = int(jnp.isnan(diff).any((1, 2, 3)).sum())
+      err = float(jnp.nanmax(diff))
+      # cuDNN: a non-prefix mask must give NaN rows (loud), never wrong numbers.
       print(f"{jnp.dtype(dtype).name} causal={causal} prefix_mask={m is prefix} {impl}"
-            f"->{softmax.resolve_implementation(impl, q)} max|diff| vs einsum {err:.3g}")
+            f"->{softmax.resolve_implementation(impl, q)} max|diff| vs einsum"
+            f" {err:.3g}, NaN batch rows {nan_rows}")
 for n in (1024, 2048, 4096, 8192):
   q, k, v = qkv(1, 8, n, 4, 64, dtype=jnp.bfloat16)
   m = padding_mask([n] * 8, n)
@@ -61,12 +66,14 @@ for n in (1024, 2048, 4096, 8192):
   for impl in ("auto", "xla", "einsum"):
     f = jax.jit(jax.grad(lambda q, k, v: jnp.sum(softmax.softmax_attention(
         q, k, v, mask=m, implementation=impl).astype(jnp.float32)), argnums=(0, 1, 2)))
+    temp = f.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes
     jax.block_until_ready(f(q, k, v))
     t = time.perf_counter()
     for _ in range(10):
       r = f(q, k, v)
     jax.block_until_ready(r)
-    row.append(f"{impl} {(time.perf_counter() - t) / 10 * 1e3:.2f} ms")
+    row.append(f"{impl} {(time.perf_counter() - t) / 10 * 1e3:.2f} ms,"
+               f" {temp / 2**20:.0f} MiB temp")
   print(f"fwd+bwd bf16 B=8 H=4 d=64 L={n}: " + ", ".join(row))
 EOF
 cat "$WORK/softmax_paths.txt"

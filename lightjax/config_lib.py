@@ -99,6 +99,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                           m.attention.get(m.attention.name, {}))
   models.get(m.name)
   models.DTYPES.get(m.dtype)
+  models.POOLS.get(m.pool)
+  models.POSITION_EMBEDDINGS.get(m.pos_embedding)
   optim.SCHEDULES.get(config.optim.schedule)
   data.get(config.task.name)
   for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every",

@@ -26,6 +26,11 @@ def atomic_write(path: str, write: Callable[[IO], None],
       write(f)
       f.flush()
       os.fsync(f.fileno())
+    # mkstemp creates the file 0600; give it what open() would (0666 - umask)
+    # so other users' report and bench runs can read it.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

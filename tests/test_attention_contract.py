@@ -17,6 +17,8 @@ N = 4096 without NaN; incremental decoding equal to the parallel causal
 forward.
 """
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -178,10 +180,18 @@ def test_matches_dense_reference_or_stated_softmax_tolerance(name):
   kernel = _kernel(name)
   mask = padding_mask(LENGTHS, L)
   real_BxLx1x1 = mask[:, :, None, None]
-  if not cls.exact and cls.softmax_tolerance is None:
-    pytest.skip(f"{name} declares neither exactness nor a softmax tolerance;"
-                " its own test file checks its formula")
+  q, k, v = qkv(11, B, L, H, D)
+  has_dense_form = kernel.dense_equivalent(q, k, v, mask=mask) is not None
+  if not (cls.exact or has_dense_form or cls.softmax_tolerance is not None):
+    pytest.skip(f"{name} declares no exactness, dense form or softmax"
+                " tolerance; its own test file checks its formula")
   for causal in _causal_cases(name):
+    if has_dense_form:  # float32 equality with its explicit O(L S) form
+      np.testing.assert_allclose(
+          jnp.where(real_BxLx1x1, _run(kernel, q, k, v, mask, causal), 0),
+          jnp.where(real_BxLx1x1, kernel.dense_equivalent(
+              q, k, v, mask=mask, causal=causal), 0),
+          atol=2e-5, err_msg=f"{name} causal={causal} vs its dense form")
     if cls.exact:
       q, k, v = qkv(7, B, L, H, D)
       want = dense.dense_attention(
@@ -189,7 +199,8 @@ def test_matches_dense_reference_or_stated_softmax_tolerance(name):
       np.testing.assert_allclose(
           _run(kernel, q, k, v, mask, causal), want, atol=2e-5,
           err_msg=f"{name} causal={causal} vs its dense-mask reference")
-    else:  # Approximates softmax: mean abs error, q/k of std 0.5 (base.py).
+    elif cls.softmax_tolerance is not None:
+      # Approximates softmax: mean abs error, q/k of std 0.5 (base.py).
       q, k, v = qkv(8, B, L, H, D, scale=0.5)
       want = dense.dense_attention(q, k, v, mask=mask, causal=causal)
       abs_err = jnp.abs(jnp.where(real_BxLx1x1,
@@ -234,3 +245,29 @@ def test_decode_equals_parallel_causal_forward(name):
     return jnp.swapaxes(out_LxBxHxD, 0, 1)
 
   np.testing.assert_allclose(decode(q, k, v), want, atol=1e-5)
+
+
+def _kernel_signature_ok(fn, first=("q", "k", "v")) -> list[str]:
+  """Problems with `fn`'s signature against the one kernel signature."""
+  params = list(inspect.signature(fn).parameters.values())
+  if params and params[0].name == "self":
+    params = params[1:]
+  problems = []
+  if [p.name for p in params[:3]] != list(first):
+    problems.append(f"first arguments {[p.name for p in params[:3]]}")
+  by_name = {p.name: p for p in params}
+  for name, default in (("mask", None), ("causal", False)):
+    p = by_name.get(name)
+    if p is None or p.kind is not p.KEYWORD_ONLY or p.default is not default:
+      problems.append(f"{name} is not keyword-only with default {default!r}")
+  return problems
+
+
+def test_every_kernel_has_the_one_signature():
+  """(q, k, v, *, mask=None, causal=False, ...): functions and modules."""
+  functions = [n for n in attention.__all__ if n.endswith("_attention")]
+  assert len(functions) >= 11
+  bad = {n: _kernel_signature_ok(getattr(attention, n)) for n in functions}
+  bad.update({f"{n}.__call__": _kernel_signature_ok(_cls(n).__call__)
+              for n in VARIANTS})
+  assert not {n: p for n, p in bad.items() if p}

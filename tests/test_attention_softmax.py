@@ -105,3 +105,36 @@ def test_registry_builds_softmax_with_its_options():
     build("softmax", {"block_size": 4})
   with pytest.raises(ValueError, match="valid: auto, xla, cudnn, einsum"):
     build("softmax", {"implementation": "fast"})
+
+
+@pytest.mark.parametrize("implementation", ["auto", "xla"])
+def test_causal_with_fewer_queries_than_keys(implementation):
+  """Queries are the last L of S positions (decoding with a cache): the
+  causal mask is aligned at the end in every implementation."""
+  q = jnp.asarray(_qkv(5, length=4)[0])
+  k, v = (jnp.asarray(x) for x in _qkv(6, length=L)[1:])
+  mask = jnp.asarray(_mask())
+  for m in (None, mask):
+    out = attention.softmax_attention(q, k, v, mask=m, causal=True,
+                                      implementation=implementation)
+    want = _numpy_softmax_attention_offset(np.asarray(q), np.asarray(k),
+                                           np.asarray(v), m)
+    np.testing.assert_allclose(out, want, atol=1e-5)
+
+
+def _numpy_softmax_attention_offset(q, k, v, mask):
+  """Query i (of L) sees keys j <= i + S - L, one row at a time."""
+  lq, s = q.shape[1], k.shape[1]
+  out = np.zeros_like(q)
+  for b in range(q.shape[0]):
+    for h in range(q.shape[2]):
+      for i in range(lq):
+        keys = [j for j in range(s) if j <= i + s - lq
+                and (mask is None or bool(mask[b, j]))]
+        if not keys:
+          continue
+        x = np.array([q[b, i, h] @ k[b, j, h] for j in keys]) / np.sqrt(D)
+        w = np.exp(x - x.max())
+        w /= w.sum()
+        out[b, i, h] = sum(wj * v[b, j, h] for wj, j in zip(w, keys))
+  return out

@@ -82,6 +82,47 @@ def test_unusable_workdir_is_one_line(tmp_path, data_dir):
         r.stderr
 
 
+@pytest.mark.parametrize("field,value,message", [
+    ("model.attention.softmax.implementation", "bogus",
+     "unknown softmax implementation 'bogus'; valid: auto, xla, cudnn, einsum"),
+    ("model.attention.local.weighting", "x",
+     "unknown local weighting 'x'; valid: softmax, uniform_sqrt"),
+    ("model.attention.linformer.sharing", "heads",
+     "unknown linformer sharing 'heads'; valid: none, kv, layer"),
+    ("model.attention.linear.feature_map", "tanh",
+     "unknown linear feature_map 'tanh'; valid: elu, relu, softplus"),
+    ("model.attention.performer.num_features", 0,
+     "option num_features must be an integer >= 1, got 0"),
+    ("model.pool", "max", "unknown pool 'max'; valid: cls, mean"),
+    ("model.pos_embedding", "rope",
+     "unknown position embedding 'rope'; valid: learned, sinusoidal"),
+])
+def test_bad_option_values_fail_validation(field, value, message):
+  """Checked before anything is built, with the valid values listed."""
+  c = load_config("configs/listops.py:tiny")
+  *parents, leaf = field.split(".")
+  node = c
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+  if ".attention." in field:
+    c.model.attention.name = parents[-1]
+  with pytest.raises(ValueError) as e:
+    config_lib.validate(c)
+  assert message in str(e.value)
+
+
+def test_bad_option_value_is_one_line_and_writes_nothing(tmp_path, data_dir):
+  workdir = tmp_path / "run"
+  r = _run(["--config", "configs/listops.py:tiny", "--workdir", str(workdir),
+            "--config.model.attention.softmax.implementation=bogus"], data_dir)
+  assert r.returncode == 2
+  assert _stderr_lines(r) == [
+      "lightjax.train: invalid config: unknown softmax implementation"
+      " 'bogus'; valid: auto, xla, cudnn, einsum"], r.stderr
+  assert not workdir.exists()
+
+
 def test_validate_rejects_bad_values():
   c = load_config("configs/listops.py:tiny")
   c.model.dropout_rate = 1.5

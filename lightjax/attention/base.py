@@ -61,9 +61,31 @@ class AttentionKernel(nnx.Module):
   # (cross-layer sharing, e.g. Linformer's layerwise projection).
   uses_shared: bool = False
 
+  # Allowed values of an option, e.g. {"implementation": ("auto", "xla")},
+  # and options that must be integers >= 1: checked, with unknown keys, by
+  # `attention.check_options` before anything is built (config validation,
+  # bench planning, `attention.build`).
+  option_choices: dict[str, tuple] = {}
+  positive_options: tuple[str, ...] = ()
+
   @classmethod
   def default_options(cls) -> dict[str, Any]:
     return {}
+
+  @classmethod
+  def validate_options(cls, options: dict[str, Any]) -> None:
+    """Raises ValueError (one line, valid values listed) for a bad value."""
+    for key, choices in cls.option_choices.items():
+      if key in options and options[key] not in choices:
+        raise ValueError(
+            f"unknown {cls.registry_name} {key} {options[key]!r}; valid:"
+            f" {', '.join(str(c) for c in choices)}")
+    for key in cls.positive_options:
+      value = options.get(key)
+      if value is not None and (isinstance(value, bool)
+                                or not isinstance(value, int) or value < 1):
+        raise ValueError(f"attention {cls.registry_name!r} option {key} must"
+                         f" be an integer >= 1, got {value!r}")
 
   def __call__(
       self,
@@ -76,6 +98,16 @@ class AttentionKernel(nnx.Module):
       deterministic: bool = True,
   ) -> jax.Array:
     raise NotImplementedError
+
+  def dense_equivalent(self, q, k, v, *, mask=None, causal=False):
+    """An O(L S) statement of what an inexact variant computes, or None.
+
+    The contract suite compares the kernel with it in float32 (e.g. linear
+    attention's normalised kernel matrix, formed explicitly). Exact variants
+    need none: `allowed_mask` and the dense softmax define them.
+    """
+    del q, k, v, mask, causal
+    return None
 
   def allowed_mask(self, length: int, causal: bool = False) -> np.ndarray:
     """Boolean [length, length]: which keys each query sees (exact variants).
@@ -103,15 +135,3 @@ def decoding_variants() -> list[str]:
   from lightjax.attention import registry  # pylint: disable=g-import-not-at-top
   return [n for n, cls in registry.VARIANTS.items() if cls.supports_decode]
 
-
-def check_causal(kernel: AttentionKernel, causal: bool) -> None:
-  """Raises the one message a non-causal variant gives for causal=True."""
-  if causal and not kernel.supports_causal:
-    raise ValueError(
-        f"attention {kernel.registry_name!r} cannot be causal; causal"
-        " variants: " + ", ".join(causal_variants()))
-
-
-def causal_variants() -> list[str]:
-  from lightjax.attention import registry  # pylint: disable=g-import-not-at-top
-  return [n for n, cls in registry.VARIANTS.items() if cls.supports_causal]

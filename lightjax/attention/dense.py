@@ -83,5 +83,6 @@ def dense_attention(
   allowed_BxHxLxS = combine_masks(q.shape[1], k.shape[1], mask, causal,
                                   allowed)
   probs_BxHxLxS = masked_softmax(logits_BxHxLxS, allowed_BxHxLxS)
-  out = jnp.einsum("bhls,bshd->blhd", probs_BxHxLxS.astype(v.dtype), v)
+  out = jnp.einsum("bhls,bshd->blhd", probs_BxHxLxS.astype(v.dtype), v,
+                   preferred_element_type=jnp.float32)
   return out.astype(q.dtype)

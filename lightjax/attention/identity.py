@@ -25,7 +25,10 @@ def identity_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   It is attention restricted to the diagonal (Omega_i = {i}), so causal is
   trivially satisfied; padded queries give zeros like every other kernel.
   """
-  del k, causal
+  del causal
+  if k.shape[1] != q.shape[1] or v.shape[1] != q.shape[1]:
+    raise ValueError("identity attention is self-attention: q, k, v need one"
+                     f" length, got {q.shape[1]}, {k.shape[1]}, {v.shape[1]}")
   out = v if mask is None else jnp.where(mask[:, :, None, None], v, 0)
   return out.astype(q.dtype)
 

@@ -9,10 +9,10 @@ kernel sim(q, k) = phi(q)^T phi(k) lets the sum over keys be factored out
 
 so a [M, D] state S = sum_j phi(K_j) V_j^T and a [M] normaliser
 Z = sum_j phi(K_j) replace the N x N attention matrix. With the causal
-(autoregressive) mask the sums run over j <= i, which is the recurrence of
-eq. 8-9 (an RNN with state S_i = S_{i-1} + phi(K_i) V_i^T,
-Z_i = Z_{i-1} + phi(K_i)); `LinearAttention.decode_step` is that recurrence,
-O(1) per token.
+(autoregressive) mask the sums run over j <= i (sec. 3.3.1, eq. 8-10), which
+is the recurrence of sec. 3.4 (an RNN with state S_i = S_{i-1} + phi(K_i)
+V_i^T, Z_i = Z_{i-1} + phi(K_i)); `LinearAttention.decode_step` is that
+recurrence, O(1) per token.
 
 WHY chunked: the naive causal forward either materialises N x N scores or the
 per-position prefix states S_i (O(N M D) memory, the cost the paper's custom
@@ -49,6 +49,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from lightjax.attention import dense
 from lightjax.attention.base import AttentionKernel
 from lightjax.attention.registry import register
 from lightjax.registry import Registry
@@ -218,7 +219,7 @@ def linear_attention_from_features(
     phi_k_BxSxHxM: jax.Array,
     v_BxSxHxD: jax.Array,
     *,
-    mask_BxS: jax.Array | None = None,
+    mask: jax.Array | None = None,
     causal: bool = False,
     chunk_size: int = 64,
     eps: float = 1e-6,
@@ -230,7 +231,7 @@ def linear_attention_from_features(
     phi_q_BxLxHxM: phi(Q), [B, L, H, M].
     phi_k_BxSxHxM: phi(K), [B, S, H, M].
     v_BxSxHxD: values, [B, S, H, D].
-    mask_BxS: optional boolean key-padding mask, True = real token; padded
+    mask: optional boolean key-padding mask, True = real token; padded
       keys get zero features (and values), so they contribute nothing.
     causal: if True, query i sees keys j <= i (requires S == L); chunked.
     chunk_size: chunk length c of the causal form.
@@ -247,8 +248,8 @@ def linear_attention_from_features(
   v_BxSxHxD = v_BxSxHxD.astype(jnp.float32)
   if log_scale_k_BxSxH is not None:
     log_scale_k_BxSxH = log_scale_k_BxSxH.astype(jnp.float32)
-  if mask_BxS is not None:
-    keep_BxSx1x1 = mask_BxS.astype(bool)[:, :, None, None]
+  if mask is not None:
+    keep_BxSx1x1 = mask.astype(bool)[:, :, None, None]
     phi_k_BxSxHxM = jnp.where(keep_BxSx1x1, phi_k_BxSxHxM, 0.0)
     v_BxSxHxD = jnp.where(keep_BxSx1x1, v_BxSxHxD, 0.0)
     if log_scale_k_BxSxH is not None:
@@ -278,7 +279,7 @@ def linear_attention(
     chunk_size: int = 64,
     eps: float = 1e-6,
 ) -> jax.Array:
-  """Linear attention (Katharopoulos et al. 2020, eq. 6 / eq. 8-9).
+  """Linear attention (Katharopoulos et al. 2020, eq. 6; causal: eq. 8-10).
 
   Same layout as `jax.nn.dot_product_attention`. Jit with
   `static_argnames=("causal", "feature_map", "chunk_size")`.
@@ -297,17 +298,19 @@ def linear_attention(
   phi = _feature_map(feature_map)
   out = linear_attention_from_features(
       phi(q.astype(jnp.float32)), phi(k.astype(jnp.float32)), v,
-      mask_BxS=mask, causal=causal, chunk_size=chunk_size, eps=eps)
+      mask=mask, causal=causal, chunk_size=chunk_size, eps=eps)
   return out.astype(q.dtype)
 
 
 @register("linear")
 class LinearAttention(AttentionKernel):
-  """Linear attention with a recurrent (RNN) state for decoding (eq. 8-9)."""
+  """Linear attention with a recurrent (RNN) state for decoding (sec. 3.4)."""
 
   supports_decode = True
   exact = False  # a different similarity than softmax's exp(q.k / sqrt(d))
   softmax_tolerance = None
+  option_choices = {"feature_map": tuple(FEATURE_MAPS.names())}
+  positive_options = ("chunk_size",)
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:
@@ -319,9 +322,6 @@ class LinearAttention(AttentionKernel):
                feature_map: str = "elu", chunk_size: int = 64,
                eps: float = 1e-6):
     del max_len, rngs, dtype  # Parameter-free; computes in float32.
-    _feature_map(feature_map)  # Fail at build time on a bad name.
-    if int(chunk_size) < 1:
-      raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     self.num_heads, self.head_dim = num_heads, head_dim
     self.feature_map = feature_map
     self.chunk_size = int(chunk_size)
@@ -333,15 +333,28 @@ class LinearAttention(AttentionKernel):
                             feature_map=self.feature_map,
                             chunk_size=self.chunk_size, eps=self.eps)
 
+  def dense_equivalent(self, q, k, v, *, mask=None, causal=False):
+    """Eq. 4 (causal: eq. 8) with the L x S similarity matrix formed."""
+    phi = _feature_map(self.feature_map)
+    sim_BxHxLxS = jnp.einsum("blhm,bshm->bhls", phi(q.astype(jnp.float32)),
+                             phi(k.astype(jnp.float32)))
+    allowed = dense.combine_masks(q.shape[1], k.shape[1], mask, causal)
+    if allowed is not None:
+      sim_BxHxLxS = jnp.where(allowed, sim_BxHxLxS, 0.0)
+    num_BxLxHxD = jnp.einsum("bhls,bshd->blhd", sim_BxHxLxS,
+                             v.astype(jnp.float32))
+    den_BxLxH = jnp.swapaxes(sim_BxHxLxS.sum(-1), 1, 2)
+    return _guarded_divide(num_BxLxHxD, den_BxLxH, self.eps).astype(q.dtype)
+
   def init_cache(self, batch_size, max_len, dtype=jnp.float32):
-    """The recurrent state (S, Z) of eq. 8-9: float32, O(1) in max_len."""
+    """The recurrent state (S, Z) of sec. 3.4: float32, O(1) in max_len."""
     del max_len, dtype
     h, d = self.num_heads, self.head_dim
     return {"s": jnp.zeros((batch_size, h, d, d), jnp.float32),
             "z": jnp.zeros((batch_size, h, d), jnp.float32)}
 
   def decode_step(self, q_Bx1xHxD, k_Bx1xHxD, v_Bx1xHxD, cache, index):
-    """One step of eq. 8-9: S += phi(k) v^T, Z += phi(k); O(1) per token."""
+    """One step of sec. 3.4: S += phi(k) v^T, Z += phi(k); O(1) per token."""
     del index  # The state already summarises every previous position.
     phi = _feature_map(self.feature_map)
     phi_q_BxHxD = phi(q_Bx1xHxD[:, 0].astype(jnp.float32))

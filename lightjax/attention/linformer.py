@@ -103,6 +103,8 @@ class LinformerAttention(AttentionKernel):
   """Linformer with learned sequence projections E, F (nnx.Param)."""
 
   uses_shared = True
+  option_choices = {"sharing": _SHARING}
+  positive_options = ("proj_len",)
   supports_causal = False
   exact = False  # attends to k learned mixtures of keys, not to the keys
   softmax_tolerance = None
@@ -117,15 +119,9 @@ class LinformerAttention(AttentionKernel):
                proj_len: int = 128, sharing: str = "none",
                shared: dict | None = None):
     del dtype  # Parameters are float32; computes in float32.
-    if sharing not in _SHARING:
-      raise ValueError(
-          f"unknown linformer sharing {sharing!r}; valid: {', '.join(_SHARING)}"
-      )
     if sharing == "layer" and shared is None:
       raise ValueError("linformer sharing='layer' needs the model's `shared`"
                        " dict (lightjax.models passes one to every layer)")
-    if int(proj_len) < 1:
-      raise ValueError(f"proj_len must be >= 1, got {proj_len}")
     self.num_heads, self.head_dim = num_heads, head_dim
     self.max_len, self.proj_len = int(max_len), int(proj_len)
     self.sharing = sharing

@@ -177,7 +177,7 @@ def performer_attention(
   phi_q_BxLxHxM, _ = favor_features(q, projection)
   psi_k_BxSxHxM, s_k_BxSxH = favor_features(k, projection)
   out = linear_attention_from_features(
-      phi_q_BxLxHxM, psi_k_BxSxHxM, v, mask_BxS=mask, causal=causal,
+      phi_q_BxLxHxM, psi_k_BxSxHxM, v, mask=mask, causal=causal,
       chunk_size=chunk_size, eps=eps, log_scale_k_BxSxH=s_k_BxSxH)
   return out.astype(q.dtype)
 
@@ -194,6 +194,7 @@ class PerformerAttention(AttentionKernel):
   # al. 2021, Lemma 2): accurate for small-norm queries and keys, worse as
   # they grow.
   softmax_tolerance = 0.02
+  positive_options = ("num_features", "chunk_size")
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:
@@ -206,10 +207,6 @@ class PerformerAttention(AttentionKernel):
                num_features: int = 256, redraw: bool = True,
                ortho: bool = True, chunk_size: int = 64, eps: float = 1e-6):
     del max_len, dtype  # Computes in float32.
-    if int(num_features) < 1:
-      raise ValueError(f"num_features must be >= 1, got {num_features}")
-    if int(chunk_size) < 1:
-      raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     self.num_heads, self.head_dim = num_heads, head_dim
     self.num_features = int(num_features)
     self.redraw = bool(redraw)

@@ -30,11 +30,14 @@ def default_options() -> dict[str, dict[str, Any]]:
 def check_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
   """Returns the variant's defaults updated with `options`.
 
-  Raises ValueError for an unknown variant (listing the valid ones) or an
-  unknown option (listing the variant's options).
+  Raises ValueError for an unknown variant (listing the valid ones), an
+  unknown option (listing the variant's options) or a bad option value
+  (`AttentionKernel.validate_options`).
   """
-  return with_defaults(options, get(name).default_options(),
-                       f"attention {name!r}")
+  cls = get(name)
+  merged = with_defaults(options, cls.default_options(), f"attention {name!r}")
+  cls.validate_options(merged)
+  return merged
 
 
 def build(name: str, options: dict[str, Any] | None = None, *,

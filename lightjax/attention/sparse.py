@@ -59,7 +59,6 @@ from lightjax.attention import dense
 from lightjax.attention import sparse_patterns as patterns
 from lightjax.attention.base import AttentionKernel
 from lightjax.attention.registry import register
-from lightjax.registry import with_defaults
 
 WEIGHTINGS = ("softmax", "uniform_sqrt")
 
@@ -157,7 +156,8 @@ def _block_sparse(
     [B, N, H, D] in q.dtype.
   """
   if weighting not in WEIGHTINGS:
-    raise ValueError(f"unknown weighting {weighting!r}; valid: {WEIGHTINGS}")
+    raise ValueError(f"unknown sparse weighting {weighting!r}; valid:"
+                     f" {', '.join(WEIGHTINGS)}")
   if k.shape[1] != q.shape[1] or v.shape[1] != q.shape[1]:
     raise ValueError("sparse patterns are self-attention: q, k, v need one"
                      f" length, got {q.shape[1]}, {k.shape[1]}, {v.shape[1]}")
@@ -463,17 +463,18 @@ class RandomBlocks(nnx.Variable):
 
 
 class _SparseAttention(AttentionKernel):
-  """Shared constructor/call of the registered sparse patterns."""
+  """Shared constructor/call of the registered sparse patterns.
+
+  Built by `attention.build`, which hands over every option (defaults filled
+  in, values checked).
+  """
+
+  option_choices = {"weighting": WEIGHTINGS}
+  positive_options = ("block_size", "stride", "summary")
 
   def __init__(self, *, num_heads, head_dim, max_len, rngs, dtype=jnp.float32,
                weighting: str = "softmax", **options):
     del rngs, dtype
-    if weighting not in WEIGHTINGS:
-      raise ValueError(f"unknown weighting {weighting!r}; valid: {WEIGHTINGS}")
-    defaults = self.default_options()
-    defaults.pop("weighting")
-    options = with_defaults(options, defaults,
-                            f"attention {self.registry_name!r}")
     self.num_heads, self.head_dim, self.max_len = num_heads, head_dim, max_len
     self.weighting = weighting
     # Pattern options, minus weighting. Stored as sorted items: module
@@ -540,6 +541,7 @@ class LongformerAttention(_SparseAttention):
   """Longformer window + global tokens (`longformer_attention`)."""
 
   function = staticmethod(longformer_attention)
+  positive_options = ("window",)  # block_size 0 = automatic
 
   @classmethod
   def default_options(cls) -> dict[str, Any]:

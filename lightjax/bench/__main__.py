@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lightjax import bench, config_lib
@@ -30,6 +30,8 @@ flags.mark_flags_as_required(["config", "out"])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # progress lines only
   config = _CONFIG.value
   try:
     plan.check(config)

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from lightjax import attention, config_lib, writers
+from lightjax.attention.base import decoding_variants
 from lightjax.bench.measure import BENCHMARKS, Job, Record
 
 BASELINE = "softmax"   # every ratio's denominator, measured first
@@ -48,8 +49,17 @@ def listed(values) -> list:
   return out
 
 
-def lengths(values) -> list[int]:
-  return [int(v) for v in listed(values)]
+def lengths(values, field: str = "lengths") -> list[int]:
+  """Positive ints from a config tuple or "1024,4096"; names `field` if not."""
+  out = []
+  for v in listed(values):
+    try:
+      out.append(int(v))
+    except (TypeError, ValueError):
+      raise ValueError(f"config.{field} takes integers, got {v!r}") from None
+    if out[-1] < 1:
+      raise ValueError(f"config.{field} takes lengths >= 1, got {v!r}")
+  return out
 
 
 def _value(text: str, default: Any) -> Any:
@@ -103,16 +113,14 @@ def variants(config: ml_collections.ConfigDict) -> list[str]:
 def decode_variants(config: ml_collections.ConfigDict) -> list[str]:
   """config.decode.variants, or () = every registered variant that decodes;
   softmax then none first, as for the encoder benchmarks."""
-  chosen = listed(config.decode.variants) or [
-      n for n in attention.names() if attention.get(n).supports_decode]
+  decoding = decoding_variants()
+  chosen = listed(config.decode.variants) or decoding
   out = list(dict.fromkeys([BASELINE, FLOOR] + chosen))
   for v in out:
     name, _ = parse_variant(v)
-    if not attention.get(name).supports_decode:
+    if name not in decoding:
       raise ValueError(f"attention {name!r} has no incremental decoding;"
-                       " variants that do: " + ", ".join(
-                           n for n in attention.names()
-                           if attention.get(n).supports_decode))
+                       f" variants that do: {', '.join(decoding)}")
   return out
 
 
@@ -134,7 +142,7 @@ def jobs(config: ml_collections.ConfigDict) -> list[Job]:
         batch = 1 if b == "latency_b1" else config.batch_size
         out.append(_job(b, v, length, batch))
   if "decode" in benchmarks:
-    for t in lengths(config.decode.contexts):
+    for t in lengths(config.decode.contexts, "decode.contexts"):
       for v in decode_variants(config):
         out.append(_job("decode", v, t, config.decode.batch_size))
   return out

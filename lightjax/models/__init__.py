@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from lightjax.models.transformer import DecoderLM, EncoderClassifier
+from lightjax.models.embeddings import POSITION_EMBEDDINGS
+from lightjax.models.transformer import POOLS, DecoderLM, EncoderClassifier
 from lightjax.registry import Registry
 
 MODELS: Registry[type] = Registry("model")

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lightjax.registry import Registry
+
 
 def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
   """Fixed sin/cos positions, Vaswani et al. 2017 sec. 3.5."""
@@ -23,6 +25,12 @@ def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
   return table_LxD
 
 
+# `config.model.pos_embedding` choices.
+POSITION_EMBEDDINGS: Registry[str] = Registry("position embedding")
+POSITION_EMBEDDINGS.register("learned", "trained table, N(0, 0.02) init")
+POSITION_EMBEDDINGS.register("sinusoidal", "fixed sin/cos, sec. 3.5")
+
+
 class PositionTable(nnx.Variable):
   """A fixed (non-trained) position table: counted as a buffer, not a Param."""
 
@@ -30,13 +38,8 @@ class PositionTable(nnx.Variable):
 class PositionEmbedding(nnx.Module):
   """Learned (`kind="learned"`) or fixed sinusoidal (`kind="sinusoidal"`) positions."""
 
-  KINDS = ("learned", "sinusoidal")
-
   def __init__(self, max_len: int, dim: int, kind: str, *, rngs: nnx.Rngs):
-    if kind not in self.KINDS:
-      raise ValueError(
-          f"unknown position embedding {kind!r}; valid: {', '.join(self.KINDS)}"
-      )
+    POSITION_EMBEDDINGS.get(kind)
     if kind == "learned":
       init = nnx.initializers.normal(stddev=0.02)
       self.table = nnx.Param(init(rngs.params(), (max_len, dim)))

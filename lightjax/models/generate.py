@@ -3,7 +3,7 @@
 Each layer's attention kernel carries its own decode state: a KV cache for
 softmax (each token attends over the cache: O(cache length) work) or the running sums
 S_t = sum phi(k) v^T, z_t = sum phi(k) for linear attention (Katharopoulos et
-al. 2020, eq. 18-20: O(1) per token, the "Transformers are RNNs" view). The
+al. 2020, sec. 3.4: O(1) per token, the "Transformers are RNNs" view). The
 whole loop is one `jax.lax.scan`, so generation compiles once per shape.
 """
 
@@ -83,7 +83,8 @@ def generate(model, prompt_BxP: jax.Array, num_new_tokens: int, *,
 
   Args:
     model: a `DecoderLM` whose attention supports incremental decoding
-      (softmax, linear); others raise NotImplementedError naming those that do.
+      (softmax, linear, none); others raise NotImplementedError naming those
+      that do.
     prompt_BxP: int tokens, at least one per sequence.
     num_new_tokens: tokens to generate after the prompt.
     rng: PRNG key for sampling (ignored when greedy).

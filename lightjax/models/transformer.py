@@ -21,6 +21,7 @@ from flax import nnx
 
 from lightjax import attention as attention_lib
 from lightjax.models.embeddings import PositionEmbedding
+from lightjax.registry import Registry
 
 _DENSE_INIT = nnx.initializers.xavier_uniform()
 
@@ -140,6 +141,12 @@ class Backbone(nnx.Module):
     return self.ln_final(x)
 
 
+# `config.model.pool` choices of the encoder classifier.
+POOLS: Registry[str] = Registry("pool")
+POOLS.register("cls", "a learned vector prepended, read out after the blocks")
+POOLS.register("mean", "average over the non-padded positions")
+
+
 class EncoderClassifier(nnx.Module):
   """Bidirectional encoder + pooling + classifier (LRA's classification setup).
 
@@ -148,12 +155,9 @@ class EncoderClassifier(nnx.Module):
   non-padded positions.
   """
 
-  POOLS = ("cls", "mean")
-
   def __init__(self, cfg, *, vocab_size: int, num_classes: int, max_len: int,
                rngs: nnx.Rngs, dtype=jnp.float32):
-    if cfg.pool not in self.POOLS:
-      raise ValueError(f"unknown pool {cfg.pool!r}; valid: {', '.join(self.POOLS)}")
+    POOLS.get(cfg.pool)
     self.pool = cfg.pool
     extra = 1 if cfg.pool == "cls" else 0
     self.backbone = Backbone(cfg, vocab_size=vocab_size,
