@@ -15,7 +15,10 @@ A checkpoint can still become unreadable afterwards (a copy cut short, a full
 disk, bit rot). `restore_latest` then falls back to the newest one that reads
 and moves the unreadable ones aside to <workdir>/unreadable_checkpoints/:
 never deleted (the user decides), but out of orbax's way, since the resumed
-run saves that step number again.
+run saves that step number again. One warning line each is all the user sees:
+a failed restore's reads are let finish (`_settled_reads`) and orbax does not
+parse step metadata up front (`_manager`), which were pages of async
+tracebacks and an ERROR log line before.
 
 `WorkdirLock` keeps a second run off a workdir that is in use: two runs would
 interleave one metrics.jsonl and one checkpoint directory.
@@ -27,12 +30,15 @@ SIGINT handler that only sets a flag; the loop polls it and saves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import os
 import shutil
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 import jax
@@ -130,11 +136,64 @@ class WorkdirLock:
 
 
 def _manager(directory: str, keep: int) -> ocp.CheckpointManager:
+  # lightweight_initialize: orbax would otherwise read every step's
+  # _CHECKPOINT_METADATA on creation, for commit times that only time-based
+  # keep policies use (ours keeps the last N by step), and log an ERROR line
+  # for one that does not parse, before `restore_latest` knows whether that
+  # checkpoint reads at all (it reports an unreadable one itself, once).
   return ocp.CheckpointManager(
       os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=keep, create=True, lightweight_initialize=True),
       item_names=_ITEMS,
   )
+
+
+class _SettlingLoop(asyncio.SelectorEventLoop):
+  """An event loop that, on close, first lets its unfinished tasks finish.
+
+  Orbax runs a restore's reads as tasks in a fresh event loop and closes it
+  when the restore returns. When one read fails, the restore raises at once
+  and the loop closes under the sibling reads still in flight in
+  tensorstore's threads; each then reports completion to the closed loop
+  and prints a `RuntimeError: Event loop is closed` traceback (hundreds of
+  lines for one unreadable checkpoint). Letting them finish first (local
+  reads: milliseconds) ends the failed restore cleanly.
+  """
+
+  SETTLE_S = 60.0  # bounded: a read that never ends must not hang the run
+
+  def close(self) -> None:
+    if not self.is_running() and not self.is_closed():
+      deadline = time.monotonic() + self.SETTLE_S
+      while (pending := asyncio.all_tasks(self)) and (
+          left := deadline - time.monotonic()) > 0:
+        done, _ = self.run_until_complete(asyncio.wait(pending, timeout=left))
+        for task in done:  # read, or asyncio logs "never retrieved" for each
+          if not task.cancelled():
+            task.exception()
+    super().close()
+
+
+class _SettlingPolicy(asyncio.DefaultEventLoopPolicy):
+
+  def new_event_loop(self) -> asyncio.AbstractEventLoop:
+    return _SettlingLoop()
+
+
+@contextlib.contextmanager
+def _settled_reads():
+  """Event loops created in this block settle their tasks before closing.
+
+  Only around restores, where the main thread waits on orbax and no save is
+  in flight (the trainer waits for saves before restoring the best model).
+  """
+  previous = asyncio.get_event_loop_policy()
+  asyncio.set_event_loop_policy(_SettlingPolicy())
+  try:
+    yield
+  finally:
+    asyncio.set_event_loop_policy(previous)
 
 
 def abstract(tree):
@@ -157,9 +216,10 @@ class Checkpointer:
 
   @staticmethod
   def _restore(mgr, step: int, abstract_state):
-    out = mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        meta=ocp.args.JsonRestore()))
+    with _settled_reads():
+      out = mgr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state),
+          meta=ocp.args.JsonRestore()))
     return out["state"], dict(out["meta"])
 
   def latest_step(self) -> int | None:
@@ -235,8 +295,9 @@ class Checkpointer:
     if step is None:
       return None
     try:
-      out = self.best.restore(step, args=ocp.args.Composite(
-          meta=ocp.args.JsonRestore()))
+      with _settled_reads():
+        out = self.best.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))
       return dict(out["meta"])
     except Exception as e:  # pylint: disable=broad-except
       path = self._path(self.best, step)
