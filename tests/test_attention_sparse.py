@@ -18,6 +18,7 @@ from lightjax import attention
 from lightjax.attention import dense
 from lightjax.attention import sparse
 from lightjax.attention import sparse_patterns as patterns
+from tests.attention_inputs import padding_mask, qkv
 
 H, D, MAX_LEN = 2, 8, 32
 # Small blocks so that L = 32 has several blocks and the patterns are sparse.
@@ -40,22 +41,20 @@ def _kernel(name, max_len=MAX_LEN, weighting="softmax", seed=0, **options):
 
 
 def _qkv(n, seed=0, batch=2):
-  rng = np.random.default_rng(seed)
-  return [jnp.asarray(rng.standard_normal((batch, n, H, D)), jnp.float32)
-          for _ in range(3)]
+  return qkv(seed, batch, n, H, D)
 
 
 def _mask(n, seed=1):
   """[3, n]: row 0 no padding, row 1 a padded suffix, row 2 random holes.
 
-  Row 2 also masks some global tokens / summary positions.
+  Sparse-specific on top of `padding_mask`: the holes in row 2 mask keys
+  inside blocks and some global tokens / summary positions (token 0 always),
+  which a padded suffix never reaches.
   """
-  rng = np.random.default_rng(seed)
-  m = np.ones((3, n), bool)
-  m[1, n - 5:] = False
-  m[2] = rng.random(n) < 0.7
-  m[2, 0] = False
-  return jnp.asarray(m)
+  holes = np.random.default_rng(seed).random(n) < 0.7
+  holes[0] = False
+  return jnp.concatenate([padding_mask([n, n - 5], n),
+                          jnp.asarray(holes)[None]])
 
 
 # XLA's CPU compile dominates these tests: every program is compiled once, with
@@ -131,8 +130,7 @@ def test_block_sparse_equals_dense_mask_reference(name, n, causal):
   full = n % 8 != 0
   q, k, v = _qkv(n, batch=3)
   mask = _mask(n)
-  cot = jnp.asarray(np.random.default_rng(3).standard_normal(q.shape),
-                    jnp.float32)
+  cot = qkv(3, 3, n, H, D)[0]
   program = _program(name, causal, full)
   outs = program(q, k, v, mask, cot)
   out = outs["softmax"]
@@ -249,7 +247,7 @@ def test_default_options_work_for_small_max_len(name):
   kernels = {n: attention.build(name, {}, num_heads=1, head_dim=4, max_len=n,
                                 rngs=nnx.Rngs(0)) for n in (100, 16)}
   cases = [(100, True), (16, False)]
-  inputs = {n: [x[:1, :, :1, :4] for x in _qkv(n, seed=8)] for n in kernels}
+  inputs = {n: qkv(8, 1, n, 1, 4) for n in kernels}
 
   def run(inputs):
     return [kernels[n](*inputs[n], causal=c) for n, c in cases]

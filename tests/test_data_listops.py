@@ -22,7 +22,7 @@ SMALL = dict(
 )
 
 
-def reference_value(tokens):
+def evaluate_listops(tokens):
   """Independent evaluator: a recursive-descent parser with numpy's median.
 
   Deliberately shares nothing with `listops.evaluate` (a stack machine) or the
@@ -82,7 +82,7 @@ def test_labels_agree_with_independent_evaluator(task):
   for split in task.splits.values():
     for row, target in zip(split["inputs"], split["targets"]):
       tokens = real_tokens(task, row)
-      assert reference_value(tokens) == target, tokens
+      assert evaluate_listops(tokens) == target, tokens
       assert listops.evaluate(row) == target
 
 
@@ -231,7 +231,7 @@ def test_evaluate_known_expressions():
   }
   for expression, value in cases.items():
     tokens = expression.split()
-    assert reference_value(tokens) == value
+    assert evaluate_listops(tokens) == value
     assert listops.evaluate(tokens) == value
     assert listops.evaluate(listops.encode(tokens)) == value
   with pytest.raises(ValueError):
@@ -273,4 +273,4 @@ def test_generator_mean_length_matches_lra_recursion():
   for row, n, value in zip(tokens[:2000], lengths[:2000], values[:2000]):
     toks = listops.decode(row)
     assert len(toks) == n
-    assert reference_value(toks) == value
+    assert evaluate_listops(toks) == value

@@ -119,7 +119,7 @@ def test_greedy_generation_equals_repeated_full_forward(attention):
   out = generate(model, prompt, 6, greedy=True)
   assert out.shape == (2, 10)
   np.testing.assert_array_equal(out[:, :4], prompt)
-  seq = prompt  # reference: re-run the whole prefix for every new token
+  seq = prompt  # recompute: re-run the whole prefix for every new token
   for _ in range(6):
     nxt = model(seq)[:, -1].argmax(-1)
     seq = jnp.concatenate([seq, nxt[:, None].astype(seq.dtype)], 1)
