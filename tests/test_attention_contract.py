@@ -229,7 +229,7 @@ def test_decode_equals_parallel_causal_forward(name):
     with pytest.raises(NotImplementedError, match="no incremental decoding"):
       kernel.init_cache(B, 8)
     return
-  n = 40
+  n = 80  # more than one chunk of the chunked causal forms (64 by default)
   kernel = _kernel(name, max_len=n)
   q, k, v = qkv(10, B, n, H, D)
   want = _run(kernel, q, k, v, None, True)

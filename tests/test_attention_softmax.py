@@ -29,17 +29,22 @@ def _mask():
 
 
 def _numpy_softmax_attention(q, k, v, mask=None, causal=False):
-  """softmax(q k^T / sqrt(d)) v, one (batch, head, query) row at a time."""
+  """softmax(q k^T / sqrt(d)) v, one (batch, head, query) row at a time.
+
+  Causal: query i (of L) sees keys j <= i + S - L (queries are the last L).
+  """
+  lq, s = q.shape[1], k.shape[1]
   out = np.zeros_like(q)
   for b in range(q.shape[0]):
     for h in range(q.shape[2]):
-      for i in range(q.shape[1]):
-        keys = [j for j in range(k.shape[1])
-                if (mask is None or mask[b, j]) and (not causal or j <= i)]
+      for i in range(lq):
+        keys = [j for j in range(s)
+                if (mask is None or mask[b, j]) and (not causal
+                                                     or j <= i + s - lq)]
         if not keys:
           continue
-        s = np.array([q[b, i, h] @ k[b, j, h] for j in keys]) / np.sqrt(D)
-        w = np.exp(s - s.max())
+        x = np.array([q[b, i, h] @ k[b, j, h] for j in keys]) / np.sqrt(D)
+        w = np.exp(x - x.max())
         w /= w.sum()
         out[b, i, h] = sum(wj * v[b, j, h] for wj, j in zip(w, keys))
   return out
@@ -117,24 +122,7 @@ def test_causal_with_fewer_queries_than_keys(implementation):
   for m in (None, mask):
     out = attention.softmax_attention(q, k, v, mask=m, causal=True,
                                       implementation=implementation)
-    want = _numpy_softmax_attention_offset(np.asarray(q), np.asarray(k),
-                                           np.asarray(v), m)
+    want = _numpy_softmax_attention(np.asarray(q), np.asarray(k),
+                                    np.asarray(v), m, causal=True)
     np.testing.assert_allclose(out, want, atol=1e-5)
 
-
-def _numpy_softmax_attention_offset(q, k, v, mask):
-  """Query i (of L) sees keys j <= i + S - L, one row at a time."""
-  lq, s = q.shape[1], k.shape[1]
-  out = np.zeros_like(q)
-  for b in range(q.shape[0]):
-    for h in range(q.shape[2]):
-      for i in range(lq):
-        keys = [j for j in range(s) if j <= i + s - lq
-                and (mask is None or bool(mask[b, j]))]
-        if not keys:
-          continue
-        x = np.array([q[b, i, h] @ k[b, j, h] for j in keys]) / np.sqrt(D)
-        w = np.exp(x - x.max())
-        w /= w.sum()
-        out[b, i, h] = sum(wj * v[b, j, h] for wj, j in zip(w, keys))
-  return out
