@@ -211,6 +211,8 @@ def test_variant_entries_with_options():
     plan.parse_variant("performer:num_features=many")
   with pytest.raises(ValueError, match="unknown attention 'nosuch'"):
     plan.parse_variant("nosuch:x=1")
+  with pytest.raises(ValueError, match="implementation 'bogus'; valid: auto"):
+    plan.parse_variant("softmax:implementation=bogus")
   # The job carries the overrides; the model config gets them.
   tiny = load_config("configs/bench.py:cpu_tiny")
   job = next(j for j in plan.jobs(tiny) if j.variant == EINSUM)

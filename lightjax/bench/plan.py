@@ -94,11 +94,13 @@ def parse_variant(entry: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
     if not eq or not key.strip():
       raise ValueError(f"variant {entry!r}: option {item!r} is not key=value")
     key = key.strip()
-    attention.check_options(name, {key: None})  # unknown option: valid listed
+    if key not in defaults:  # unknown option: valid ones listed
+      attention.check_options(name, {key: None})
     try:
       options[key] = _value(text.strip(), defaults[key])
     except ValueError as e:
       raise ValueError(f"variant {entry!r}: option {key}: {e}") from None
+  attention.check_options(name, options)  # values, e.g. implementation=bogus
   return name, tuple(sorted(options.items()))
 
 
