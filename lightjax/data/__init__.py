@@ -147,6 +147,7 @@ def load_task(task_config: Any, data_dir: str | None = None) -> TaskData:
 # Importing the task modules registers them (kept last: they import the names
 # defined above).
 from lightjax.data import listops  # noqa: E402,F401
+from lightjax.data import glue  # noqa: E402,F401
 
 __all__ = [
     "TaskData",
