@@ -4,6 +4,7 @@ WordPiece vocab are written to tmp_path; nothing is downloaded."""
 
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -273,11 +274,13 @@ def test_validation_is_a_seeded_holdout_of_train(glue_dir):
     np.testing.assert_array_equal(task.splits["train"][k], train[k][~held])
     np.testing.assert_array_equal(task.splits["test"][k],
                                   full.splits["test"][k])
-  again = data.load_task(config("glue_sst2", glue_dir,
-                                validation_fraction=0.5, seed=3),
-                         str(glue_dir))
+  again = data.load_task(ml_collections.ConfigDict(config(
+      "glue_sst2", glue_dir, validation_fraction=0.5, seed=3)), str(glue_dir))
   np.testing.assert_array_equal(again.splits["validation"]["inputs"],
                                 task.splits["validation"]["inputs"])
+  # Any fraction > 0 holds out at least one row.
+  assert glue.holdout_rows(4, 0.01, 0).sum() == 1
+  assert glue.holdout_rows(4, 0.0, 0).sum() == 0
 
 
 def test_cache_is_written_once_and_keyed_by_config(glue_dir):

@@ -37,7 +37,7 @@ report their numbers. Here:
     MRPC 3.7k examples).
 
 The hold-out is `np.random.default_rng(seed).permutation` of train's rows:
-the first `round(fraction * N)` rows of it, kept in file order.
+the first `max(1, round(fraction * N))` rows of it, kept in file order.
 
 Arrays. Each split holds "inputs" int32[N, max_length] (token ids, padded
 with the tokenizer's pad id), "segment_ids" int32[N, max_length] (0 for
@@ -241,7 +241,9 @@ def parse_labels(spec: GlueSpec, labels: list[str], path: str) -> np.ndarray:
 def holdout_rows(num_rows: int, fraction: float, seed: int) -> np.ndarray:
   """Boolean[num_rows]: the train rows held out as validation."""
   held = np.zeros(num_rows, bool)
-  count = int(round(fraction * num_rows))
+  # At least one row when asked for any: an empty validation split would
+  # leave nothing to select on.
+  count = max(1, int(round(fraction * num_rows))) if fraction > 0 else 0
   held[np.random.default_rng(seed).permutation(num_rows)[:count]] = True
   return held
 
