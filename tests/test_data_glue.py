@@ -350,3 +350,11 @@ def test_quotes_are_text_not_quoting(glue_dir):
   path.write_text('sentence\tlabel\n"the cat\t1\ngood "movie" .\t0\n')
   task = data.load_task(config("glue_sst2", glue_dir), str(glue_dir))
   assert task.splits["test"]["targets"].tolist() == [1, 0]
+
+
+def test_byte_order_mark_is_ignored(glue_dir):
+  path = glue_dir / "glue" / "MRPC" / "dev.tsv"
+  text = path.read_text(encoding="utf-8")
+  path.write_text("\ufeff" + text, encoding="utf-8")
+  task = data.load_task(config("glue_mrpc", glue_dir), str(glue_dir))
+  assert task.splits["test"]["targets"].tolist() == [1]

@@ -195,7 +195,9 @@ def read_tsv(spec: GlueSpec, path: str
              ) -> tuple[list[str], list[str] | None, list[str]]:
   """(texts_a, texts_b or None, label strings) of one labelled GLUE file."""
   csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-  with open(path, encoding="utf-8", newline="") as f:
+  # utf-8-sig: a leading byte-order mark (MRPC's source files carry one) is
+  # not part of the first column's name.
+  with open(path, encoding="utf-8-sig", newline="") as f:
     rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
   columns = [spec.text_a, spec.label] + (
       [spec.text_b] if spec.text_b is not None else [])
