@@ -51,7 +51,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_layers = 2
   c.model.dropout_rate = 0.1
   c.model.pos_embedding = "learned"   # or "sinusoidal"
-  c.model.pool = "cls"                # or "mean"
+  c.model.pool = "cls"                # or "mean", "first" (input token 0: BERT's [CLS])
+  c.model.norm_position = "pre"       # "post": BERT's post-LN blocks + embedding LN
+  c.model.activation = "gelu_tanh"    # MLP nonlinearity; "gelu": exact erf GELU (BERT)
+  c.model.layer_norm_eps = 1e-6       # every LayerNorm's epsilon (BERT: 1e-12)
+  c.model.type_vocab_size = 0         # segment (token type) embeddings; 0 = none (BERT: 2)
+  c.model.pooler = False              # BERT's pooler: tanh(dense(pooled)) before the head
   c.model.classifier_hidden_dim = 128  # 0 = a single linear head
   c.model.dtype = "float32"           # compute dtype; params stay float32
   c.model.attention = attention_config("softmax")
@@ -101,6 +106,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   models.DTYPES.get(m.dtype)
   models.POOLS.get(m.pool)
   models.POSITION_EMBEDDINGS.get(m.pos_embedding)
+  models.NORM_POSITIONS.get(m.norm_position)
+  models.ACTIVATIONS.get(m.activation)
   optim.SCHEDULES.get(config.optim.schedule)
   data.get(config.task.name)
   for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every",
@@ -112,6 +119,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"config.model.{key} must be positive, got {m[key]}")
   if not 0.0 <= m.dropout_rate < 1.0:
     raise ValueError(f"config.model.dropout_rate must be in [0, 1), got {m.dropout_rate}")
+  if not m.layer_norm_eps > 0:
+    raise ValueError(f"config.model.layer_norm_eps must be positive, got {m.layer_norm_eps}")
+  if m.type_vocab_size < 0:
+    raise ValueError("config.model.type_vocab_size must be >= 0 (0 = no segment"
+                     f" embeddings), got {m.type_vocab_size}")
 
 
 # --- command-line overrides -------------------------------------------------

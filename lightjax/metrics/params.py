@@ -2,11 +2,12 @@
 
 Groups are read off the module paths, so any model built from
 `lightjax.models` is counted without model-specific code:
-  embedding  token and position tables, the CLS vector
+  embedding  token, position and segment (token type) tables, the CLS vector
   attention  q/k/v/out projections and any parameters of the attention kernel
              (Linformer's E/F projections)
   mlp        the feed-forward layers of the blocks
-  other      LayerNorms and the classifier head
+  other      LayerNorms (the embedding LayerNorm too), the pooler and the
+             classifier head
 Only trainable `nnx.Param`s count; fixed buffers (sinusoidal tables,
 Performer's random features) do not.
 """
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-_EMBED_KEYS = ("token_embed", "pos_embed", "cls")
+_EMBED_KEYS = ("token_embed", "pos_embed", "type_embed", "cls")
 
 
 def _group(path: tuple) -> str:

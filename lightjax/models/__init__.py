@@ -6,7 +6,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightjax.models.embeddings import POSITION_EMBEDDINGS
-from lightjax.models.transformer import POOLS, DecoderLM, EncoderClassifier
+from lightjax.models.transformer import (ACTIVATIONS, NORM_POSITIONS,
+                                         OPTION_DEFAULTS, POOLS, DecoderLM,
+                                         EncoderClassifier)
 from lightjax.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
