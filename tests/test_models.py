@@ -107,7 +107,7 @@ def test_unknown_names_list_valid_choices():
     _build(_cfg(name="nope"))
   cfg = _cfg()
   cfg.pool = "max"
-  with pytest.raises(ValueError, match="cls, mean"):
+  with pytest.raises(ValueError, match="cls, first, mean"):
     _build(cfg)
 
 
