@@ -29,6 +29,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from lightjax import attention as attention_lib
 from lightjax import checkpointing, config_lib, data, models, objectives, optim
 from lightjax import writers
 from lightjax.data import pipeline
@@ -103,8 +104,8 @@ def _check_resume_config(workdir: str, config) -> None:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    saved = json.load(f)
-  now = json.loads(json.dumps(config.to_dict(), default=str))
+    saved = _resume_view(json.load(f))
+  now = _resume_view(json.loads(json.dumps(config.to_dict(), default=str)))
   diffs = [k for k in _RESUME_MUST_MATCH if saved.get(k) != now.get(k)]
   if diffs:
     raise checkpointing.WorkdirError(
@@ -114,6 +115,23 @@ def _check_resume_config(workdir: str, config) -> None:
 
 
 _RESUME_MUST_MATCH = ("model", "task", "batch_size", "seed")
+
+
+def _resume_view(cfg: dict[str, Any]) -> dict[str, Any]:
+  """What must match to resume: model fields a config.json written before a
+  field existed get that field's default (what the older code built), and of
+  the attention options only the chosen variant's count."""
+  model = dict(cfg.get("model") or {})
+  defaults = config_lib.base_config().model.to_dict()
+  attn = dict(model.pop("attention", None) or {})
+  defaults.pop("attention")
+  model = {**defaults, **model}
+  name = attn.get("name")
+  options = dict(attn.get(name) or {})
+  if name in attention_lib.VARIANTS:
+    options = {**attention_lib.get(name).default_options(), **options}
+  model["attention"] = {"name": name, "options": options}
+  return {**cfg, "model": model}
 
 
 def _device_info() -> dict[str, Any]:

@@ -144,3 +144,19 @@ def test_resume_refuses_a_different_model(tmp_path, data_dir):
   with pytest.raises(ValueError, match="model differ"):
     trainer.train_and_evaluate(
         _config(data_dir, **kw, **{"model.num_layers": 3}), str(tmp_path))
+
+
+def test_resume_check_fills_fields_an_older_config_json_lacks():
+  """A config.json from before a model field existed resumes (the field's
+  default is what the older code built); other variants' options and
+  a changed chosen option are told apart."""
+  now = json.loads(json.dumps(load_config("configs/listops.py:tiny").to_dict()))
+  old = json.loads(json.dumps(now))
+  for field in ("norm_position", "activation", "layer_norm_eps", "pooler"):
+    old["model"].pop(field, None)
+  old["model"]["attention"].pop("none", None)  # variant added later
+  old["model"]["attention"]["linear"]["chunk_size"] = 7  # not the chosen one
+  view = trainer._resume_view
+  assert view(old)["model"] == view(now)["model"]
+  old["model"]["attention"]["softmax"]["implementation"] = "einsum"
+  assert view(old)["model"] != view(now)["model"]
