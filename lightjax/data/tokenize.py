@@ -150,7 +150,7 @@ def load_tokenizer(path: str, lowercase: bool = True) -> PairTokenizer:
   """
   tokenizers = _import_tokenizers()
   path = resolve_tokenizer_file(path)
-  if os.path.basename(path) == VOCAB_TXT or not path.endswith(".json"):
+  if not path.endswith(".json"):  # A WordPiece vocab (vocab.txt).
     tok = tokenizers.BertWordPieceTokenizer(path, lowercase=bool(lowercase))
   else:
     tok = tokenizers.Tokenizer.from_file(path)
