@@ -38,14 +38,16 @@ class TaskData:
 
   Attributes:
     name: registered task name.
-    kind: "classification" (one label per sequence) or "lm" (next-token).
+    kind: "classification" (one label per sequence), "regression" (one
+      float target, e.g. GLUE STS-B) or "lm" (next-token).
     vocab_size: number of input token ids, including the pad id.
     num_classes: number of labels for classification tasks.
     max_len: padded length of every example's `inputs`.
     splits: "train"/"validation"/"test" -> {"inputs": int32[N, max_len] padded
       with `pad_id`, "targets": int32[N] (classification) or int32[N, max_len]}.
     vocab: id -> token string, for decoding and debugging.
-    pad_id: the padding id (always 0 here, so padding is all-zero rows/tails).
+    pad_id: the padding id (0 for generated tasks; a pretrained tokenizer's
+      own, e.g. RoBERTa's 1, for GLUE).
   """
 
   name: str
