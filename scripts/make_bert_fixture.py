@@ -1,0 +1,93 @@
+"""Writes the tiny Hugging Face BERT fixture the import tests compare against.
+
+Needs `torch` and `transformers` (install them for this script only; the
+tests themselves need neither):
+
+    pip install torch transformers
+    python scripts/make_bert_fixture.py            # -> tests/fixtures/bert_tiny/
+
+It builds a tiny randomly initialised `BertForSequenceClassification`
+(seeded), saves it with `save_pretrained` (config.json + model.safetensors),
+runs it in eval mode on fixed inputs with right padding and token types, and
+writes the inputs, every layer's hidden states (embeddings output first) and
+the logits to `expected.npz` next to it. `tests/test_hf_import.py` loads the
+directory with `lightjax.models.from_pretrained` and compares to 1e-5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+# The fixture's inputs: right padding (pad id 0) and two segments, [CLS] = 2.
+TOKENS = np.array([
+    [2, 11, 12, 13, 3, 21, 22, 3, 0, 0, 0, 0],
+    [2, 40, 41, 42, 43, 44, 45, 3, 50, 51, 52, 3],
+    [2, 98, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+], np.int64)
+SEGMENTS = np.array([
+    [0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1],
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+], np.int64)
+
+BERT_CONFIG = dict(
+    vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=37, max_position_embeddings=64, type_vocab_size=2,
+    hidden_act="gelu", layer_norm_eps=1e-12, num_labels=3, pad_token_id=0,
+    hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+)
+
+
+def _perturb(model, torch, seed):
+  """Non-trivial LayerNorm / bias values (HF initialises them to 1 and 0)."""
+  g = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if name.endswith("bias") or "LayerNorm" in name:
+        p.add_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def make_bert(out_dir: str, seed: int = 0) -> None:
+  import torch
+  import transformers
+
+  torch.manual_seed(seed)
+  config = transformers.BertConfig(**BERT_CONFIG)
+  model = transformers.BertForSequenceClassification(config)
+  _perturb(model, torch, seed + 1)
+  model.eval()
+  os.makedirs(out_dir, exist_ok=True)
+  model.save_pretrained(out_dir, safe_serialization=True)
+  with torch.no_grad():
+    out = model(
+        input_ids=torch.from_numpy(TOKENS),
+        token_type_ids=torch.from_numpy(SEGMENTS),
+        attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
+        output_hidden_states=True,
+    )
+  hidden = np.stack([h.numpy() for h in out.hidden_states])  # [N+1, B, L, E]
+  np.savez_compressed(
+      os.path.join(out_dir, "expected.npz"), tokens=TOKENS.astype(np.int32),
+      segment_ids=SEGMENTS.astype(np.int32),
+      hidden_states=hidden.astype(np.float32),
+      logits=out.logits.numpy().astype(np.float32),
+  )
+  print(f"wrote {out_dir}: transformers {transformers.__version__}, "
+        f"torch {torch.__version__}, logits {out.logits.shape}")
+
+
+def main():
+  here = os.path.dirname(os.path.abspath(__file__))
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", default=os.path.join(
+      here, "..", "tests", "fixtures", "bert_tiny"))
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args()
+  make_bert(os.path.normpath(args.out), args.seed)
+
+
+if __name__ == "__main__":
+  main()
