@@ -37,7 +37,27 @@ def language_model(logits_BxLxV, targets_BxL, weights_B, pad_id: int = 0) -> Sum
           "count": w_BxL.sum()}
 
 
+def regression(logits_Bx1, targets_B, weights_B) -> Sums:
+  """Squared error of the single logit against a float target (GLUE STS-B).
+
+  No accuracy: there is no "correct_sum" (`reports_accuracy` is False), so
+  the trainer reports loss (MSE) and the task's metric (Pearson/Spearman).
+  """
+  pred_B = logits_Bx1[..., 0].astype(jnp.float32)
+  err_B = jnp.square(pred_B - targets_B.astype(jnp.float32))
+  return {"loss_sum": (err_B * weights_B).sum(), "count": weights_B.sum()}
+
+
+regression.reports_accuracy = False
+
+
+def reports_accuracy(objective: Callable[..., Sums]) -> bool:
+  """Whether `objective` returns a "correct_sum" (all but regression)."""
+  return getattr(objective, "reports_accuracy", True)
+
+
 OBJECTIVES: Registry[Callable[..., Sums]] = Registry("objective")
 OBJECTIVES.register("classification", classification)
 OBJECTIVES.register("lm", language_model)
+OBJECTIVES.register("regression", regression)
 register, get, names = OBJECTIVES.register, OBJECTIVES.get, OBJECTIVES.names

@@ -54,14 +54,30 @@ def zero_metrics() -> dict[str, jax.Array]:
   return acc
 
 
-def train_step(graphdefs, objective, state, batch, acc):
-  """One AdamW step; a non-finite loss or gradient leaves the state untouched."""
+# Batch arrays other than inputs/targets/weights -> the model's keyword
+# argument that takes them (GLUE's token types); a batch without one leaves
+# the model's default.
+MODEL_INPUTS = {"segment_ids": "segment_ids_BxL"}
+
+
+def apply_model(model, batch, *, deterministic: bool, pad_id: int = 0):
+  """`model(inputs, **extra batch arrays, deterministic=..., pad_id=...)`."""
+  extra = {arg: batch[key] for key, arg in MODEL_INPUTS.items() if key in batch}
+  return model(batch["inputs"], **extra, deterministic=deterministic,
+               pad_id=pad_id)
+
+
+def train_step(graphdefs, objective, state, batch, acc, *, pad_id: int = 0):
+  """One AdamW step; a non-finite loss or gradient leaves the state untouched.
+
+  `pad_id` is the task's padding id (`TaskData.pad_id`), masked out of
+  attention."""
   model = nnx.merge(graphdefs["model"], state["model"])
   opt = nnx.merge(graphdefs["opt"], state["opt"])
   step_before = opt.step[...]
 
   def loss_fn(model):
-    logits = model(batch["inputs"], deterministic=False)
+    logits = apply_model(model, batch, deterministic=False, pad_id=pad_id)
     sums = objective(logits, batch["targets"], batch["weights"])
     return sums["loss_sum"] / jnp.maximum(sums["count"], 1.0), sums
 
@@ -77,25 +93,30 @@ def train_step(graphdefs, objective, state, batch, acc):
   bad = jnp.where((acc["first_bad_step"] < 0) & ~ok,
                   (step_before + 1).astype(jnp.int32), acc["first_bad_step"])
   acc = {"loss_sum": acc["loss_sum"] + sums["loss_sum"],
-         "correct_sum": acc["correct_sum"] + sums["correct_sum"],
+         "correct_sum": acc["correct_sum"] + sums.get("correct_sum", 0.0),
          "count": acc["count"] + sums["count"],
          "grad_norm_sum": acc["grad_norm_sum"] + grad_norm,
          "steps": acc["steps"] + 1, "first_bad_step": bad}
   return new_state, acc
 
 
-def eval_step(graphdefs, objective, model_state, batch):
+def eval_step(graphdefs, objective, model_state, batch, *, pad_id: int = 0):
   model = nnx.merge(graphdefs["model"], model_state)
-  logits = model(batch["inputs"], deterministic=True)
+  logits = apply_model(model, batch, deterministic=True, pad_id=pad_id)
   return objective(logits, batch["targets"], batch["weights"])
 
 
-def finalize(sums) -> dict[str, float]:
-  """Host-side means from summed metrics (train accumulator or eval totals)."""
+def finalize(sums, accuracy: bool = True) -> dict[str, float]:
+  """Host-side means from summed metrics (train accumulator or eval totals).
+
+  "accuracy" only where asked and summed (a regression objective has none).
+  """
   t = jax.device_get(sums)
   n = max(float(t["count"]), 1.0)
-  return {"loss": float(t["loss_sum"]) / n,
-          "accuracy": float(t["correct_sum"]) / n}
+  out = {"loss": float(t["loss_sum"]) / n}
+  if accuracy and "correct_sum" in t:
+    out["accuracy"] = float(t["correct_sum"]) / n
+  return out
 
 
 def _check_resume_config(workdir: str, config) -> None:
@@ -259,9 +280,12 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
 
   Compiled ahead of time so that the executable we run is the one we measure.
   """
-  train_jit = jax.jit(functools.partial(train_step, s.graphdefs, s.objective),
+  pad_id = s.task.pad_id
+  train_jit = jax.jit(functools.partial(train_step, s.graphdefs, s.objective,
+                                        pad_id=pad_id),
                       donate_argnums=(0, 2))
-  eval_jit = jax.jit(functools.partial(eval_step, s.graphdefs, s.objective))
+  eval_jit = jax.jit(functools.partial(eval_step, s.graphdefs, s.objective,
+                                       pad_id=pad_id))
 
   def spec(batch):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
@@ -350,7 +374,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
         if step % config.log_every == 0 or is_last:
           check_finite(acc)
           a = jax.device_get(acc)
-          m = finalize(a)
+          m = finalize(a, objectives.reports_accuracy(s.objective))
           sps = timer.rate(step)
           m.update(grad_norm=float(a["grad_norm_sum"]) / max(float(a["steps"]), 1),
                    learning_rate=float(s.schedule(step - 1)), steps_per_s=sps,
