@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightjax.models.embeddings import POSITION_EMBEDDINGS
+from lightjax.models.hf import from_pretrained  # Hugging Face checkpoints
 from lightjax.models.transformer import (ACTIVATIONS, NORM_POSITIONS,
                                          OPTION_DEFAULTS, POOLS, DecoderLM,
                                          EncoderClassifier)

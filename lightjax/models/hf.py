@@ -1,0 +1,381 @@
+"""Hugging Face import: a BERT checkpoint as a lightjax config + NNX model.
+
+    model, config = lightjax.models.from_pretrained("path/to/dir")
+    logits_BxC = model(tokens_BxL, segment_ids_BxL=seg_BxL)
+
+A checkpoint is a directory with `config.json` and `model.safetensors` (or
+shards listed in `model.safetensors.index.json`), as `save_pretrained`
+writes it, or a hub id fetched through `huggingface_hub` (its cache; needs
+the machine online). Only safetensors are read (`safetensors.numpy`), never
+pickles: a directory with only `pytorch_model.bin` gets a message saying how
+to convert it.
+
+The returned model is lightjax's `encoder_classifier` with the BERT options
+(`norm_position="post"`, exact GELU, segment embeddings, `pool="first"`, the
+pooler, `classifier_hidden_dim=0`; Devlin et al. 2019), built with
+`max_len = max_position_embeddings` so the position table is the
+checkpoint's. Every checkpoint tensor maps to one lightjax parameter
+(`_bert_mapping`); HF `Linear` weights are [out, in] and become flax kernels
+[in, out]. BERT's per-head layout (`view(B, L, H, D)` of the projection) is
+the one `MultiHeadAttention._heads` reshapes to, so no head permutation is
+needed. The attention stays pluggable: `from_pretrained(path,
+attention="linear")` (or a swapped `config.model.attention` given to `build`)
+keeps the projections and runs the chosen token-mixing rule; parameters a
+variant adds of its own start from their initialiser.
+
+Weights a checkpoint may lack start from lightjax's initialiser and are
+listed in `config.hf.initialized`: the classifier `head` (a pretrained-only
+checkpoint such as `bert-base-uncased`) and the `pooler`. Pretraining heads
+(`cls.*`) are ignored. Anything else unmapped or missing, and any shape
+mismatch, is an error naming the key and both shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+CONFIG_FILE = "config.json"
+SAFETENSORS_FILE = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+# HF `hidden_act` -> lightjax `config.model.activation`.
+_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh",
+                "gelu_pytorch_tanh": "gelu_tanh"}
+
+# lightjax parameters a checkpoint may lack: they keep their initialiser.
+_OPTIONAL = ("head", "pooler")
+
+Path = tuple  # a lightjax parameter path, e.g. ("backbone", "blocks", 0, ...)
+
+
+class CheckpointError(ValueError):
+  """A checkpoint lightjax cannot read or map; the message names the key."""
+
+
+# --- reading -------------------------------------------------------------------
+
+
+def resolve(path_or_id: str) -> str:
+  """A local checkpoint directory, or a hub id downloaded to the HF cache."""
+  if os.path.isdir(path_or_id):
+    return path_or_id
+  if os.path.exists(path_or_id) or path_or_id.startswith((".", "/", "~")):
+    raise CheckpointError(f"{path_or_id!r} is not a checkpoint directory")
+  try:
+    import huggingface_hub  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise CheckpointError(
+        f"{path_or_id!r} is not a local directory; loading it as a hub id"
+        " needs the `huggingface_hub` package (pip install huggingface_hub),"
+        " or download the checkpoint and pass its directory") from e
+  try:
+    return huggingface_hub.snapshot_download(
+        path_or_id, allow_patterns=["*.json", "*.safetensors", "vocab.txt",
+                                    "merges.txt", "vocab.json"])
+  except Exception as e:  # offline, unknown id, gated repository ...
+    raise CheckpointError(
+        f"could not fetch {path_or_id!r} from the Hugging Face hub"
+        f" ({type(e).__name__}: {e}); on a machine without network, download"
+        " it elsewhere (huggingface-cli download ID) and pass the directory")
+
+
+def read_config(directory: str) -> dict[str, Any]:
+  path = os.path.join(directory, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise CheckpointError(f"no {CONFIG_FILE} in {directory}")
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_tensors(directory: str) -> dict[str, np.ndarray]:
+  """Every tensor of the checkpoint's safetensors file(s), as numpy arrays."""
+  try:
+    from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise CheckpointError("reading Hugging Face checkpoints needs the"
+                          " `safetensors` package (pip install safetensors)") from e
+  single = os.path.join(directory, SAFETENSORS_FILE)
+  index = os.path.join(directory, SAFETENSORS_INDEX)
+  if os.path.exists(single):
+    return load_file(single)
+  if os.path.exists(index):
+    with open(index) as f:
+      shards = sorted(set(json.load(f)["weight_map"].values()))
+    tensors: dict[str, np.ndarray] = {}
+    for shard in shards:
+      tensors.update(load_file(os.path.join(directory, shard)))
+    return tensors
+  pickles = [p for p in PICKLE_FILES if os.path.exists(os.path.join(directory, p))]
+  if pickles:
+    raise CheckpointError(
+        f"{directory} has only {pickles[0]} (a pickle, which lightjax never"
+        " loads). Convert it once where torch and transformers are installed:"
+        " python -c \"import transformers as t; t.AutoModel.from_pretrained("
+        f"'{directory}').save_pretrained('{directory}', safe_serialization=True)\""
+        " (use the model's own class, e.g. AutoModelForSequenceClassification,"
+        " to keep its head)")
+  raise CheckpointError(f"no {SAFETENSORS_FILE} (or {SAFETENSORS_INDEX}) in {directory}")
+
+
+# --- config --------------------------------------------------------------------
+
+
+def _num_labels(hf: dict) -> int:
+  if "id2label" in hf and hf["id2label"]:
+    return len(hf["id2label"])
+  return int(hf.get("num_labels", 2))
+
+
+def _bert_config(hf: dict) -> ml_collections.ConfigDict:
+  from lightjax import config_lib  # pylint: disable=import-outside-toplevel
+
+  act = hf.get("hidden_act", "gelu")
+  if act not in _ACTIVATIONS:
+    raise CheckpointError(f"hidden_act {act!r} has no lightjax activation;"
+                          f" supported: {', '.join(sorted(_ACTIVATIONS))}")
+  pos = hf.get("position_embedding_type", "absolute")
+  if pos != "absolute":
+    raise CheckpointError(f"position_embedding_type {pos!r} is not supported;"
+                          " only 'absolute' (learned positions)")
+  e, h = hf["hidden_size"], hf["num_attention_heads"]
+  if e % h:
+    raise CheckpointError(f"hidden_size {e} is not a multiple of"
+                          f" num_attention_heads {h}")
+  config = config_lib.base_config()
+  m = config.model
+  m.name = "encoder_classifier"
+  m.embed_dim, m.num_heads, m.head_dim = e, h, e // h
+  m.mlp_dim, m.num_layers = hf["intermediate_size"], hf["num_hidden_layers"]
+  m.dropout_rate = float(hf.get("hidden_dropout_prob", 0.1))
+  m.pos_embedding = "learned"
+  m.pool = "first"
+  m.norm_position = "post"
+  m.activation = _ACTIVATIONS[act]
+  m.layer_norm_eps = float(hf.get("layer_norm_eps", 1e-12))
+  m.type_vocab_size = int(hf.get("type_vocab_size", 2))
+  m.pooler = True
+  m.classifier_hidden_dim = 0
+  m.dtype = "float32"
+  return config
+
+
+def _bert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
+  """HF key (without the "bert." prefix) -> (lightjax path, transpose?)."""
+  out: dict[str, tuple[Path, bool]] = {}
+
+  def linear(hf_name: str, path: Path):
+    out[f"{hf_name}.weight"] = (path + ("kernel",), True)
+    out[f"{hf_name}.bias"] = (path + ("bias",), False)
+
+  def norm(hf_name: str, path: Path):
+    out[f"{hf_name}.weight"] = (path + ("scale",), False)
+    out[f"{hf_name}.bias"] = (path + ("bias",), False)
+
+  bb = ("backbone",)
+  out["embeddings.word_embeddings.weight"] = (bb + ("token_embed", "embedding"), False)
+  out["embeddings.position_embeddings.weight"] = (bb + ("pos_embed", "table"), False)
+  if hf.get("type_vocab_size", 2) > 0:
+    out["embeddings.token_type_embeddings.weight"] = (
+        bb + ("type_embed", "embedding"), False)
+  norm("embeddings.LayerNorm", bb + ("embed_ln",))
+  for i in range(hf["num_hidden_layers"]):
+    hl, blk = f"encoder.layer.{i}", bb + ("blocks", i)
+    for proj in ("query", "key", "value"):
+      linear(f"{hl}.attention.self.{proj}", blk + ("attn", proj))
+    linear(f"{hl}.attention.output.dense", blk + ("attn", "out"))
+    norm(f"{hl}.attention.output.LayerNorm", blk + ("ln1",))
+    linear(f"{hl}.intermediate.dense", blk + ("mlp", "fc1"))
+    linear(f"{hl}.output.dense", blk + ("mlp", "fc2"))
+    norm(f"{hl}.output.LayerNorm", blk + ("ln2",))
+  linear("pooler.dense", ("pooler",))
+  linear("classifier", ("head",))
+  return out
+
+
+def _bert_key(key: str) -> str | None:
+  """Canonical HF key, or None for tensors lightjax has no use for."""
+  key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+  if key.startswith("bert."):
+    key = key[len("bert."):]
+  if key.startswith("cls.") or key.endswith((".position_ids", ".token_type_ids")):
+    return None  # pretraining heads (MLM / NSP) and buffers
+  return key
+
+
+class _Family:
+  """How one HF `model_type` becomes a lightjax config and parameter map."""
+
+  def __init__(self, config: Callable, mapping: Callable, key: Callable):
+    self.config, self.mapping, self.key = config, mapping, key
+
+
+FAMILIES: dict[str, _Family] = {
+    "bert": _Family(_bert_config, _bert_mapping, _bert_key),
+}
+
+
+def _family(hf: dict) -> _Family:
+  kind = hf.get("model_type")
+  if kind not in FAMILIES:
+    raise CheckpointError(
+        f"model_type {kind!r} is not supported; supported:"
+        f" {', '.join(sorted(FAMILIES))}")
+  return FAMILIES[kind]
+
+
+def config_from_hf(hf: dict, source: str = "") -> ml_collections.ConfigDict:
+  """lightjax config for an HF config.json; `config.hf` records the rest."""
+  config = _family(hf).config(hf)
+  config.hf = ml_collections.ConfigDict({
+      "source": source,
+      "model_type": hf["model_type"],
+      "vocab_size": int(hf["vocab_size"]),
+      "num_labels": _num_labels(hf),
+      "max_len": int(hf["max_position_embeddings"]),
+      "pad_token_id": int(hf.get("pad_token_id") or 0),
+      "initialized": [],
+  })
+  return config
+
+
+# --- weights ---------------------------------------------------------------------
+
+
+def _name(path: Path) -> str:
+  return "/".join(map(str, path))
+
+
+def _is_kernel_param(path: Path) -> bool:
+  """A parameter of the attention variant itself (attn.kernel.*), not a projection."""
+  return any(a == "attn" and b == "kernel" for a, b in zip(path, path[1:]))
+
+
+class Weights(dict):
+  """{lightjax parameter path: float32 array}; `source[path]` is the HF key."""
+
+  def __init__(self):
+    super().__init__()
+    self.source: dict[Path, str] = {}
+
+
+def convert_weights(hf: dict, tensors: dict[str, np.ndarray]) -> Weights:
+  """Checkpoint tensors -> {lightjax parameter path: float32 array}."""
+  family = _family(hf)
+  mapping = family.mapping(hf)
+  weights = Weights()
+  for raw_key in sorted(tensors):
+    value = tensors[raw_key]
+    key = family.key(raw_key)
+    if key is None:
+      continue
+    if key not in mapping:
+      raise CheckpointError(
+          f"checkpoint tensor {raw_key!r} {tuple(value.shape)} has no lightjax"
+          " parameter to go to")
+    path, transpose = mapping[key]
+    value = np.asarray(value, np.float32)
+    weights[path] = value.T if transpose else value
+    weights.source[path] = raw_key
+  return weights
+
+
+def load_weights(model: nnx.Module, weights: dict[Path, np.ndarray], *,
+                 optional: tuple[str, ...] = _OPTIONAL) -> list[str]:
+  """Puts `weights` into `model`'s parameters; returns those left initialised.
+
+  A parameter without a weight is an error unless it is under one of
+  `optional` or belongs to the attention variant (`attn.kernel.*`); a weight
+  without a parameter, or of another shape, is an error naming both shapes.
+  """
+  flat = list(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+  params = {tuple(p): v for p, v in flat}
+  for path, value in weights.items():
+    if path not in params:
+      raise CheckpointError(f"weight {_name(path)} {tuple(value.shape)} has no"
+                            " parameter in the lightjax model")
+    have = tuple(params[path].shape)
+    if have != tuple(value.shape):
+      source = getattr(weights, "source", {}).get(path)
+      source = f"checkpoint tensor {source!r} as " if source else "checkpoint "
+      raise CheckpointError(
+          f"shape mismatch at {_name(path)}: {source}{tuple(value.shape)},"
+          f" lightjax model {have}")
+  initialized, updates = [], []
+  for path, var in params.items():
+    if path in weights:
+      updates.append((path, var.replace(jnp.asarray(weights[path], var.dtype))))
+    elif path[0] in optional or _is_kernel_param(path):
+      initialized.append(_name(path))
+    else:
+      raise CheckpointError(f"the checkpoint has no weight for {_name(path)}"
+                            f" {tuple(var.shape)}")
+  nnx.update(model, nnx.from_flat_state(updates))
+  return initialized
+
+
+def build(config: ml_collections.ConfigDict, weights: dict[Path, np.ndarray],
+          *, seed: int = 0) -> nnx.Module:
+  """The model `config` describes, with `weights` (from `convert_weights`).
+
+  `config.model` may differ from the imported one where no weight depends on
+  it (e.g. another `attention` variant or `dropout_rate`); sizes that
+  contradict the weights fail with the key and both shapes.
+  """
+  from lightjax import models  # pylint: disable=import-outside-toplevel
+
+  hf = config.hf
+  model = models.build_model(config.model, vocab_size=hf.vocab_size,
+                             num_classes=hf.num_labels, max_len=hf.max_len,
+                             rngs=nnx.Rngs(seed))
+  hf.initialized = load_weights(model, weights)
+  return model
+
+
+def from_pretrained(path_or_id: str, *, attention: str | None = None,
+                    seed: int = 0) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+  """(model, config) for a Hugging Face checkpoint directory or hub id.
+
+  Args:
+    path_or_id: a `save_pretrained` directory, or a hub id (needs network).
+    attention: optional attention variant to run instead of softmax (its
+      default options; the projections come from the checkpoint).
+    seed: initialises what the checkpoint lacks (`config.hf.initialized`).
+  """
+  directory = resolve(path_or_id)
+  hf = read_config(directory)
+  config = config_from_hf(hf, source=path_or_id)
+  if attention is not None:
+    from lightjax import config_lib  # pylint: disable=import-outside-toplevel
+    config.model.attention = config_lib.attention_config(attention)
+  weights = convert_weights(hf, read_tensors(directory))
+  return build(config, weights, seed=seed), config
+
+
+def hidden_states(model, tokens_BxL, *, segment_ids_BxL=None, pad_id=0
+                  ) -> list:
+  """Every layer's output of an imported (pool="first") classifier, eval mode.
+
+  [embeddings after their LayerNorm, block 1, ..., block N]: the order of
+  transformers' `output_hidden_states`. Uses the backbone's own pieces, so it
+  is the computation `model(...)` runs before pooling.
+  """
+  bb = model.backbone
+  mask_BxL = tokens_BxL != pad_id
+  x = bb.embed_tokens(tokens_BxL, segment_ids_BxL)
+  x = x + bb.pos_embed(tokens_BxL.shape[1])[None].astype(x.dtype)
+  x = bb.embed_norm(x)
+  out = [x]
+  for block in bb.blocks:
+    x = block(x, mask_BxL=mask_BxL, causal=False, deterministic=True)
+    out.append(x)
+  out[-1] = bb.final_norm(x)
+  return out

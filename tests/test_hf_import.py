@@ -1,0 +1,235 @@
+"""Hugging Face BERT import (`lightjax.models.from_pretrained`) against the
+fixture `scripts/make_bert_fixture.py` wrote with transformers. No torch needed;
+a live comparison runs when torch and transformers are installed."""
+
+import json
+import os
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lightjax import config_lib, models
+from lightjax.models import hf
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "bert_tiny")
+TOL = 1e-5
+
+
+def _expected():
+  return dict(np.load(os.path.join(FIXTURE, "expected.npz")))
+
+
+def _copy(tmp_path, config_edit=None, tensors_edit=None):
+  """The fixture copied to tmp_path, its config.json / tensors edited."""
+  from safetensors.numpy import load_file, save_file
+  d = tmp_path / "ckpt"
+  shutil.copytree(FIXTURE, d)
+  if config_edit:
+    cfg = json.loads((d / "config.json").read_text())
+    config_edit(cfg)
+    (d / "config.json").write_text(json.dumps(cfg))
+  if tensors_edit:
+    t = load_file(str(d / "model.safetensors"))
+    tensors_edit(t)
+    save_file(t, str(d / "model.safetensors"))
+  return str(d)
+
+
+def _compare(model, exp):
+  """Max abs differences: every hidden state (all positions) and the logits."""
+  tokens, segs = jnp.asarray(exp["tokens"]), jnp.asarray(exp["segment_ids"])
+  hs = hf.hidden_states(model, tokens, segment_ids_BxL=segs)
+  assert len(hs) == exp["hidden_states"].shape[0]
+  diffs = [float(np.abs(np.asarray(h) - e).max())
+           for h, e in zip(hs, exp["hidden_states"])]
+  logits = model(tokens, segment_ids_BxL=segs)
+  return diffs, float(np.abs(np.asarray(logits) - exp["logits"]).max())
+
+
+def test_fixture_parity_every_layer_and_logits():
+  model, config = models.from_pretrained(FIXTURE)
+  exp = _expected()
+  assert (exp["tokens"] == 0).any() and (exp["segment_ids"] == 1).any()
+  diffs, logit_diff = _compare(model, exp)
+  assert max(diffs) < TOL, diffs
+  assert logit_diff < TOL, logit_diff
+  assert list(config.hf.initialized) == []
+
+
+def test_config_from_the_checkpoint():
+  _, config = models.from_pretrained(FIXTURE)
+  m = config.model
+  assert (m.name, m.pool, m.norm_position, m.activation) == (
+      "encoder_classifier", "first", "post", "gelu")
+  assert (m.embed_dim, m.num_heads, m.head_dim, m.mlp_dim, m.num_layers) == (
+      32, 4, 8, 37, 2)
+  assert m.layer_norm_eps == 1e-12 and m.type_vocab_size == 2
+  assert m.pooler and m.classifier_hidden_dim == 0
+  assert m.attention.name == "softmax"
+  assert (config.hf.vocab_size, config.hf.num_labels, config.hf.max_len,
+          config.hf.pad_token_id) == (99, 3, 64, 0)
+  config.task = config_lib.ml_collections.ConfigDict({"name": "listops"})
+  config_lib.validate(config)
+
+
+def test_padding_does_not_change_real_positions():
+  model, _ = models.from_pretrained(FIXTURE)
+  exp = _expected()
+  row, segs = exp["tokens"][:1], exp["segment_ids"][:1]
+  n = int((row != 0).sum())
+  short = model(jnp.asarray(row[:, :n]), segment_ids_BxL=jnp.asarray(segs[:, :n]))
+  np.testing.assert_allclose(np.asarray(short), exp["logits"][:1], atol=TOL)
+
+
+@pytest.mark.parametrize("variant", ["linear"])
+def test_runs_with_another_attention_variant(variant):
+  soft, _ = models.from_pretrained(FIXTURE)
+  model, config = models.from_pretrained(FIXTURE, attention=variant)
+  assert config.model.attention.name == variant
+  q0 = soft.backbone.blocks[0].attn.query.kernel[...]
+  np.testing.assert_array_equal(
+      np.asarray(model.backbone.blocks[0].attn.query.kernel[...]), np.asarray(q0))
+  exp = _expected()
+  logits = model(jnp.asarray(exp["tokens"]),
+                 segment_ids_BxL=jnp.asarray(exp["segment_ids"]))
+  assert logits.shape == (3, 3) and bool(jnp.isfinite(logits).all())
+  # Same weights through `build` with a swapped attention config.
+  weights = hf.convert_weights(hf.read_config(FIXTURE), hf.read_tensors(FIXTURE))
+  _, config = models.from_pretrained(FIXTURE)
+  config.model.attention = config_lib.attention_config(variant)
+  again = hf.build(config, weights)
+  np.testing.assert_allclose(
+      np.asarray(again(jnp.asarray(exp["tokens"]),
+                       segment_ids_BxL=jnp.asarray(exp["segment_ids"]))),
+      np.asarray(logits), atol=TOL)
+
+
+# --- checkpoint variants ---------------------------------------------------------
+
+
+def test_pretraining_checkpoint_names_and_missing_head(tmp_path):
+  """Old gamma/beta names, cls.* pretraining heads, no classifier: head is fresh."""
+  def edit(t):
+    for k in [k for k in t if k.endswith("LayerNorm.weight")]:
+      t[k[:-len("weight")] + "gamma"] = t.pop(k)
+    for k in [k for k in t if k.endswith("LayerNorm.bias")]:
+      t[k[:-len("bias")] + "beta"] = t.pop(k)
+    del t["classifier.weight"], t["classifier.bias"]
+    t["cls.predictions.bias"] = np.zeros(99, np.float32)
+  d = _copy(tmp_path, tensors_edit=edit)
+  model, config = models.from_pretrained(d)
+  assert sorted(config.hf.initialized) == ["head/bias", "head/kernel"]
+  exp = _expected()
+  hs = hf.hidden_states(model, jnp.asarray(exp["tokens"]),
+                        segment_ids_BxL=jnp.asarray(exp["segment_ids"]))
+  assert float(np.abs(np.asarray(hs[-1]) - exp["hidden_states"][-1]).max()) < TOL
+
+
+def test_unknown_model_type_lists_supported(tmp_path):
+  d = _copy(tmp_path, config_edit=lambda c: c.update(model_type="gpt2"))
+  with pytest.raises(hf.CheckpointError, match=r"'gpt2'.*supported: bert"):
+    models.from_pretrained(d)
+
+
+def test_shape_mismatch_names_key_and_both_shapes(tmp_path):
+  d = _copy(tmp_path, config_edit=lambda c: c.update(intermediate_size=40))
+  with pytest.raises(hf.CheckpointError,
+                     match=r"backbone/blocks/0/mlp/fc1/bias: checkpoint tensor"
+                     r" 'bert.encoder.layer.0.intermediate.dense.bias' as \(37,\),"
+                     r" lightjax model \(40,\)"):
+    models.from_pretrained(d)
+
+
+def test_unmapped_tensor_is_named(tmp_path):
+  d = _copy(tmp_path, tensors_edit=lambda t: t.update(
+      {"bert.encoder.layer.0.extra.weight": np.zeros((2, 2), np.float32)}))
+  with pytest.raises(hf.CheckpointError,
+                     match=r"'bert.encoder.layer.0.extra.weight' \(2, 2\)"):
+    models.from_pretrained(d)
+
+
+def test_missing_tensor_is_named(tmp_path):
+  d = _copy(tmp_path, tensors_edit=lambda t: t.pop(
+      "bert.encoder.layer.1.output.dense.weight"))
+  with pytest.raises(hf.CheckpointError,
+                     match=r"no weight for backbone/blocks/1/mlp/fc2/kernel \(37, 32\)"):
+    models.from_pretrained(d)
+
+
+def test_pickle_only_checkpoint_says_how_to_convert(tmp_path):
+  d = tmp_path / "pt"
+  d.mkdir()
+  shutil.copy(os.path.join(FIXTURE, "config.json"), d)
+  (d / "pytorch_model.bin").write_bytes(b"not read")
+  with pytest.raises(hf.CheckpointError,
+                     match=r"pytorch_model.bin.*safe_serialization=True"):
+    models.from_pretrained(str(d))
+
+
+def test_sharded_checkpoint(tmp_path):
+  from safetensors.numpy import load_file, save_file
+  d = tmp_path / "sharded"
+  d.mkdir()
+  shutil.copy(os.path.join(FIXTURE, "config.json"), d)
+  t = load_file(os.path.join(FIXTURE, "model.safetensors"))
+  keys = sorted(t)
+  halves = {"model-00001-of-00002.safetensors": keys[:20],
+            "model-00002-of-00002.safetensors": keys[20:]}
+  for name, ks in halves.items():
+    save_file({k: t[k] for k in ks}, str(d / name))
+  (d / "model.safetensors.index.json").write_text(json.dumps(
+      {"weight_map": {k: n for n, ks in halves.items() for k in ks}}))
+  model, _ = models.from_pretrained(str(d))
+  _, logit_diff = _compare(model, _expected())
+  assert logit_diff < TOL
+
+
+def test_missing_directory_is_clear():
+  with pytest.raises(hf.CheckpointError, match="not a checkpoint directory"):
+    models.from_pretrained("./no/such/dir")
+
+
+# --- live, when torch + transformers are installed ---------------------------------
+
+
+def test_live_against_transformers(tmp_path):
+  torch = pytest.importorskip("torch", reason="live comparison needs torch")
+  transformers = pytest.importorskip(
+      "transformers", reason="live comparison needs transformers")
+  from scripts_make_bert_fixture import BERT_CONFIG, SEGMENTS, TOKENS
+  torch.manual_seed(7)
+  cfg = dict(BERT_CONFIG, num_hidden_layers=3, type_vocab_size=3)
+  ref = transformers.BertForSequenceClassification(
+      transformers.BertConfig(**cfg)).eval()
+  with torch.no_grad():
+    for p in ref.parameters():
+      p.add_(0.05 * torch.randn(p.shape))
+  ref.save_pretrained(str(tmp_path), safe_serialization=True)
+  segs = np.minimum(SEGMENTS * 2, 2)
+  with torch.no_grad():
+    out = ref(input_ids=torch.from_numpy(TOKENS),
+              token_type_ids=torch.from_numpy(segs),
+              attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
+              output_hidden_states=True)
+  exp = {"tokens": TOKENS.astype(np.int32), "segment_ids": segs.astype(np.int32),
+         "hidden_states": np.stack([h.numpy() for h in out.hidden_states]),
+         "logits": out.logits.numpy()}
+  model, _ = models.from_pretrained(str(tmp_path))
+  diffs, logit_diff = _compare(model, exp)
+  assert max(diffs) < TOL and logit_diff < TOL, (diffs, logit_diff)
+
+
+@pytest.fixture(autouse=True)
+def _fixture_script_importable(monkeypatch):
+  """`scripts/make_bert_fixture.py` importable as `scripts_make_bert_fixture`."""
+  import importlib.util
+  import sys
+  path = os.path.join(os.path.dirname(__file__), "..", "scripts",
+                      "make_bert_fixture.py")
+  spec = importlib.util.spec_from_file_location("scripts_make_bert_fixture", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  monkeypatch.setitem(sys.modules, "scripts_make_bert_fixture", mod)
