@@ -56,6 +56,37 @@ def reports_accuracy(objective: Callable[..., Sums]) -> bool:
   return getattr(objective, "reports_accuracy", True)
 
 
+# --- What a task's evaluation metric needs (see lightjax.metrics.glue_metrics)
+# Per kind: (logits, targets, weights) -> (sums over the batch, predictions_B).
+# The sums add over eval batches like the objective's; the predictions (class
+# ids or scores) are for metrics without a finite statistic (Spearman).
+
+
+def confusion_sums(logits_BxC, targets_B, weights_B):
+  """Weighted confusion matrix "confusion"[true, predicted] (float32[C, C])."""
+  c = logits_BxC.shape[-1]
+  pred_B = logits_BxC.argmax(-1)
+  conf_CxC = jnp.zeros((c, c), jnp.float32).at[targets_B, pred_B].add(
+      weights_B.astype(jnp.float32))
+  return {"confusion": conf_CxC}, pred_B
+
+
+def pearson_sums(logits_Bx1, targets_B, weights_B):
+  """"pearson_sums" = (n, Σx, Σy, Σx², Σy², Σxy), x the score, y the target."""
+  x_B = logits_Bx1[..., 0].astype(jnp.float32)
+  y_B = targets_B.astype(jnp.float32)
+  w_B = weights_B.astype(jnp.float32)
+  sums = jnp.stack([w_B.sum(), w_B @ x_B, w_B @ y_B, w_B @ (x_B * x_B),
+                    w_B @ (y_B * y_B), w_B @ (x_B * y_B)])
+  return {"pearson_sums": sums}, x_B
+
+
+METRIC_SUMS: dict[str, Callable[..., tuple[Sums, jax.Array]]] = {
+    "classification": confusion_sums,
+    "regression": pearson_sums,
+}
+
+
 OBJECTIVES: Registry[Callable[..., Sums]] = Registry("objective")
 OBJECTIVES.register("classification", classification)
 OBJECTIVES.register("lm", language_model)

@@ -33,7 +33,7 @@ from lightjax import attention as attention_lib
 from lightjax import checkpointing, config_lib, data, models, objectives, optim
 from lightjax import writers
 from lightjax.data import pipeline
-from lightjax.metrics import cost
+from lightjax.metrics import cost, glue_metrics
 from lightjax.metrics.params import count_params
 
 
@@ -100,10 +100,60 @@ def train_step(graphdefs, objective, state, batch, acc, *, pad_id: int = 0):
   return new_state, acc
 
 
-def eval_step(graphdefs, objective, model_state, batch, *, pad_id: int = 0):
+def eval_step(graphdefs, objective, model_state, batch, *, pad_id: int = 0,
+              metric_sums=None):
+  """The objective's sums; with `metric_sums` (objectives.METRIC_SUMS) also
+  what the task metric needs, and the batch's "predictions" (not a sum)."""
   model = nnx.merge(graphdefs["model"], model_state)
   logits = apply_model(model, batch, deterministic=True, pad_id=pad_id)
-  return objective(logits, batch["targets"], batch["weights"])
+  sums = objective(logits, batch["targets"], batch["weights"])
+  if metric_sums is not None:
+    extra, predictions_B = metric_sums(logits, batch["targets"],
+                                       batch["weights"])
+    sums = {**sums, **extra, "predictions": predictions_B}
+  return sums
+
+
+# Task metric (glue_metrics.TASK_METRICS name) -> (eval sum it is a function
+# of, that function). Metrics not here (Spearman) use all the predictions.
+_FROM_SUMS = {
+    "accuracy": ("confusion", glue_metrics.accuracy_from_confusion),
+    "f1": ("confusion", glue_metrics.f1_from_confusion),
+    "matthews_corrcoef": ("confusion", glue_metrics.mcc_from_confusion),
+    "pearson": ("pearson_sums", glue_metrics.pearson_from_sums),
+}
+
+
+def task_metrics(names, totals, predictions=None, labels=None
+                 ) -> dict[str, float | None]:
+  """The task's metrics from eval totals (and host predictions where a metric
+  needs them); nan (e.g. a correlation of constant predictions) is None."""
+  out = {}
+  for name in names:
+    if name in _FROM_SUMS and _FROM_SUMS[name][0] in totals:
+      key, fn = _FROM_SUMS[name]
+      value = fn(np.asarray(totals[key], np.float64))
+    else:
+      value = glue_metrics.METRICS[name](predictions, labels)
+    out[name] = float(value) if np.isfinite(value) else None
+  return out
+
+
+def selection_metric(reports_accuracy: bool, names) -> str:
+  """What picks the best checkpoint: validation accuracy where the objective
+  has one (classification), else the task's headline metric (STS-B:
+  Pearson), else the loss (lowest)."""
+  if reports_accuracy:
+    return "accuracy"
+  return names[0] if names else "loss"
+
+
+def selection_score(ev: dict[str, Any], metric: str) -> float:
+  """Higher is better; a missing (nan) correlation scores -1, its minimum."""
+  if metric == "loss":
+    return -ev["loss"]
+  value = ev.get(metric, ev.get("metrics", {}).get(metric))
+  return -1.0 if value is None else float(value)
 
 
 def finalize(sums, accuracy: bool = True) -> dict[str, float]:
@@ -170,6 +220,8 @@ class _Setup:
   zero_acc: Callable[[], dict[str, jax.Array]]
   task: Any
   objective: Callable[..., Any]
+  task_metrics: tuple[str, ...]  # glue_metrics.TASK_METRICS[task], or ()
+  selection: str                 # see selection_metric
   train_batcher: pipeline.TrainBatcher
   num_params: dict[str, Any]
   schedule: optax.Schedule
@@ -260,6 +312,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   elif best["best_val_accuracy"] >= meta["best_val_accuracy"]:
     meta.update(best_val_accuracy=best["best_val_accuracy"],
                 best_step=best["best_step"])
+  objective = objectives.get(task.kind)
+  names = tuple(glue_metrics.TASK_METRICS.get(task.name, ()))
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
       f" attention={config.model.attention.name}, params={num_params['total']:,}"
@@ -269,7 +323,9 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   return _Setup(
       devices=devices, batch_sharding=batch_sharding,
       put_batch=functools.partial(jax.device_put, device=batch_sharding),
-      zero_acc=zero_acc, task=task, objective=objectives.get(task.kind),
+      zero_acc=zero_acc, task=task, objective=objective,
+      task_metrics=names,
+      selection=selection_metric(objectives.reports_accuracy(objective), names),
       train_batcher=train_batcher, num_params=num_params, schedule=schedule,
       graphdefs={"model": gd_model, "opt": gd_opt}, state=state, acc=acc,
       meta=meta, start_step=start_step, ckpt=ckpt, writer=writer)
@@ -284,8 +340,9 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
   train_jit = jax.jit(functools.partial(train_step, s.graphdefs, s.objective,
                                         pad_id=pad_id),
                       donate_argnums=(0, 2))
+  metric_sums = objectives.METRIC_SUMS.get(s.task.kind) if s.task_metrics else None
   eval_jit = jax.jit(functools.partial(eval_step, s.graphdefs, s.objective,
-                                       pad_id=pad_id))
+                                       pad_id=pad_id, metric_sums=metric_sums))
 
   def spec(batch):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
@@ -320,14 +377,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
     ckpt, writer, meta = s.ckpt, s.writer, s.meta
     state, acc = s.state, s.acc
 
-    def evaluate(model_state, split: str) -> dict[str, float]:
-      totals = None
+    needs_predictions = any(n not in _FROM_SUMS for n in s.task_metrics)
+
+    def evaluate(model_state, split: str) -> dict[str, Any]:
+      """Loss, accuracy (if any) and, for a task with a metric, "metrics"."""
+      totals, predictions = None, []
       for batch in pipeline.eval_batches(s.task.splits[split],
                                          config.eval_batch_size):
-        sums = eval_exec(model_state, s.put_batch(batch))
+        sums = dict(eval_exec(model_state, s.put_batch(batch)))
+        p = sums.pop("predictions", None)
+        if needs_predictions:
+          predictions.append(p)  # fetched once, below
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
       t = jax.device_get(totals)
-      return {**finalize(t), "examples": int(t["count"])}
+      ev = {**finalize(t, objectives.reports_accuracy(s.objective)),
+            "examples": int(t["count"])}
+      if s.task_metrics:
+        labels = np.asarray(s.task.splits[split]["targets"])
+        preds = (np.concatenate(jax.device_get(predictions))[:len(labels)]
+                 if needs_predictions else None)
+        ev["metrics"] = task_metrics(s.task_metrics, t, preds, labels)
+      return ev
 
     def check_finite(acc) -> None:
       bad = int(jax.device_get(acc["first_bad_step"]))
@@ -346,12 +416,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
       with timer.pause():
         ev = evaluate(state["model"], "validation")
         writer.write(step, "validation", {**ev, "elapsed_s": timer.elapsed()})
-        improved = ev["accuracy"] > meta["best_val_accuracy"]
+        # meta's "best_val_accuracy" holds the selection score (the name is
+        # kept for older checkpoints): accuracy, or see selection_metric.
+        score = selection_score(ev, s.selection)
+        improved = meta["best_step"] < 0 or score > meta["best_val_accuracy"]
         if improved:
-          meta.update(best_val_accuracy=ev["accuracy"], best_step=step)
+          meta.update(best_val_accuracy=score, best_step=step)
           ckpt.save_best(step, state["model"], dict(meta))
-        writers.say(f"  validation @ {step}: loss {ev['loss']:.4f}, accuracy"
-                    f" {ev['accuracy']:.4f}{'  (best)' if improved else ''}")
+        writers.say(f"  validation @ {step}: {_eval_line(ev)}"
+                    f"{'  (best)' if improved else ''}")
 
     def save(step: int, acc) -> None:
       check_finite(acc)
@@ -404,26 +477,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
 
     # --- Test on the best-validation checkpoint -----------------------------------
     best_state, best_meta = ckpt.restore_best(checkpointing.abstract(state["model"]))
-    test = evaluate(best_state, "test")
-    writer.write(config.num_train_steps, "test",
-                 {**test, "best_step": best_meta["best_step"]})
-    summary = _summary(config, s, test, best_meta, train_cost, eval_cost, timer)
+    # "test", and any further labelled split (MNLI's test_mismatched).
+    tests = {}
+    for split in s.task.splits:
+      if split not in ("train", "validation"):
+        tests[split] = evaluate(best_state, split)
+        writer.write(config.num_train_steps, split,
+                     {**tests[split], "best_step": best_meta["best_step"]})
+        writers.say(f"  {split} (best checkpoint): {_eval_line(tests[split])}")
+    summary = _summary(config, s, tests, best_meta, train_cost, eval_cost,
+                       timer)
     writers.write_json(os.path.join(workdir, "summary.json"), summary)
   writers.say("Done.\n" + _done_table(config, summary, workdir))
   return summary
 
 
-def _summary(config, s: _Setup, test, best_meta, train_cost, eval_cost,
+def _eval_line(ev: dict[str, Any]) -> str:
+  parts = [f"{k} {ev[k]:.4f}" for k in ("loss", "accuracy") if k in ev]
+  parts += [f"{k} {'nan' if v is None else f'{v:.4f}'}"
+            for k, v in ev.get("metrics", {}).items() if k != "accuracy"]
+  return ", ".join(parts)
+
+
+def _summary(config, s: _Setup, tests, best_meta, train_cost, eval_cost,
              timer: writers.StepTimer) -> dict[str, Any]:
-  """summary.json: one record per run, what reports and the bench read."""
+  """summary.json: one record per run, what reports and the bench read.
+
+  "best_val_accuracy" is None where selection is not on accuracy
+  (regression: "selection" names the metric, "best_val_score" its value);
+  a task with a GLUE metric adds "test_metrics" (and "<split>_metrics",
+  "_accuracy", "_loss" for a further split such as MNLI's
+  test_mismatched)."""
+  test = tests["test"]
+  by_accuracy = s.selection == "accuracy"
+  extra = {}
+  if s.task_metrics:
+    extra["test_metrics"] = test["metrics"]
+  for split, ev in tests.items():
+    if split != "test":
+      extra.update({f"{split}_accuracy": ev.get("accuracy"),
+                    f"{split}_loss": ev["loss"]})
+      if "metrics" in ev:
+        extra[f"{split}_metrics"] = ev["metrics"]
   return {
+      **extra,
+      "selection": s.selection,
+      "best_val_score": best_meta["best_val_accuracy"],
       "config_name": config.config_name,
       "task": s.task.name,
       "attention": config.model.attention.name,
       "num_params": s.num_params,
-      "best_val_accuracy": best_meta["best_val_accuracy"],
+      "best_val_accuracy": (best_meta["best_val_accuracy"] if by_accuracy
+                            else None),
       "best_step": best_meta["best_step"],
-      "test_accuracy": test["accuracy"],
+      "test_accuracy": test.get("accuracy"),
       "test_loss": test["loss"],
       "num_train_steps": config.num_train_steps,
       "wall_time_s": timer.elapsed(),
@@ -442,14 +549,19 @@ def _summary(config, s: _Setup, test, best_meta, train_cost, eval_cost,
 
 def _done_table(config, summary: dict[str, Any], workdir: str) -> str:
   p = summary["num_params"]
+  fmt = lambda x: "n/a" if x is None else f"{x:.4f}"
+  rows = [(f"test {k} (best ckpt)", fmt(v))
+          for k, v in (summary.get("test_metrics") or {}).items()
+          if k != "accuracy"]
   return writers.table([
       ("config", config.config_name),
       ("attention", config.model.attention.name),
       ("params (total / attn / embed)",
        f"{p['total']:,} / {p['attention']:,} / {p['embedding']:,}"),
-      ("best val accuracy", f"{summary['best_val_accuracy']:.4f} @ step"
-                            f" {summary['best_step']}"),
-      ("test accuracy (best ckpt)", f"{summary['test_accuracy']:.4f}"),
+      (f"best val {summary['selection']}",
+       f"{fmt(summary['best_val_score'])} @ step {summary['best_step']}"),
+      ("test accuracy (best ckpt)", fmt(summary["test_accuracy"])),
+      *rows,
       ("wall time", f"{summary['wall_time_s']:.1f} s"),
       ("outputs", workdir),
   ])
