@@ -4,13 +4,14 @@ Needs `torch` and `transformers` (install them for this script only; the
 tests themselves need neither):
 
     pip install torch transformers
-    python scripts/make_bert_fixture.py            # -> tests/fixtures/bert_tiny/
+    python scripts/make_bert_fixture.py  # -> tests/fixtures/{bert,distilbert}_tiny/
 
 It builds a tiny randomly initialised `BertForSequenceClassification`
 (seeded), saves it with `save_pretrained` (config.json + model.safetensors),
 runs it in eval mode on fixed inputs with right padding and token types, and
 writes the inputs, every layer's hidden states (embeddings output first) and
-the logits to `expected.npz` next to it. `tests/test_hf_import.py` loads the
+the logits to `expected.npz` next to it; the same for a tiny
+`DistilBertForSequenceClassification` (no token types). `tests/test_hf_import.py` loads the
 directory with `lightjax.models.from_pretrained` and compares to 1e-5.
 """
 
@@ -38,6 +39,13 @@ BERT_CONFIG = dict(
     intermediate_size=37, max_position_embeddings=64, type_vocab_size=2,
     hidden_act="gelu", layer_norm_eps=1e-12, num_labels=3, pad_token_id=0,
     hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+)
+
+
+DISTILBERT_CONFIG = dict(
+    vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+    max_position_embeddings=64, activation="gelu", num_labels=3,
+    pad_token_id=0, dropout=0.1, attention_dropout=0.1,
 )
 
 
@@ -79,14 +87,43 @@ def make_bert(out_dir: str, seed: int = 0) -> None:
         f"torch {torch.__version__}, logits {out.logits.shape}")
 
 
+def make_distilbert(out_dir: str, seed: int = 0) -> None:
+  """Tiny DistilBertForSequenceClassification; no token types (Sanh et al. 2019)."""
+  import torch
+  import transformers
+
+  torch.manual_seed(seed)
+  model = transformers.DistilBertForSequenceClassification(
+      transformers.DistilBertConfig(**DISTILBERT_CONFIG))
+  _perturb(model, torch, seed + 1)
+  model.eval()
+  os.makedirs(out_dir, exist_ok=True)
+  model.save_pretrained(out_dir, safe_serialization=True)
+  with torch.no_grad():
+    out = model(
+        input_ids=torch.from_numpy(TOKENS),
+        attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
+        output_hidden_states=True,
+    )
+  hidden = np.stack([h.numpy() for h in out.hidden_states])
+  np.savez_compressed(
+      os.path.join(out_dir, "expected.npz"), tokens=TOKENS.astype(np.int32),
+      hidden_states=hidden.astype(np.float32),
+      logits=out.logits.numpy().astype(np.float32),
+  )
+  print(f"wrote {out_dir}")
+
+
 def main():
   here = os.path.dirname(os.path.abspath(__file__))
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", default=os.path.join(
-      here, "..", "tests", "fixtures", "bert_tiny"))
+  parser.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures"),
+                      help="writes OUT/bert_tiny and OUT/distilbert_tiny")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
-  make_bert(os.path.normpath(args.out), args.seed)
+  make_bert(os.path.normpath(os.path.join(args.out, "bert_tiny")), args.seed)
+  make_distilbert(os.path.normpath(os.path.join(args.out, "distilbert_tiny")),
+                  args.seed)
 
 
 if __name__ == "__main__":

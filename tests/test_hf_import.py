@@ -15,11 +15,12 @@ from lightjax import config_lib, models
 from lightjax.models import hf
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "bert_tiny")
+DISTIL = os.path.join(os.path.dirname(__file__), "fixtures", "distilbert_tiny")
 TOL = 1e-5
 
 
-def _expected():
-  return dict(np.load(os.path.join(FIXTURE, "expected.npz")))
+def _expected(fixture=FIXTURE):
+  return dict(np.load(os.path.join(fixture, "expected.npz")))
 
 
 def _copy(tmp_path, config_edit=None, tensors_edit=None):
@@ -40,7 +41,8 @@ def _copy(tmp_path, config_edit=None, tensors_edit=None):
 
 def _compare(model, exp):
   """Max abs differences: every hidden state (all positions) and the logits."""
-  tokens, segs = jnp.asarray(exp["tokens"]), jnp.asarray(exp["segment_ids"])
+  tokens = jnp.asarray(exp["tokens"])
+  segs = jnp.asarray(exp["segment_ids"]) if "segment_ids" in exp else None
   hs = hf.hidden_states(model, tokens, segment_ids_BxL=segs)
   assert len(hs) == exp["hidden_states"].shape[0]
   diffs = [float(np.abs(np.asarray(h) - e).max())
@@ -107,6 +109,32 @@ def test_runs_with_another_attention_variant(variant):
       np.asarray(logits), atol=TOL)
 
 
+def test_distilbert_every_layer_with_a_fresh_head():
+  """DistilBERT's blocks match; its ReLU pre_classifier head is not mapped yet."""
+  with pytest.raises(hf.CheckpointError, match=r"classifier.*drop_head=True"):
+    models.from_pretrained(DISTIL)
+  model, config = models.from_pretrained(DISTIL, drop_head=True)
+  m = config.model
+  assert (m.type_vocab_size, m.pooler, m.classifier_hidden_dim) == (0, False, 32)
+  assert sorted(config.hf.initialized) == [
+      "head/bias", "head/kernel", "head_hidden/bias", "head_hidden/kernel"]
+  exp = _expected(DISTIL)
+  assert (exp["tokens"] == 0).any()
+  diffs, _ = _compare(model, exp)
+  assert max(diffs) < TOL, diffs
+
+
+def test_num_labels_other_than_the_checkpoint_drops_its_head():
+  model, config = models.from_pretrained(FIXTURE, num_labels=2)
+  assert config.hf.num_labels == 2
+  assert sorted(config.hf.initialized) == ["head/bias", "head/kernel"]
+  exp = _expected()
+  assert model(jnp.asarray(exp["tokens"])).shape == (3, 2)
+  ref, _ = models.from_pretrained(FIXTURE)
+  np.testing.assert_array_equal(np.asarray(model.pooler.kernel[...]),
+                                np.asarray(ref.pooler.kernel[...]))
+
+
 # --- checkpoint variants ---------------------------------------------------------
 
 
@@ -130,7 +158,8 @@ def test_pretraining_checkpoint_names_and_missing_head(tmp_path):
 
 def test_unknown_model_type_lists_supported(tmp_path):
   d = _copy(tmp_path, config_edit=lambda c: c.update(model_type="gpt2"))
-  with pytest.raises(hf.CheckpointError, match=r"'gpt2'.*supported: bert"):
+  with pytest.raises(hf.CheckpointError,
+                     match=r"'gpt2'.*supported: bert, distilbert"):
     models.from_pretrained(d)
 
 

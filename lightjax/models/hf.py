@@ -52,7 +52,7 @@ _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh",
                 "gelu_pytorch_tanh": "gelu_tanh"}
 
 # lightjax parameters a checkpoint may lack: they keep their initialiser.
-_OPTIONAL = ("head", "pooler")
+_OPTIONAL = ("head", "head_hidden", "pooler")
 
 Path = tuple  # a lightjax parameter path, e.g. ("backbone", "blocks", 0, ...)
 
@@ -211,6 +211,67 @@ def _bert_key(key: str) -> str | None:
   return key
 
 
+def _distilbert_config(hf: dict) -> ml_collections.ConfigDict:
+  """DistilBERT (Sanh et al. 2019): BERT's blocks without segment embeddings
+  or pooler; its classifier is pre_classifier + ReLU + classifier."""
+  bert_like = dict(hf, hidden_act=hf.get("activation", "gelu"),
+                   hidden_size=hf["dim"], num_attention_heads=hf["n_heads"],
+                   intermediate_size=hf["hidden_dim"],
+                   num_hidden_layers=hf["n_layers"],
+                   hidden_dropout_prob=hf.get("dropout", 0.1),
+                   layer_norm_eps=1e-12, type_vocab_size=0)
+  config = _bert_config(bert_like)
+  config.model.pooler = False
+  # A hidden head of width dim, as pre_classifier; lightjax's hidden head uses
+  # the model's activation (GELU), not DistilBERT's ReLU, so a trained
+  # pre_classifier is refused (`_distilbert_key`) and the head starts fresh.
+  config.model.classifier_hidden_dim = hf["dim"]
+  return config
+
+
+def _distilbert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
+  out: dict[str, tuple[Path, bool]] = {}
+
+  def linear(hf_name: str, path: Path):
+    out[f"{hf_name}.weight"] = (path + ("kernel",), True)
+    out[f"{hf_name}.bias"] = (path + ("bias",), False)
+
+  def norm(hf_name: str, path: Path):
+    out[f"{hf_name}.weight"] = (path + ("scale",), False)
+    out[f"{hf_name}.bias"] = (path + ("bias",), False)
+
+  bb = ("backbone",)
+  out["embeddings.word_embeddings.weight"] = (bb + ("token_embed", "embedding"), False)
+  out["embeddings.position_embeddings.weight"] = (bb + ("pos_embed", "table"), False)
+  norm("embeddings.LayerNorm", bb + ("embed_ln",))
+  for i in range(hf["n_layers"]):
+    hl, blk = f"transformer.layer.{i}", bb + ("blocks", i)
+    for hf_proj, proj in (("q_lin", "query"), ("k_lin", "key"),
+                          ("v_lin", "value"), ("out_lin", "out")):
+      linear(f"{hl}.attention.{hf_proj}", blk + ("attn", proj))
+    norm(f"{hl}.sa_layer_norm", blk + ("ln1",))
+    linear(f"{hl}.ffn.lin1", blk + ("mlp", "fc1"))
+    linear(f"{hl}.ffn.lin2", blk + ("mlp", "fc2"))
+    norm(f"{hl}.output_layer_norm", blk + ("ln2",))
+  return out
+
+
+def _distilbert_key(key: str) -> str | None:
+  if key.startswith(("pre_classifier.", "classifier.")):
+    raise CheckpointError(
+        f"checkpoint tensor {key!r}: DistilBERT's trained classification head"
+        " (pre_classifier + ReLU) has no lightjax equivalent yet (the hidden"
+        " head uses the model's GELU); pass drop_head=True to start the head"
+        " fresh")
+  if key.startswith("distilbert."):
+    key = key[len("distilbert."):]
+  if key.startswith(("vocab_transform.", "vocab_layer_norm.", "vocab_projector.")):
+    return None  # the masked-LM head of a pretrained-only checkpoint
+  if key.endswith(".position_ids"):
+    return None
+  return key
+
+
 class _Family:
   """How one HF `model_type` becomes a lightjax config and parameter map."""
 
@@ -220,7 +281,12 @@ class _Family:
 
 FAMILIES: dict[str, _Family] = {
     "bert": _Family(_bert_config, _bert_mapping, _bert_key),
+    "distilbert": _Family(_distilbert_config, _distilbert_mapping,
+                          _distilbert_key),
 }
+
+# Each family's classifier tensors (dropped by `drop_head=True`).
+_HEAD_PREFIXES = ("classifier.", "pre_classifier.")
 
 
 def _family(hf: dict) -> _Family:
@@ -267,13 +333,19 @@ class Weights(dict):
     self.source: dict[Path, str] = {}
 
 
-def convert_weights(hf: dict, tensors: dict[str, np.ndarray]) -> Weights:
-  """Checkpoint tensors -> {lightjax parameter path: float32 array}."""
+def convert_weights(hf: dict, tensors: dict[str, np.ndarray], *,
+                    drop_head: bool = False) -> Weights:
+  """Checkpoint tensors -> {lightjax parameter path: float32 array}.
+
+  `drop_head=True` skips the checkpoint's classifier (it starts fresh).
+  """
   family = _family(hf)
   mapping = family.mapping(hf)
   weights = Weights()
   for raw_key in sorted(tensors):
     value = tensors[raw_key]
+    if drop_head and raw_key.startswith(_HEAD_PREFIXES):
+      continue
     key = family.key(raw_key)
     if key is None:
       continue
@@ -341,6 +413,7 @@ def build(config: ml_collections.ConfigDict, weights: dict[Path, np.ndarray],
 
 
 def from_pretrained(path_or_id: str, *, attention: str | None = None,
+                    drop_head: bool = False, num_labels: int | None = None,
                     seed: int = 0) -> tuple[nnx.Module, ml_collections.ConfigDict]:
   """(model, config) for a Hugging Face checkpoint directory or hub id.
 
@@ -348,15 +421,20 @@ def from_pretrained(path_or_id: str, *, attention: str | None = None,
     path_or_id: a `save_pretrained` directory, or a hub id (needs network).
     attention: optional attention variant to run instead of softmax (its
       default options; the projections come from the checkpoint).
+    drop_head: ignore the checkpoint's classifier; the head starts fresh.
+    num_labels: classes of the head; a number other than the checkpoint's
+      drops its classifier (as `drop_head`).
     seed: initialises what the checkpoint lacks (`config.hf.initialized`).
   """
   directory = resolve(path_or_id)
   hf = read_config(directory)
   config = config_from_hf(hf, source=path_or_id)
+  if num_labels is not None and num_labels != config.hf.num_labels:
+    config.hf.num_labels, drop_head = int(num_labels), True
   if attention is not None:
     from lightjax import config_lib  # pylint: disable=import-outside-toplevel
     config.model.attention = config_lib.attention_config(attention)
-  weights = convert_weights(hf, read_tensors(directory))
+  weights = convert_weights(hf, read_tensors(directory), drop_head=drop_head)
   return build(config, weights, seed=seed), config
 
 
