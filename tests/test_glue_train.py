@@ -42,6 +42,17 @@ def _tables(rng, n):
                    f"{4.0 * y + rng.uniform(0, 1):.3f}"])
     for folder, table in (("SST-2", sst), ("MRPC", mrpc), ("STS-B", stsb)):
       out.setdefault(folder, {})[split] = table
+  header = ["index", "promptID", "pairID", "genre", "s1_binary", "s2_binary",
+            "s1_parse", "s2_parse", "sentence1", "sentence2", "label1",
+            "gold_label"]
+  gold = ("contradiction", "entailment", "neutral")
+  for name, rows in (("train.tsv", n), ("dev_matched.tsv", n // 2),
+                     ("dev_mismatched.tsv", n // 4)):
+    table = [header]
+    for i, y in enumerate(rng.integers(0, 3, rows)):
+      table.append([str(i), "1", "1e", "fiction", "x", "y", "x", "y",
+                    _sentence(rng), _sentence(rng), gold[y], gold[y]])
+    out.setdefault("MNLI", {})[name] = table
   return out
 
 
@@ -70,7 +81,7 @@ def _config(task, root, **overrides):
 
 def _check_records(workdir, metric_names):
   recs = read_jsonl(workdir / "metrics.jsonl")
-  assert {r["split"] for r in recs} == {"train", "validation", "test"}
+  assert {r["split"] for r in recs} >= {"train", "validation", "test"}
   for r in recs:
     if r["split"] != "train":
       assert list(r["metrics"]) == list(metric_names)
@@ -114,6 +125,18 @@ def test_stsb_regression_reports_pearson_spearman(tmp_path, glue_files):
   recs = _check_records(tmp_path, ["pearson", "spearman"])
   train = [r for r in recs if r["split"] == "train"]
   assert "accuracy" not in train[0] and np.isfinite(train[-1]["loss"])
+
+
+def test_mnli_reports_matched_and_mismatched(tmp_path, glue_files):
+  summary = trainer.train_and_evaluate(_config("mnli", glue_files),
+                                       str(tmp_path))
+  assert list(summary["test_metrics"]) == ["accuracy"]
+  assert list(summary["test_mismatched_metrics"]) == ["accuracy"]
+  assert summary["test_mismatched_accuracy"] == pytest.approx(
+      summary["test_mismatched_metrics"]["accuracy"], abs=1e-6)
+  recs = read_jsonl(tmp_path / "metrics.jsonl")
+  mismatched = [r for r in recs if r["split"] == "test_mismatched"]
+  assert len(mismatched) == 1 and mismatched[0]["examples"] == 10
 
 
 def test_cli_sst2(tmp_path, glue_files):
