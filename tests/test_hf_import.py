@@ -251,6 +251,30 @@ def test_live_against_transformers(tmp_path):
   assert max(diffs) < TOL and logit_diff < TOL, (diffs, logit_diff)
 
 
+def test_live_distilbert_against_transformers(tmp_path):
+  torch = pytest.importorskip("torch", reason="live comparison needs torch")
+  transformers = pytest.importorskip(
+      "transformers", reason="live comparison needs transformers")
+  from scripts_make_bert_fixture import DISTILBERT_CONFIG, TOKENS
+  torch.manual_seed(8)
+  ref = transformers.DistilBertModel(
+      transformers.DistilBertConfig(**dict(DISTILBERT_CONFIG, n_layers=3))).eval()
+  with torch.no_grad():
+    for p in ref.parameters():
+      p.add_(0.05 * torch.randn(p.shape))
+  ref.save_pretrained(str(tmp_path), safe_serialization=True)
+  with torch.no_grad():
+    out = ref(input_ids=torch.from_numpy(TOKENS),
+              attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
+              output_hidden_states=True)
+  model, config = models.from_pretrained(str(tmp_path))
+  assert "head/kernel" in config.hf.initialized
+  hs = hf.hidden_states(model, jnp.asarray(TOKENS.astype(np.int32)))
+  diffs = [float(np.abs(np.asarray(h) - e.numpy()).max())
+           for h, e in zip(hs, out.hidden_states)]
+  assert len(diffs) == 4 and max(diffs) < TOL, diffs
+
+
 @pytest.fixture(autouse=True)
 def _fixture_script_importable(monkeypatch):
   """`scripts/make_bert_fixture.py` importable as `scripts_make_bert_fixture`."""

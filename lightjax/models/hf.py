@@ -1,4 +1,4 @@
-"""Hugging Face import: a BERT checkpoint as a lightjax config + NNX model.
+"""Hugging Face import: a BERT-family checkpoint as a lightjax config + NNX model.
 
     model, config = lightjax.models.from_pretrained("path/to/dir")
     logits_BxC = model(tokens_BxL, segment_ids_BxL=seg_BxL)
@@ -23,10 +23,17 @@ attention="linear")` (or a swapped `config.model.attention` given to `build`)
 keeps the projections and runs the chosen token-mixing rule; parameters a
 variant adds of its own start from their initialiser.
 
+Supported `model_type`s: "bert" and "distilbert" (Sanh et al. 2019; the same
+post-LN blocks without segment embeddings or pooler). DistilBERT's trained
+classifier (pre_classifier + ReLU + classifier) is refused for now, since
+lightjax's hidden head applies the model's GELU: `drop_head=True` loads the
+encoder and starts the head fresh.
+
 Weights a checkpoint may lack start from lightjax's initialiser and are
 listed in `config.hf.initialized`: the classifier `head` (a pretrained-only
-checkpoint such as `bert-base-uncased`) and the `pooler`. Pretraining heads
-(`cls.*`) are ignored. Anything else unmapped or missing, and any shape
+checkpoint such as `bert-base-uncased`; or `num_labels` other than the
+checkpoint's) and the `pooler`. Pretraining heads (`cls.*`, DistilBERT's
+`vocab_*`) are ignored. Anything else unmapped or missing, and any shape
 mismatch, is an error naming the key and both shapes.
 """
 
