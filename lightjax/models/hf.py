@@ -175,17 +175,22 @@ def _bert_config(hf: dict) -> ml_collections.ConfigDict:
   return config
 
 
+class _Mapping(dict):
+  """HF key -> (lightjax parameter path, transpose?), built per layer kind."""
+
+  def linear(self, hf_name: str, path: Path) -> None:
+    """torch Linear weight [out, in] -> flax kernel [in, out], and bias."""
+    self[f"{hf_name}.weight"] = (path + ("kernel",), True)
+    self[f"{hf_name}.bias"] = (path + ("bias",), False)
+
+  def norm(self, hf_name: str, path: Path) -> None:
+    self[f"{hf_name}.weight"] = (path + ("scale",), False)
+    self[f"{hf_name}.bias"] = (path + ("bias",), False)
+
+
 def _bert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
   """HF key (without the "bert." prefix) -> (lightjax path, transpose?)."""
-  out: dict[str, tuple[Path, bool]] = {}
-
-  def linear(hf_name: str, path: Path):
-    out[f"{hf_name}.weight"] = (path + ("kernel",), True)
-    out[f"{hf_name}.bias"] = (path + ("bias",), False)
-
-  def norm(hf_name: str, path: Path):
-    out[f"{hf_name}.weight"] = (path + ("scale",), False)
-    out[f"{hf_name}.bias"] = (path + ("bias",), False)
+  out = _Mapping()
 
   bb = ("backbone",)
   out["embeddings.word_embeddings.weight"] = (bb + ("token_embed", "embedding"), False)
@@ -193,18 +198,18 @@ def _bert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
   if hf.get("type_vocab_size", 2) > 0:
     out["embeddings.token_type_embeddings.weight"] = (
         bb + ("type_embed", "embedding"), False)
-  norm("embeddings.LayerNorm", bb + ("embed_ln",))
+  out.norm("embeddings.LayerNorm", bb + ("embed_ln",))
   for i in range(hf["num_hidden_layers"]):
     hl, blk = f"encoder.layer.{i}", bb + ("blocks", i)
     for proj in ("query", "key", "value"):
-      linear(f"{hl}.attention.self.{proj}", blk + ("attn", proj))
-    linear(f"{hl}.attention.output.dense", blk + ("attn", "out"))
-    norm(f"{hl}.attention.output.LayerNorm", blk + ("ln1",))
-    linear(f"{hl}.intermediate.dense", blk + ("mlp", "fc1"))
-    linear(f"{hl}.output.dense", blk + ("mlp", "fc2"))
-    norm(f"{hl}.output.LayerNorm", blk + ("ln2",))
-  linear("pooler.dense", ("pooler",))
-  linear("classifier", ("head",))
+      out.linear(f"{hl}.attention.self.{proj}", blk + ("attn", proj))
+    out.linear(f"{hl}.attention.output.dense", blk + ("attn", "out"))
+    out.norm(f"{hl}.attention.output.LayerNorm", blk + ("ln1",))
+    out.linear(f"{hl}.intermediate.dense", blk + ("mlp", "fc1"))
+    out.linear(f"{hl}.output.dense", blk + ("mlp", "fc2"))
+    out.norm(f"{hl}.output.LayerNorm", blk + ("ln2",))
+  out.linear("pooler.dense", ("pooler",))
+  out.linear("classifier", ("head",))
   return out
 
 
@@ -237,29 +242,21 @@ def _distilbert_config(hf: dict) -> ml_collections.ConfigDict:
 
 
 def _distilbert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
-  out: dict[str, tuple[Path, bool]] = {}
-
-  def linear(hf_name: str, path: Path):
-    out[f"{hf_name}.weight"] = (path + ("kernel",), True)
-    out[f"{hf_name}.bias"] = (path + ("bias",), False)
-
-  def norm(hf_name: str, path: Path):
-    out[f"{hf_name}.weight"] = (path + ("scale",), False)
-    out[f"{hf_name}.bias"] = (path + ("bias",), False)
+  out = _Mapping()
 
   bb = ("backbone",)
   out["embeddings.word_embeddings.weight"] = (bb + ("token_embed", "embedding"), False)
   out["embeddings.position_embeddings.weight"] = (bb + ("pos_embed", "table"), False)
-  norm("embeddings.LayerNorm", bb + ("embed_ln",))
+  out.norm("embeddings.LayerNorm", bb + ("embed_ln",))
   for i in range(hf["n_layers"]):
     hl, blk = f"transformer.layer.{i}", bb + ("blocks", i)
     for hf_proj, proj in (("q_lin", "query"), ("k_lin", "key"),
                           ("v_lin", "value"), ("out_lin", "out")):
-      linear(f"{hl}.attention.{hf_proj}", blk + ("attn", proj))
-    norm(f"{hl}.sa_layer_norm", blk + ("ln1",))
-    linear(f"{hl}.ffn.lin1", blk + ("mlp", "fc1"))
-    linear(f"{hl}.ffn.lin2", blk + ("mlp", "fc2"))
-    norm(f"{hl}.output_layer_norm", blk + ("ln2",))
+      out.linear(f"{hl}.attention.{hf_proj}", blk + ("attn", proj))
+    out.norm(f"{hl}.sa_layer_norm", blk + ("ln1",))
+    out.linear(f"{hl}.ffn.lin1", blk + ("mlp", "fc1"))
+    out.linear(f"{hl}.ffn.lin2", blk + ("mlp", "fc2"))
+    out.norm(f"{hl}.output_layer_norm", blk + ("ln2",))
   return out
 
 
