@@ -58,6 +58,33 @@ def _perturb(model, torch, seed):
         p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
+def _save_and_record(model, out_dir: str, torch, **arrays) -> None:
+  """save_pretrained(out_dir), then expected.npz: the inputs, every layer's
+  hidden states and the logits of `model` on TOKENS (right padding masked)
+  and the given extra int inputs (e.g. token_type_ids=SEGMENTS)."""
+  model.eval()
+  os.makedirs(out_dir, exist_ok=True)
+  model.save_pretrained(out_dir, safe_serialization=True)
+  with torch.no_grad():
+    out = model(
+        input_ids=torch.from_numpy(TOKENS),
+        attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
+        output_hidden_states=True,
+        **{k: torch.from_numpy(v) for k, v in arrays.items()},
+    )
+  hidden = np.stack([h.numpy() for h in out.hidden_states])  # [N+1, B, L, E]
+  saved_inputs = {_SAVED_NAME[k]: v.astype(np.int32) for k, v in arrays.items()}
+  np.savez_compressed(
+      os.path.join(out_dir, "expected.npz"), tokens=TOKENS.astype(np.int32),
+      **saved_inputs, hidden_states=hidden.astype(np.float32),
+      logits=out.logits.numpy().astype(np.float32),
+  )
+
+
+# Model input name -> its name in expected.npz.
+_SAVED_NAME = {"token_type_ids": "segment_ids"}
+
+
 def make_bert(out_dir: str, seed: int = 0) -> None:
   import torch
   import transformers
@@ -66,25 +93,9 @@ def make_bert(out_dir: str, seed: int = 0) -> None:
   config = transformers.BertConfig(**BERT_CONFIG)
   model = transformers.BertForSequenceClassification(config)
   _perturb(model, torch, seed + 1)
-  model.eval()
-  os.makedirs(out_dir, exist_ok=True)
-  model.save_pretrained(out_dir, safe_serialization=True)
-  with torch.no_grad():
-    out = model(
-        input_ids=torch.from_numpy(TOKENS),
-        token_type_ids=torch.from_numpy(SEGMENTS),
-        attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
-        output_hidden_states=True,
-    )
-  hidden = np.stack([h.numpy() for h in out.hidden_states])  # [N+1, B, L, E]
-  np.savez_compressed(
-      os.path.join(out_dir, "expected.npz"), tokens=TOKENS.astype(np.int32),
-      segment_ids=SEGMENTS.astype(np.int32),
-      hidden_states=hidden.astype(np.float32),
-      logits=out.logits.numpy().astype(np.float32),
-  )
+  _save_and_record(model, out_dir, torch, token_type_ids=SEGMENTS)
   print(f"wrote {out_dir}: transformers {transformers.__version__}, "
-        f"torch {torch.__version__}, logits {out.logits.shape}")
+        f"torch {torch.__version__}")
 
 
 def make_distilbert(out_dir: str, seed: int = 0) -> None:
@@ -96,21 +107,7 @@ def make_distilbert(out_dir: str, seed: int = 0) -> None:
   model = transformers.DistilBertForSequenceClassification(
       transformers.DistilBertConfig(**DISTILBERT_CONFIG))
   _perturb(model, torch, seed + 1)
-  model.eval()
-  os.makedirs(out_dir, exist_ok=True)
-  model.save_pretrained(out_dir, safe_serialization=True)
-  with torch.no_grad():
-    out = model(
-        input_ids=torch.from_numpy(TOKENS),
-        attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
-        output_hidden_states=True,
-    )
-  hidden = np.stack([h.numpy() for h in out.hidden_states])
-  np.savez_compressed(
-      os.path.join(out_dir, "expected.npz"), tokens=TOKENS.astype(np.int32),
-      hidden_states=hidden.astype(np.float32),
-      logits=out.logits.numpy().astype(np.float32),
-  )
+  _save_and_record(model, out_dir, torch)
   print(f"wrote {out_dir}")
 
 
