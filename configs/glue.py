@@ -66,14 +66,7 @@ def get_config(arg=None):
   c.model.mlp_dim = 3072
   c.model.num_layers = 12
   c.model.dropout_rate = 0.1
-  c.model.pos_embedding = "learned"
-  c.model.norm_position = "post"
-  c.model.activation = "gelu"
-  c.model.layer_norm_eps = 1e-12
-  c.model.type_vocab_size = 2
-  c.model.pool = "first"
-  c.model.pooler = True
-  c.model.classifier_hidden_dim = 0  # BERT: one linear layer on the pooler
+  config_lib.bert_layout(c.model)
 
   # Fine-tuning schedule (Devlin et al. 2019, appendix A.3).
   c.batch_size = 32

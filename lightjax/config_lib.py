@@ -63,6 +63,27 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def bert_layout(model: ml_collections.ConfigDict, *, activation: str = "gelu",
+                layer_norm_eps: float = 1e-12, type_vocab_size: int = 2
+                ) -> ml_collections.ConfigDict:
+  """Sets BERT's block layout on `model` (Devlin et al. 2019), sizes apart.
+
+  Post-LayerNorm blocks with an embedding LayerNorm, learned positions,
+  segment embeddings, the [CLS] token read through the tanh pooler into one
+  linear layer. The one place this layout is written: GLUE configs and the
+  Hugging Face import both use it.
+  """
+  model.pos_embedding = "learned"
+  model.norm_position = "post"
+  model.activation = activation
+  model.layer_norm_eps = layer_norm_eps
+  model.type_vocab_size = type_vocab_size
+  model.pool = "first"
+  model.pooler = True
+  model.classifier_hidden_dim = 0  # one linear layer on the pooler
+  return model
+
+
 def attention_config(name: str) -> ml_collections.ConfigDict:
   """{"name": name, <variant>: {its options}} for every registered variant.
 

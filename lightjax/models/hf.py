@@ -163,14 +163,10 @@ def _bert_config(hf: dict) -> ml_collections.ConfigDict:
   m.embed_dim, m.num_heads, m.head_dim = e, h, e // h
   m.mlp_dim, m.num_layers = hf["intermediate_size"], hf["num_hidden_layers"]
   m.dropout_rate = float(hf.get("hidden_dropout_prob", 0.1))
-  m.pos_embedding = "learned"
-  m.pool = "first"
-  m.norm_position = "post"
-  m.activation = _ACTIVATIONS[act]
-  m.layer_norm_eps = float(hf.get("layer_norm_eps", 1e-12))
-  m.type_vocab_size = int(hf.get("type_vocab_size", 2))
-  m.pooler = True
-  m.classifier_hidden_dim = 0
+  config_lib.bert_layout(
+      m, activation=_ACTIVATIONS[act],
+      layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+      type_vocab_size=int(hf.get("type_vocab_size", 2)))
   m.dtype = "float32"
   return config
 
