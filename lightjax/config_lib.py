@@ -24,6 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.config_name = ""          # set by each config file, recorded in summary.json
   c.seed = 0                  # model init, dropout and data order
   c.data_dir = ""             # "" = $LIGHTJAX_DATA_DIR or ~/.cache/lightjax
+  # Start from trained weights: "hf:<hub id or directory>" (a Hugging Face
+  # checkpoint) or a lightjax workdir; sizes come from it (lightjax.init_from).
+  c.init_from = ""
 
   c.num_train_steps = 1000
   c.batch_size = 32           # global; split over devices (data parallel)
@@ -58,6 +61,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.type_vocab_size = 0         # segment (token type) embeddings; 0 = none (BERT: 2)
   c.model.pooler = False              # BERT's pooler: tanh(dense(pooled)) before the head
   c.model.classifier_hidden_dim = 128  # 0 = a single linear head
+  c.model.classifier_activation = ""  # hidden head's; "" = model.activation
+  c.model.heads_per_layer = ()        # each layer's heads (pruned models); () = num_heads in all
+  c.model.mlp_dims_per_layer = ()     # each layer's MLP width; () = mlp_dim in all; 0 = bias only
+  c.model.layerdrop = 0.0             # LayerDrop: skip each block w.p. p in training (Fan et al. 2020)
+  c.model.embed_factor_dim = 0        # ALBERT factorised token embedding width F; 0 = none
+  c.model.share_layers = False        # ALBERT all-shared: one block used num_layers times
   c.model.dtype = "float32"           # compute dtype; params stay float32
   c.model.attention = attention_config("softmax")
   return c
@@ -129,6 +138,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   models.POSITION_EMBEDDINGS.get(m.pos_embedding)
   models.NORM_POSITIONS.get(m.norm_position)
   models.ACTIVATIONS.get(m.activation)
+  if m.get("classifier_activation"):
+    models.ACTIVATIONS.get(m.classifier_activation)
   optim.SCHEDULES.get(config.optim.schedule)
   data.get(config.task.name)
   for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every",
@@ -145,6 +156,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if m.type_vocab_size < 0:
     raise ValueError("config.model.type_vocab_size must be >= 0 (0 = no segment"
                      f" embeddings), got {m.type_vocab_size}")
+  # Per-layer sizes (lengths, values >= 0, uniform when share_layers): the
+  # check the model build runs, so the message is the same either way.
+  models.transformer.layer_sizes(m)
+  layerdrop = m.get("layerdrop", 0.0)
+  if not 0.0 <= layerdrop < 1.0:
+    raise ValueError(f"config.model.layerdrop must be in [0, 1), got {layerdrop}"
+                     " (1 would never train a block)")
+  factor = m.get("embed_factor_dim", 0)
+  if isinstance(factor, bool) or not isinstance(factor, int) or factor < 0:
+    raise ValueError("config.model.embed_factor_dim must be an integer >= 0"
+                     f" (0 = no factorised embedding), got {factor!r}")
 
 
 # --- command-line overrides -------------------------------------------------

@@ -11,8 +11,9 @@ Exit codes:
   0        done
   1        error: non-finite loss (the last good checkpoint is kept), or the
            workdir has checkpoints and none of them reads
-  2        bad flag value, bad config, or an unusable --workdir (a file, not
-           creatable, or holding checkpoints of a different config)
+  2        bad flag value, bad config (an `init_from` that is no checkpoint,
+           or a size contradicting it), or an unusable --workdir (a file,
+           not creatable, or holding checkpoints of a different config)
   3        --workdir is in use by another run (<workdir>/.lock is held);
            nothing was written
   128+sig  stopped by SIGTERM/SIGINT after saving a checkpoint
@@ -26,7 +27,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lightjax import checkpointing, config_lib, trainer
+from lightjax import checkpointing, config_lib, init_from, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/listops.py or configs/listops.py:linear.",
@@ -47,6 +48,9 @@ def main(argv: list[str]) -> None:
     with config.unlocked():
       config.config_name += "[" + ",".join(overrides) + "]"
   try:
+    # A checkpoint's sizes replace the config file's; a size given on the
+    # command line that contradicts them is refused here.
+    init_from.resolve_config(config, explicit=overrides)
     config_lib.validate(config)
   except ValueError as e:
     print(f"lightjax.train: invalid config: {e}", file=sys.stderr)

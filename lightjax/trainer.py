@@ -30,7 +30,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lightjax import attention as attention_lib
-from lightjax import checkpointing, config_lib, data, models, objectives, optim
+from lightjax import checkpointing, config_lib, data, init_from, models
+from lightjax import objectives, optim
 from lightjax import writers
 from lightjax.data import pipeline
 from lightjax.metrics import cost, glue_metrics
@@ -250,8 +251,12 @@ def _open_workdir(workdir: str, stack: contextlib.ExitStack) -> None:
 
 
 def _setup(config: ml_collections.ConfigDict, workdir: str,
-           stack: contextlib.ExitStack) -> _Setup:
+           stack: contextlib.ExitStack,
+           source: init_from.Source | None = None) -> _Setup:
   """Workdir, mesh, data, model, optimizer and (if resuming) their state.
+
+  `source`: the checkpoint `config.init_from` names (its fields already
+  resolved into `config`), loaded unless the workdir has a train state.
 
   What needs closing (lock, writer, checkpointer) goes on `stack`, so an error
   anywhere in setup or training still releases the workdir.
@@ -279,11 +284,25 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   train_batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
                                         config.seed)
 
-  # --- Model and optimizer ----------------------------------------------------
+  # --- Model (from `init_from`'s weights unless resuming) and optimizer -----
+  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+  stack.callback(ckpt.close)
+  vocab_size, max_len = task.vocab_size, task.max_len
+  if source is not None:  # its embedding and position tables, whole
+    init_from.check_task(source, task)
+    vocab_size, max_len = source.vocab_size, source.max_len
   rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
-  model = models.build_model(config.model, vocab_size=task.vocab_size,
-                             num_classes=task.num_classes, max_len=task.max_len,
+  model = models.build_model(config.model, vocab_size=vocab_size,
+                             num_classes=task.num_classes, max_len=max_len,
                              rngs=rngs)
+  init_from.write_model_json(
+      workdir, config.model, vocab_size=vocab_size,
+      num_classes=task.num_classes, max_len=max_len, pad_id=task.pad_id,
+      tokenizer=config.task.get("tokenizer"), task=task.name)
+  if source is not None and ckpt.latest_step() is None:
+    fresh = init_from.load_into(model, source, task.num_classes)
+    writers.say(f"Initialised from {source.spec}"
+                + (f"; fresh: {', '.join(fresh)}" if fresh else "") + ".")
   num_params = count_params(model)
   tx, schedule = optim.make_optimizer(config.optim, config.num_train_steps)
   opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -293,8 +312,6 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   del model, opt  # from here on the state pytree is the only copy
 
   # --- Restore ------------------------------------------------------------------
-  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
-  stack.callback(ckpt.close)
   meta = {"best_val_accuracy": -1.0, "best_step": -1, "elapsed_s": 0.0}
   zero_acc = lambda: jax.device_put(zero_metrics(), replicated)
   acc, start_step = zero_acc(), 0
@@ -370,9 +387,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   checkpoints, or holds checkpoints none of which reads.
   """
   timer = writers.StepTimer()
+  source = init_from.resolve_config(config)  # its sizes, before the checks
   config_lib.validate(config)
   with contextlib.ExitStack() as stack:
-    s = _setup(config, workdir, stack)
+    s = _setup(config, workdir, stack, source)
     train_exec, eval_exec, train_cost, eval_cost = _compile(config, s)
     ckpt, writer, meta = s.ckpt, s.writer, s.meta
     state, acc = s.state, s.acc

@@ -7,7 +7,8 @@ tests themselves need neither):
     python scripts/make_bert_fixture.py  # -> tests/fixtures/{bert,distilbert}_tiny/
 
 It builds a tiny randomly initialised `BertForSequenceClassification`
-(seeded), saves it with `save_pretrained` (config.json + model.safetensors),
+(seeded), saves it with `save_pretrained` (config.json + model.safetensors,
+and a 99-token WordPiece tokenizer: vocab.txt, tokenizer.json, ...),
 runs it in eval mode on fixed inputs with right padding and token types, and
 writes the inputs, every layer's hidden states (embeddings output first) and
 the logits to `expected.npz` next to it; the same for a tiny
@@ -58,13 +59,35 @@ def _perturb(model, torch, seed):
         p.add_(0.1 * torch.randn(p.shape, generator=g))
 
 
+# The fixtures' WordPiece vocabulary (99 ids, the models' vocab_size): BERT's
+# special tokens at the ids TOKENS uses ([PAD] 0, [CLS] 2, [SEP] 3), then
+# the words the GLUE tests write, then filler.
+WORDS = ("the cat sat a dog ran is good bad movie . on mat and it was not very"
+         " great film story".split())
+VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+         + [f"w{i}" for i in range(99 - 5 - len(WORDS))])
+
+
+def _save_tokenizer(out_dir: str) -> None:
+  """vocab.txt + tokenizer.json etc., as `BertTokenizerFast.save_pretrained`."""
+  import transformers
+
+  vocab = os.path.join(out_dir, "vocab.txt")
+  with open(vocab, "w", encoding="utf-8") as f:
+    f.write("".join(t + "\n" for t in VOCAB))
+  transformers.BertTokenizerFast(vocab_file=vocab, do_lower_case=True
+                                 ).save_pretrained(out_dir)
+
+
 def _save_and_record(model, out_dir: str, torch, **arrays) -> None:
-  """save_pretrained(out_dir), then expected.npz: the inputs, every layer's
-  hidden states and the logits of `model` on TOKENS (right padding masked)
-  and the given extra int inputs (e.g. token_type_ids=SEGMENTS)."""
+  """save_pretrained(out_dir) with a tokenizer, then expected.npz: the
+  inputs, every layer's hidden states and the logits of `model` on TOKENS
+  (right padding masked) and the given extra int inputs (e.g.
+  token_type_ids=SEGMENTS)."""
   model.eval()
   os.makedirs(out_dir, exist_ok=True)
   model.save_pretrained(out_dir, safe_serialization=True)
+  _save_tokenizer(out_dir)
   with torch.no_grad():
     out = model(
         input_ids=torch.from_numpy(TOKENS),

@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from lightjax import config_lib
 from lightjax.tables import read_jsonl  # noqa: F401  (re-exported)
 
@@ -11,3 +13,54 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def load_config(spec: str):
   """Loads "configs/x.py[:arg]" relative to the repository root."""
   return config_lib.load_config_file(os.path.join(REPO, spec))
+
+
+# --- GLUE-format files ----------------------------------------------------------
+
+WORDS = ["the", "cat", "sat", "a", "dog", "ran", "is", "movie"]
+
+
+def _sentence(rng, n=4):
+  return " ".join(rng.choice(WORDS, size=n)) + " ."
+
+
+def _glue_tables(rng, n):
+  """SST-2, MRPC and STS-B files with `n` train rows and n // 2 dev rows."""
+  out = {}
+  for split, rows in (("train.tsv", n), ("dev.tsv", n // 2)):
+    labels = rng.integers(0, 2, rows)
+    sst = [["sentence", "label"]] + [
+        [f"{'good' if y else 'bad'} {_sentence(rng)}", str(y)] for y in labels]
+    mrpc = [["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]]
+    stsb = [["index", "genre", "filename", "year", "old_index", "source1",
+             "source2", "sentence1", "sentence2", "score"]]
+    for i, y in enumerate(labels):
+      a = _sentence(rng)
+      b = a if y else _sentence(rng)
+      mrpc.append([str(y), str(i), str(i), a, b])
+      stsb.append([str(i), "main", "x", "2012", str(i), "none", "none", a, b,
+                   f"{4.0 * y + rng.uniform(0, 1):.3f}"])
+    for folder, table in (("SST-2", sst), ("MRPC", mrpc), ("STS-B", stsb)):
+      out.setdefault(folder, {})[split] = table
+  header = ["index", "promptID", "pairID", "genre", "s1_binary", "s2_binary",
+            "s1_parse", "s2_parse", "sentence1", "sentence2", "label1",
+            "gold_label"]
+  gold = ("contradiction", "entailment", "neutral")
+  for name, rows in (("train.tsv", n), ("dev_matched.tsv", n // 2),
+                     ("dev_mismatched.tsv", n // 4)):
+    table = [header]
+    for i, y in enumerate(rng.integers(0, 3, rows)):
+      table.append([str(i), "1", "1e", "fiction", "x", "y", "x", "y",
+                    _sentence(rng), _sentence(rng), gold[y], gold[y]])
+    out.setdefault("MNLI", {})[name] = table
+  return out
+
+
+def write_glue_tsvs(glue_dir, n: int = 40, seed: int = 0) -> None:
+  """SST-2, MRPC, STS-B and MNLI in GLUE's TSV layout under `glue_dir`
+  (n train rows; SST-2's label shows in its first word, so it is learnable)."""
+  for folder, tables in _glue_tables(np.random.default_rng(seed), n).items():
+    os.makedirs(os.path.join(glue_dir, folder), exist_ok=True)
+    for name, rows in tables.items():
+      with open(os.path.join(glue_dir, folder, name), "w", encoding="utf-8") as f:
+        f.write("".join("\t".join(r) + "\n" for r in rows))

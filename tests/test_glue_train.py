@@ -12,58 +12,15 @@ import pytest
 pytest.importorskip("tokenizers")
 
 from lightjax import trainer  # noqa: E402
-from tests.helpers import REPO, load_config, read_jsonl  # noqa: E402
+from tests.helpers import REPO, load_config, read_jsonl, write_glue_tsvs  # noqa: E402
 
 # A WordPiece vocab ([PAD] = 0 would hide pad-id bugs: put it elsewhere).
 VOCAB = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]", "the", "cat", "sat",
          "a", "dog", "ran", "is", "good", "bad", "movie", "."]
-WORDS = ["the", "cat", "sat", "a", "dog", "ran", "is", "movie"]
-
-
-def _sentence(rng, n=4):
-  return " ".join(rng.choice(WORDS, size=n)) + " ."
-
-
-def _tables(rng, n):
-  """SST-2, MRPC and STS-B files with `n` train rows and n // 2 dev rows."""
-  out = {}
-  for split, rows in (("train.tsv", n), ("dev.tsv", n // 2)):
-    labels = rng.integers(0, 2, rows)
-    sst = [["sentence", "label"]] + [
-        [f"{'good' if y else 'bad'} {_sentence(rng)}", str(y)] for y in labels]
-    mrpc = [["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]]
-    stsb = [["index", "genre", "filename", "year", "old_index", "source1",
-             "source2", "sentence1", "sentence2", "score"]]
-    for i, y in enumerate(labels):
-      a = _sentence(rng)
-      b = a if y else _sentence(rng)
-      mrpc.append([str(y), str(i), str(i), a, b])
-      stsb.append([str(i), "main", "x", "2012", str(i), "none", "none", a, b,
-                   f"{4.0 * y + rng.uniform(0, 1):.3f}"])
-    for folder, table in (("SST-2", sst), ("MRPC", mrpc), ("STS-B", stsb)):
-      out.setdefault(folder, {})[split] = table
-  header = ["index", "promptID", "pairID", "genre", "s1_binary", "s2_binary",
-            "s1_parse", "s2_parse", "sentence1", "sentence2", "label1",
-            "gold_label"]
-  gold = ("contradiction", "entailment", "neutral")
-  for name, rows in (("train.tsv", n), ("dev_matched.tsv", n // 2),
-                     ("dev_mismatched.tsv", n // 4)):
-    table = [header]
-    for i, y in enumerate(rng.integers(0, 3, rows)):
-      table.append([str(i), "1", "1e", "fiction", "x", "y", "x", "y",
-                    _sentence(rng), _sentence(rng), gold[y], gold[y]])
-    out.setdefault("MNLI", {})[name] = table
-  return out
-
-
 @pytest.fixture(scope="module")
 def glue_files(tmp_path_factory):
   root = tmp_path_factory.mktemp("glue_train")
-  for folder, tables in _tables(np.random.default_rng(0), 40).items():
-    os.makedirs(root / "glue" / folder)
-    for name, rows in tables.items():
-      (root / "glue" / folder / name).write_text(
-          "".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
+  write_glue_tsvs(root / "glue", 40)
   (root / "vocab.txt").write_text("".join(t + "\n" for t in VOCAB),
                                   encoding="utf-8")
   return root

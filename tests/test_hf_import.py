@@ -109,19 +109,21 @@ def test_runs_with_another_attention_variant(variant):
       np.asarray(logits), atol=TOL)
 
 
-def test_distilbert_every_layer_with_a_fresh_head():
-  """DistilBERT's blocks match; its ReLU pre_classifier head is not mapped yet."""
-  with pytest.raises(hf.CheckpointError, match=r"classifier.*drop_head=True"):
-    models.from_pretrained(DISTIL)
-  model, config = models.from_pretrained(DISTIL, drop_head=True)
+def test_distilbert_every_layer_and_its_relu_head():
+  """DistilBERT's blocks and its pre_classifier + ReLU + classifier head."""
+  model, config = models.from_pretrained(DISTIL)
   m = config.model
-  assert (m.type_vocab_size, m.pooler, m.classifier_hidden_dim) == (0, False, 32)
-  assert sorted(config.hf.initialized) == [
-      "head/bias", "head/kernel", "head_hidden/bias", "head_hidden/kernel"]
+  assert (m.type_vocab_size, m.pooler, m.classifier_hidden_dim,
+          m.classifier_activation) == (0, False, 32, "relu")
+  assert list(config.hf.initialized) == []
   exp = _expected(DISTIL)
   assert (exp["tokens"] == 0).any()
-  diffs, _ = _compare(model, exp)
+  diffs, logit_diff = _compare(model, exp)
   assert max(diffs) < TOL, diffs
+  assert logit_diff < TOL, logit_diff
+  _, config = models.from_pretrained(DISTIL, drop_head=True)
+  assert sorted(config.hf.initialized) == [
+      "head/bias", "head/kernel", "head_hidden/bias", "head_hidden/kernel"]
 
 
 def test_num_labels_other_than_the_checkpoint_drops_its_head():

@@ -24,10 +24,9 @@ keeps the projections and runs the chosen token-mixing rule; parameters a
 variant adds of its own start from their initialiser.
 
 Supported `model_type`s: "bert" and "distilbert" (Sanh et al. 2019; the same
-post-LN blocks without segment embeddings or pooler). DistilBERT's trained
-classifier (pre_classifier + ReLU + classifier) is refused for now, since
-lightjax's hidden head applies the model's GELU: `drop_head=True` loads the
-encoder and starts the head fresh.
+post-LN blocks without segment embeddings or pooler; its classifier,
+pre_classifier + ReLU + classifier, is lightjax's hidden head with
+`classifier_activation="relu"`).
 
 Weights a checkpoint may lack start from lightjax's initialiser and are
 listed in `config.hf.initialized`: the classifier `head` (a pretrained-only
@@ -230,10 +229,8 @@ def _distilbert_config(hf: dict) -> ml_collections.ConfigDict:
                    layer_norm_eps=1e-12, type_vocab_size=0)
   config = _bert_config(bert_like)
   config.model.pooler = False
-  # A hidden head of width dim, as pre_classifier; lightjax's hidden head uses
-  # the model's activation (GELU), not DistilBERT's ReLU, so a trained
-  # pre_classifier is refused (`_distilbert_key`) and the head starts fresh.
-  config.model.classifier_hidden_dim = hf["dim"]
+  config.model.classifier_hidden_dim = hf["dim"]  # pre_classifier
+  config.model.classifier_activation = "relu"
   return config
 
 
@@ -253,16 +250,12 @@ def _distilbert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
     out.linear(f"{hl}.ffn.lin1", blk + ("mlp", "fc1"))
     out.linear(f"{hl}.ffn.lin2", blk + ("mlp", "fc2"))
     out.norm(f"{hl}.output_layer_norm", blk + ("ln2",))
+  out.linear("pre_classifier", ("head_hidden",))
+  out.linear("classifier", ("head",))
   return out
 
 
 def _distilbert_key(key: str) -> str | None:
-  if key.startswith(("pre_classifier.", "classifier.")):
-    raise CheckpointError(
-        f"checkpoint tensor {key!r}: DistilBERT's trained classification head"
-        " (pre_classifier + ReLU) has no lightjax equivalent yet (the hidden"
-        " head uses the model's GELU); pass drop_head=True to start the head"
-        " fresh")
   if key.startswith("distilbert."):
     key = key[len("distilbert."):]
   if key.startswith(("vocab_transform.", "vocab_layer_norm.", "vocab_projector.")):
@@ -457,3 +450,165 @@ def hidden_states(model, tokens_BxL, *, segment_ids_BxL=None, pad_id=0
     out.append(x)
   out[-1] = bb.final_norm(x)
   return out
+
+
+# --- saving back -------------------------------------------------------------------
+
+# Tokenizer files a checkpoint directory may hold; `save_pretrained` copies
+# those present next to the tokenizer it is given.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json", "vocab.txt", "vocab.json",
+                   "merges.txt")
+
+# lightjax `activation` -> HF `hidden_act` (the inverse of _ACTIVATIONS).
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
+
+# Each family's classifier tensors sit outside its encoder prefix.
+_PREFIXES = {"bert": ("bert.", ("classifier.",)),
+             "distilbert": ("distilbert.", ("pre_classifier.", "classifier."))}
+
+
+def _family_of(m) -> str:
+  """The HF family `m` (a `config.model`) is laid out as, or CheckpointError."""
+  from lightjax.models import transformer  # pylint: disable=import-outside-toplevel
+  opt = lambda k: transformer.option(m, k)
+  problems = []
+  if m.attention.name != "softmax":
+    problems.append(f"attention {m.attention.name!r} (transformers runs"
+                    " softmax only)")
+  if m.name != "encoder_classifier":
+    problems.append(f"model {m.name!r}")
+  if (opt("norm_position"), m.pos_embedding, m.pool) != ("post", "learned", "first"):
+    problems.append("not BERT's layout (norm_position='post', pos_embedding="
+                    "'learned', pool='first')")
+  if m.num_heads * m.head_dim != m.embed_dim:
+    problems.append(f"num_heads * head_dim = {m.num_heads * m.head_dim} is"
+                    f" not embed_dim {m.embed_dim}")
+  if opt("activation") not in _HF_ACTIVATIONS:
+    problems.append(f"activation {opt('activation')!r}")
+  for field in ("heads_per_layer", "mlp_dims_per_layer", "embed_factor_dim",
+                "share_layers"):
+    if m.get(field):
+      problems.append(f"{field}={m[field]!r}")
+  head_act = opt("classifier_activation") or opt("activation")
+  if opt("pooler") and m.classifier_hidden_dim == 0:
+    family = "bert"
+  elif (not opt("pooler") and opt("type_vocab_size") == 0
+        and m.classifier_hidden_dim == m.embed_dim and head_act == "relu"):
+    family = "distilbert"
+  else:
+    family = None
+    problems.append("its head is neither BERT's (pooler, one linear layer)"
+                    " nor DistilBERT's (no segment embeddings or pooler,"
+                    " a hidden head of embed_dim with ReLU)")
+  if problems:
+    raise CheckpointError("this model has no Hugging Face equivalent: "
+                          + "; ".join(problems))
+  return family
+
+
+def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
+                  pad_id: int, base: dict | None = None) -> dict[str, Any]:
+  """config.json for `m` (a `config.model`), over `base` (the config.json it
+  was imported from: keeps what lightjax has no field for)."""
+  from lightjax.models import transformer  # pylint: disable=import-outside-toplevel
+  opt = lambda k: transformer.option(m, k)
+  family = _family_of(m)
+  out = dict(base or {})
+  if out.get("model_type", family) != family:
+    out = {}
+  labels = {str(i): out.get("id2label", {}).get(str(i), f"LABEL_{i}")
+            for i in range(num_labels)}
+  out.update(model_type=family, vocab_size=vocab_size,
+             max_position_embeddings=max_len, pad_token_id=pad_id,
+             id2label=labels, label2id={v: int(k) for k, v in labels.items()},
+             problem_type=("regression" if num_labels == 1
+                           else "single_label_classification"))
+  act = _HF_ACTIVATIONS[opt("activation")]
+  if family == "bert":
+    out.update(architectures=["BertForSequenceClassification"],
+               hidden_size=m.embed_dim, num_hidden_layers=m.num_layers,
+               num_attention_heads=m.num_heads, intermediate_size=m.mlp_dim,
+               hidden_act=act, layer_norm_eps=opt("layer_norm_eps"),
+               type_vocab_size=opt("type_vocab_size"),
+               position_embedding_type="absolute",
+               hidden_dropout_prob=m.dropout_rate,
+               attention_probs_dropout_prob=out.get(
+                   "attention_probs_dropout_prob", m.dropout_rate))
+  else:
+    out.update(architectures=["DistilBertForSequenceClassification"],
+               dim=m.embed_dim, n_layers=m.num_layers, n_heads=m.num_heads,
+               hidden_dim=m.mlp_dim, activation=act, dropout=m.dropout_rate,
+               attention_dropout=out.get("attention_dropout", m.dropout_rate),
+               sinusoidal_pos_embds=False)
+  return out
+
+
+def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
+                    pad_id: int = 0, tokenizer: str | None = None,
+                    base: dict | None = None,
+                    tokenizer_config: dict | None = None) -> dict[str, Any]:
+  """Writes `model` as a Hugging Face checkpoint directory; returns its config.
+
+  config.json + model.safetensors (+ the tokenizer's files, copied from
+  `tokenizer`, a checkpoint directory or a vocab.txt / tokenizer.json) that
+  `transformers`' `AutoModelForSequenceClassification.from_pretrained` loads
+  and `from_pretrained` here reads back to the same model. The inverse of the
+  import's weight map: flax kernels [in, out] become torch [out, in].
+  `tokenizer_config` is written as tokenizer_config.json where the tokenizer
+  brings none (a bare vocab.txt).
+  """
+  import shutil  # pylint: disable=import-outside-toplevel
+  try:
+    from safetensors.numpy import save as to_bytes  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise CheckpointError("saving Hugging Face checkpoints needs the"
+                          " `safetensors` package (pip install safetensors)") from e
+  from lightjax import files  # pylint: disable=import-outside-toplevel
+
+  params = {tuple(p): np.asarray(v[...], np.float32)
+            for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+  bb = ("backbone",)
+  hf_config = hf_config_for(
+      model_cfg, vocab_size=params[bb + ("token_embed", "embedding")].shape[0],
+      num_labels=params[("head", "kernel")].shape[1],
+      max_len=params[bb + ("pos_embed", "table")].shape[0], pad_id=pad_id,
+      base=base)
+  family = FAMILIES[hf_config["model_type"]]
+  prefix, outside = _PREFIXES[hf_config["model_type"]]
+  tensors, used = {}, set()
+  for key, (path, transpose) in family.mapping(hf_config).items():
+    if path not in params:
+      raise CheckpointError(f"the model has no parameter {_name(path)} for"
+                            f" the checkpoint's {key!r}")
+    value = params[path].T if transpose else params[path]
+    name = key if key.startswith(outside) else prefix + key
+    tensors[name] = np.ascontiguousarray(value)
+    used.add(path)
+  left = sorted(_name(p) for p in params if p not in used)
+  if left:
+    raise CheckpointError(f"parameters with no place in a {hf_config['model_type']}"
+                          f" checkpoint: {', '.join(left)}")
+  os.makedirs(directory, exist_ok=True)
+  files.atomic_write(os.path.join(directory, CONFIG_FILE),
+                     lambda f: json.dump(hf_config, f, indent=2, sort_keys=True))
+  files.atomic_write(  # "format": transformers refuses a file without it
+      os.path.join(directory, SAFETENSORS_FILE),
+      lambda f: f.write(to_bytes(tensors, metadata={"format": "pt"})),
+      binary=True)
+  if tokenizer:
+    found = ([os.path.join(tokenizer, n) for n in TOKENIZER_FILES]
+             if os.path.isdir(tokenizer) else [tokenizer])
+    found = [p for p in found if os.path.isfile(p)]
+    if not found:
+      raise CheckpointError(f"no tokenizer files ({', '.join(TOKENIZER_FILES)})"
+                            f" in {tokenizer}")
+    for path in found:
+      dest = os.path.join(directory, os.path.basename(path))
+      if os.path.abspath(path) != os.path.abspath(dest):
+        shutil.copyfile(path, dest)
+    if tokenizer_config and not os.path.exists(
+        os.path.join(directory, "tokenizer_config.json")):
+      files.atomic_write(os.path.join(directory, "tokenizer_config.json"),
+                         lambda f: json.dump(tokenizer_config, f, indent=2))
+  return hf_config

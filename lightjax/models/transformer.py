@@ -21,11 +21,28 @@ names, so a BERT-style model runs with any registered variant.
 `embed_dim`, `num_heads`, `head_dim`, `mlp_dim` and `num_layers` are separate
 knobs (head_dim is not forced to embed_dim / num_heads) so shrinking recipes
 can change each one alone.
+
+The options a shrinking recipe produces or needs are config fields too, again
+with defaults that leave the model unchanged (same parameters, paths and
+outputs):
+  heads_per_layer     head count of each layer (Michel et al. 2019 prune
+                      whole heads); a layer may have 0 heads.
+  mlp_dims_per_layer  MLP width of each layer (structured FFN neuron
+                      pruning); a layer may have width 0.
+  layerdrop           LayerDrop (Fan et al. 2020): skip whole blocks in
+                      training, so any sub-network of layers works at test.
+  embed_factor_dim    ALBERT's factorised token embedding (Lan et al. 2020
+                      sec. 3.1): V x E table then an E -> embed_dim map.
+  share_layers        ALBERT's all-shared blocks: one block, num_layers uses.
+Head importance (Michel et al. 2019 sec. 4) needs no option: set
+`attn.head_gate = HeadGate(jnp.ones(h))` on a built model and differentiate
+with respect to the gates.
 """
 
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -36,7 +53,15 @@ from lightjax import attention as attention_lib
 from lightjax.models.embeddings import PositionEmbedding
 from lightjax.registry import Registry
 
-_DENSE_INIT = nnx.initializers.xavier_uniform()
+_XAVIER = nnx.initializers.xavier_uniform()
+
+
+def _DENSE_INIT(key, shape, dtype=jnp.float32):
+  """Xavier uniform; a zero-width kernel (a layer pruned to 0 heads or 0 MLP
+  units) is empty, where Xavier's fan computation would divide by zero."""
+  if 0 in shape:
+    return jnp.zeros(shape, dtype)
+  return _XAVIER(key, shape, dtype)
 
 # The BERT-style options and the values that leave the model as it was; a
 # config without these fields (an older one) builds exactly that model.
@@ -46,6 +71,13 @@ OPTION_DEFAULTS = {
     "layer_norm_eps": 1e-6,  # flax's LayerNorm default
     "type_vocab_size": 0,
     "pooler": False,
+    "classifier_activation": "",  # "" = the model's `activation`
+    # The compact-model options (module docstring); each default = as before.
+    "heads_per_layer": (),  # () = num_heads in every layer
+    "mlp_dims_per_layer": (),  # () = mlp_dim in every layer
+    "layerdrop": 0.0,
+    "embed_factor_dim": 0,  # 0 = token embeddings are embed_dim wide
+    "share_layers": False,
 }
 
 
@@ -54,12 +86,50 @@ def option(cfg, name: str):
   return cfg.get(name, OPTION_DEFAULTS[name])
 
 
+def per_layer(cfg, name: str, default: int) -> tuple[int, ...]:
+  """`cfg.<name>` with one entry per layer, or `default` in every layer if empty.
+
+  The check `config_lib.validate` runs and the build repeats, so a model built
+  straight from a config fails with the same one-line message.
+  """
+  values = tuple(option(cfg, name))
+  if not values:
+    return (default,) * cfg.num_layers
+  if len(values) != cfg.num_layers:
+    raise ValueError(f"config.model.{name} has {len(values)} entries,"
+                     f" num_layers is {cfg.num_layers}")
+  if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0
+         for v in values):
+    raise ValueError(f"config.model.{name} entries must be integers >= 0,"
+                     f" got {values}")
+  return tuple(int(v) for v in values)
+
+
+def layer_sizes(cfg) -> list[tuple[int, int]]:
+  """(num_heads, mlp_dim) of every layer, per-layer overrides applied.
+
+  With `share_layers` the one shared block has one size, so the per-layer
+  lists must then be uniform.
+  """
+  sizes = list(zip(per_layer(cfg, "heads_per_layer", cfg.num_heads),
+                   per_layer(cfg, "mlp_dims_per_layer", cfg.mlp_dim)))
+  if option(cfg, "share_layers") and len(set(sizes)) > 1:
+    raise ValueError("config.model.share_layers uses one block in every layer,"
+                     " so heads_per_layer and mlp_dims_per_layer must be the"
+                     f" same in every layer, got (heads, mlp_dim) = {sizes}")
+  return sizes
+
+
 # `config.model.activation` choices (the MLP's and the hidden head's).
 ACTIVATIONS: Registry[Callable] = Registry("activation")
 # tanh approximation of GELU (jax.nn.gelu's default); Hendrycks & Gimpel 2016 sec. 2.
 ACTIVATIONS.register("gelu_tanh", functools.partial(jax.nn.gelu, approximate=True))
 # exact x * Phi(x) with the erf, what BERT (Devlin et al. 2019) was trained with.
 ACTIVATIONS.register("gelu", functools.partial(jax.nn.gelu, approximate=False))
+# DistilBERT's classifier (pre_classifier + ReLU); Sanh et al. 2019.
+ACTIVATIONS.register("relu", jax.nn.relu)
+# RoBERTa's classification head (dense + tanh); Liu et al. 2019.
+ACTIVATIONS.register("tanh", jnp.tanh)
 
 
 class NormPosition(NamedTuple):
@@ -88,8 +158,42 @@ def _dense(din: int, dout: int, rngs: nnx.Rngs, dtype) -> nnx.Linear:
                     param_dtype=jnp.float32, rngs=rngs)
 
 
+def _bias_only(linear: nnx.Linear, x_BxLxI) -> jax.Array:
+  """What `linear` returns on a zero-width input: its bias, broadcast.
+
+  A layer pruned to 0 heads (or 0 MLP units) has kernels [0, E]; the sum over
+  an empty input is 0, so the sublayer outputs only this bias. Written out
+  rather than as an empty matmul, so no attention kernel runs for nothing.
+  """
+  bias_E = linear.bias[...].astype(linear.dtype or linear.bias[...].dtype)
+  return jnp.broadcast_to(bias_E, (*x_BxLxI.shape[:-1], bias_E.shape[0]))
+
+
+class HeadGate(nnx.Variable):
+  """Per-head multipliers xi_h on attention outputs (Michel et al. 2019 sec. 4).
+
+  Not a parameter and absent by default: a caller sets
+  `attn.head_gate = HeadGate(jnp.ones(num_heads))` on a built model, and the
+  importance of head h is |dL/dxi_h| at xi = 1, e.g. from
+  `nnx.grad(loss, argnums=nnx.DiffState(0, HeadGate))`. Gates of 0 remove heads
+  without changing shapes (the masked model physical pruning must equal).
+  """
+
+
+# The kernel of a layer pruned to 0 heads: it is never called (the layer
+# outputs `out`'s bias) but keeps `attn.kernel` usable by code that walks the
+# blocks (decode caches, `supports_decode`). The parameter-free identity
+# variant, so an empty layer holds no attention parameters (a Linformer E/F
+# would otherwise remain).
+_EMPTY_LAYER_KERNEL = "none"
+
+
 class MultiHeadAttention(nnx.Module):
-  """Projects to heads, mixes tokens with the chosen kernel, projects back."""
+  """Projects to heads, mixes tokens with the chosen kernel, projects back.
+
+  `num_heads` may be 0 (every head pruned, Michel et al. 2019): q/k/v are then
+  [E, 0], out [0, E], and the sublayer outputs out's bias alone.
+  """
 
   def __init__(self, embed_dim: int, num_heads: int, head_dim: int,
                max_len: int, attention: dict[str, Any], *, rngs: nnx.Rngs,
@@ -100,46 +204,67 @@ class MultiHeadAttention(nnx.Module):
     self.key = _dense(embed_dim, inner, rngs, dtype)
     self.value = _dense(embed_dim, inner, rngs, dtype)
     self.out = _dense(inner, embed_dim, rngs, dtype)
-    name = attention["name"]
+    name = attention["name"] if num_heads else _EMPTY_LAYER_KERNEL
     self.kernel = attention_lib.build(
         name, attention.get(name, {}), num_heads=num_heads, head_dim=head_dim,
         max_len=max_len, rngs=rngs, dtype=dtype, shared=shared,
     )
+    # Optional HeadGate [H]; data (not static) so a caller may set one later.
+    self.head_gate = nnx.data(None)
 
   def _heads(self, x_BxLxE, proj: nnx.Linear) -> jax.Array:
     b, l, _ = x_BxLxE.shape
     return proj(x_BxLxE).reshape(b, l, self.num_heads, self.head_dim)
 
+  def _project_out(self, out_BxLxHxD) -> jax.Array:
+    """out(concat_h xi_h head_h): the gates, if set, scale each head first."""
+    b, l = out_BxLxHxD.shape[:2]
+    if self.head_gate is not None:
+      gate_1x1xHx1 = self.head_gate[...].reshape(1, 1, self.num_heads, 1)
+      out_BxLxHxD = out_BxLxHxD * gate_1x1xHx1.astype(out_BxLxHxD.dtype)
+    return self.out(out_BxLxHxD.reshape(b, l, self.num_heads * self.head_dim))
+
   def __call__(self, x_BxLxE, *, mask_BxL=None, causal=False,
                deterministic=True):
-    b, l, _ = x_BxLxE.shape
+    if self.num_heads == 0:
+      return _bias_only(self.out, x_BxLxE)
     out_BxLxHxD = self.kernel(
         self._heads(x_BxLxE, self.query), self._heads(x_BxLxE, self.key),
         self._heads(x_BxLxE, self.value), mask=mask_BxL, causal=causal,
         deterministic=deterministic,
     )
-    return self.out(out_BxLxHxD.reshape(b, l, -1))
+    return self._project_out(out_BxLxHxD)
 
   def decode_step(self, x_Bx1xE, cache, index):
-    b = x_Bx1xE.shape[0]
+    if self.num_heads == 0:
+      return _bias_only(self.out, x_Bx1xE), cache
     out_Bx1xHxD, cache = self.kernel.decode_step(
         self._heads(x_Bx1xE, self.query), self._heads(x_Bx1xE, self.key),
         self._heads(x_Bx1xE, self.value), cache, index,
     )
-    return self.out(out_Bx1xHxD.reshape(b, 1, -1)), cache
+    return self._project_out(out_Bx1xHxD), cache
 
 
 class Mlp(nnx.Module):
-  """fc2(act(fc1(x))), act one of `ACTIVATIONS` (kept by name: a static field)."""
+  """fc2(act(fc1(x))), act one of `ACTIVATIONS` (kept by name: a static field).
+
+  `mlp_dim` may be 0 (every unit pruned): fc1 is [E, 0], fc2 [0, E], and the
+  MLP outputs fc2's bias alone, which is exactly what removing the last
+  units' fc1 columns and fc2 rows leaves (so the pruning identity holds down
+  to width 0, and the parameter paths stay those of every other layer).
+  """
 
   def __init__(self, embed_dim: int, mlp_dim: int, *, rngs, dtype,
                activation: str = "gelu_tanh"):
     ACTIVATIONS.get(activation)
     self.activation = activation
+    self.mlp_dim = mlp_dim
     self.fc1 = _dense(embed_dim, mlp_dim, rngs, dtype)
     self.fc2 = _dense(mlp_dim, embed_dim, rngs, dtype)
 
   def __call__(self, x):
+    if self.mlp_dim == 0:
+      return _bias_only(self.fc2, x)
     return self.fc2(ACTIVATIONS.get(self.activation)(self.fc1(x)))
 
 
@@ -152,16 +277,20 @@ class Block(nnx.Module):
   """
 
   def __init__(self, cfg, max_len: int, *, rngs: nnx.Rngs, dtype,
-               shared: dict | None = None):
+               shared: dict | None = None, num_heads: int | None = None,
+               mlp_dim: int | None = None):
+    """`num_heads` / `mlp_dim`: this layer's sizes (default: cfg's)."""
     e = cfg.embed_dim
+    num_heads = cfg.num_heads if num_heads is None else num_heads
+    mlp_dim = cfg.mlp_dim if mlp_dim is None else mlp_dim
     self.post_ln = NORM_POSITIONS.get(option(cfg, "norm_position")).post
     self.ln1 = _layer_norm(cfg, e, rngs, dtype)
     self.attn = MultiHeadAttention(
-        e, cfg.num_heads, cfg.head_dim, max_len, cfg.attention.to_dict(),
+        e, num_heads, cfg.head_dim, max_len, cfg.attention.to_dict(),
         rngs=rngs, dtype=dtype, shared=shared,
     )
     self.ln2 = _layer_norm(cfg, e, rngs, dtype)
-    self.mlp = Mlp(e, cfg.mlp_dim, rngs=rngs, dtype=dtype,
+    self.mlp = Mlp(e, mlp_dim, rngs=rngs, dtype=dtype,
                    activation=option(cfg, "activation"))
     self.dropout = nnx.Dropout(cfg.dropout_rate, rngs=rngs)
 
@@ -193,16 +322,49 @@ class Backbone(nnx.Module):
   `embed_ln` instead (each post-LN block already ends in one). With
   `type_vocab_size > 0`, segment embeddings `type_embed` are added to the
   token embeddings (BERT's token types: sentence A = 0, B = 1).
+
+  Compact-model options (all off by default):
+  * `embed_factor_dim` F > 0 (ALBERT, Lan et al. 2020 sec. 3.1): the token
+    table is V x F and a bias-free linear map `embed_proj` [F, embed_dim]
+    lifts it, so the token parameters drop from V*H to V*F + F*H (no bias,
+    so that count is exact and the tied output can reuse the map as its
+    transpose, `token_logits`). Position and segment embeddings stay
+    embed_dim wide: they are small and added after the projection.
+  * `share_layers` (ALBERT's "all-shared"): one Block is built and
+    `blocks` holds num_layers references to it. NNX keeps shared
+    references through `nnx.split`/`nnx.merge`, and `nnx.state` lists a
+    shared Variable once, under its first path (`blocks/0/...`), so the
+    parameter count, the optimizer state, the gradients (summed over every
+    use) and checkpoints all see one block; `for block in self.blocks`
+    still runs it num_layers times (forward, decode, hidden states).
+  * `heads_per_layer` / `mlp_dims_per_layer`: each layer's own sizes,
+    what physical head pruning (Michel et al. 2019) and FFN neuron pruning
+    leave; 0 empties a sublayer (it outputs its output bias).
+  * `layerdrop` p (Fan et al. 2020, "Reducing Transformer Depth on Demand
+    with Structured Dropout", sec. 3): in training (deterministic=False)
+    each block application is skipped with probability p, one Bernoulli
+    draw per block per step (for the whole batch, as fairseq does), keys
+    from a fork of the "dropout" rng stream. The skip is a `jax.lax.cond`,
+    so under jit a dropped block is not computed. Kept blocks are not
+    rescaled (the paper does not). Deterministic runs every block; pruning
+    layers at inference (the paper's "every other" rule) is the shrink
+    toolkit's job.
   """
 
   def __init__(self, cfg, *, vocab_size: int, max_len: int, rngs: nnx.Rngs,
                dtype):
     norm = NORM_POSITIONS.get(option(cfg, "norm_position"))
     type_vocab_size = option(cfg, "type_vocab_size")
+    factor_dim = option(cfg, "embed_factor_dim")
+    sizes = layer_sizes(cfg)
     self.token_embed = nnx.Embed(
-        vocab_size, cfg.embed_dim, dtype=dtype,
+        vocab_size, factor_dim or cfg.embed_dim, dtype=dtype,
         embedding_init=nnx.initializers.normal(stddev=0.02), rngs=rngs,
     )
+    self.embed_proj = nnx.Linear(
+        factor_dim, cfg.embed_dim, use_bias=False, kernel_init=_DENSE_INIT,
+        dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+    ) if factor_dim else None
     self.pos_embed = PositionEmbedding(max_len, cfg.embed_dim,
                                        cfg.pos_embedding, rngs=rngs)
     self.type_embed = nnx.Embed(
@@ -213,17 +375,36 @@ class Backbone(nnx.Module):
                      if norm.embed_norm else None)
     self.embed_dropout = nnx.Dropout(cfg.dropout_rate, rngs=rngs)
     shared: dict = {}  # cross-layer sharing hook for attention kernels
-    self.blocks = nnx.List(
-        [Block(cfg, max_len, rngs=rngs, dtype=dtype, shared=shared)
-         for _ in range(cfg.num_layers)]
-    )
+    if option(cfg, "share_layers"):
+      (heads, mlp_dim), *_ = sizes
+      block = Block(cfg, max_len, rngs=rngs, dtype=dtype, shared=shared,
+                    num_heads=heads, mlp_dim=mlp_dim)
+      blocks = [block] * cfg.num_layers  # references to one module
+    else:
+      blocks = [Block(cfg, max_len, rngs=rngs, dtype=dtype, shared=shared,
+                      num_heads=heads, mlp_dim=mlp_dim)
+                for heads, mlp_dim in sizes]
+    self.blocks = nnx.List(blocks)
     self.ln_final = (_layer_norm(cfg, cfg.embed_dim, rngs, dtype)
                      if norm.final_norm else None)
     self.dtype = dtype
+    self.layerdrop = float(option(cfg, "layerdrop"))
+    if not 0.0 <= self.layerdrop <= 1.0:
+      raise ValueError(f"config.model.layerdrop must be in [0, 1], got"
+                       f" {self.layerdrop}")
+    # Forked last, so every other stream (and so the defaults) is unchanged.
+    self.layerdrop_rngs = (rngs["dropout"].fork() if self.layerdrop > 0
+                           else None)
 
   def embed_tokens(self, tokens_BxL, segment_ids_BxL=None):
-    """Token (+ segment) embeddings; no segment ids = all segment 0, as HF."""
+    """Token (+ segment) embeddings; no segment ids = all segment 0, as HF.
+
+    With factorised embeddings the V x F lookup is lifted to embed_dim by
+    `embed_proj` first (Lan et al. 2020 sec. 3.1).
+    """
     x_BxLxE = self.token_embed(tokens_BxL)
+    if self.embed_proj is not None:
+      x_BxLxE = self.embed_proj(x_BxLxE)
     if self.type_embed is not None:
       if segment_ids_BxL is None:
         segment_ids_BxL = jnp.zeros_like(tokens_BxL)
@@ -242,11 +423,31 @@ class Backbone(nnx.Module):
     """Pre-LN's final LayerNorm; identity for post-LN."""
     return x if self.ln_final is None else self.ln_final(x)
 
+  def token_logits(self, x_BxLxE):
+    """The tied output layer (Press & Wolf 2017): x @ token_table^T.
+
+    Factorised: (x @ W_proj^T) @ table^T, the transpose of the input path
+    table -> W_proj, so the output costs no parameters either.
+    """
+    if self.embed_proj is not None:
+      w_FxE = self.embed_proj.kernel[...].astype(x_BxLxE.dtype)
+      x_BxLxE = jnp.einsum("ble,fe->blf", x_BxLxE, w_FxE)
+    return self.token_embed.attend(x_BxLxE)
+
   def run_blocks(self, x, *, mask_BxL, causal, deterministic):
     x = self.embed_dropout(self.embed_norm(x), deterministic=deterministic)
+
+    def run(block, x):
+      return block(x, mask_BxL=mask_BxL, causal=causal,
+                   deterministic=deterministic)
+
     for block in self.blocks:
-      x = block(x, mask_BxL=mask_BxL, causal=causal,
-                deterministic=deterministic)
+      if self.layerdrop > 0 and not deterministic:
+        # LayerDrop (Fan et al. 2020): keep with probability 1 - p.
+        keep = jax.random.uniform(self.layerdrop_rngs()) >= self.layerdrop
+        x = nnx.cond(keep, run, lambda block, x: x, block, x)
+      else:
+        x = run(block, x)
     return self.final_norm(x)
 
 
@@ -272,7 +473,9 @@ class EncoderClassifier(nnx.Module):
                rngs: nnx.Rngs, dtype=jnp.float32):
     POOLS.get(cfg.pool)
     self.pool = cfg.pool
-    self.activation = option(cfg, "activation")
+    # The hidden head's nonlinearity: `classifier_activation`, or the MLP's.
+    self.activation = (option(cfg, "classifier_activation")
+                       or option(cfg, "activation"))
     ACTIVATIONS.get(self.activation)
     extra = 1 if cfg.pool == "cls" else 0
     self.backbone = Backbone(cfg, vocab_size=vocab_size,
@@ -327,7 +530,9 @@ class DecoderLM(nnx.Module):
   """Causal language model from the same blocks, with incremental decoding.
 
   The output projection is tied to the token embedding (Press & Wolf 2017),
-  which saves vocab x embed_dim parameters. Every BERT-style option applies
+  which saves vocab x embed_dim parameters; with factorised embeddings it
+  goes back through the projection, logits = (x @ W_proj^T) @ table^T
+  (`Backbone.token_logits`). Every BERT-style option applies
   (post-LN included, in training and in incremental decoding); segment
   embeddings, if configured, are all segment 0.
   """
@@ -340,7 +545,7 @@ class DecoderLM(nnx.Module):
     self.max_len = max_len
 
   def _logits(self, x_BxLxE):
-    return self.backbone.token_embed.attend(x_BxLxE).astype(jnp.float32)
+    return self.backbone.token_logits(x_BxLxE).astype(jnp.float32)
 
   def __call__(self, tokens_BxL, *, deterministic=True, pad_id=0):
     mask_BxL = tokens_BxL != pad_id

@@ -1,0 +1,264 @@
+"""Starting a run from trained weights: `config.init_from`.
+
+    --config.init_from=hf:bert-base-uncased      a Hugging Face hub id
+    --config.init_from=hf:/ckpt/bert_uncased_L-4_H-256_A-4   or its directory
+    --config.init_from=/runs/sst2                a lightjax workdir
+
+The sizes and layout of the model come from the checkpoint: every
+`config.model` field except the run's own choices (`RUN_FIELDS`: the
+attention variant, dropout, compute dtype, LayerDrop) is replaced by the
+checkpoint's, so `configs/glue.py:sst2` (BERT-base sizes) starts from a
+4-layer compact BERT without restating its sizes. A size given on the command
+line that contradicts the checkpoint is an error (`resolve_config`): a
+smaller model is made by `lightjax.shrink`, not by a flag that silently
+mismatches the weights.
+
+Keeping the run's `attention` is what converts a checkpoint to another
+variant: `--config.model.attention.name=linear` keeps BERT's projections,
+embeddings and MLPs and swaps the token-mixing rule; what that variant adds
+of its own (Linformer's E/F) starts from its initialiser.
+
+The classifier head is the checkpoint's when the task has as many classes,
+else it starts fresh; a text task without a `tokenizer` uses the
+checkpoint's own (a Hugging Face directory holds `vocab.txt` or
+`tokenizer.json`). The model is built with the checkpoint's position table
+(`max_len`, e.g. BERT's 512), so a run that is saved back
+(`lightjax.save_pretrained`) is again a full checkpoint.
+
+A lightjax workdir is read through the `model.json` the trainer writes next
+to `config.json` (the model config and the dimensions it was built with) and
+its best-validation model (`best/`), or the last train state when no best
+exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Callable, Iterable
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from lightjax import models
+from lightjax.models import hf
+
+MODEL_JSON = "model.json"
+HF_PREFIX = "hf:"
+
+# `config.model` fields that stay the run's choice whatever the checkpoint.
+RUN_FIELDS = ("attention", "dropout_rate", "dtype", "layerdrop")
+
+Path = tuple
+
+
+@dataclasses.dataclass
+class Source:
+  """A checkpoint to start from: its model config, dimensions and weights."""
+  spec: str                 # what `init_from` said
+  model: dict[str, Any]     # its `config.model` fields
+  vocab_size: int
+  num_classes: int
+  max_len: int
+  pad_id: int
+  tokenizer: str | None     # a directory or file for the text tasks, if any
+  read_weights: Callable[[], dict[Path, np.ndarray]]
+
+
+# --- opening a source -----------------------------------------------------------
+
+
+def open_source(spec: str) -> Source:
+  """The checkpoint `spec` names; one-line `ValueError` when it is none."""
+  if spec.startswith(HF_PREFIX):
+    return _hf_source(spec)
+  if os.path.isfile(os.path.join(spec, MODEL_JSON)):
+    return _workdir_source(spec)
+  if os.path.isfile(os.path.join(spec, hf.CONFIG_FILE)):
+    raise ValueError(
+        f"{spec!r} looks like a Hugging Face checkpoint (it has"
+        f" {hf.CONFIG_FILE}); write init_from=hf:{spec}")
+  if os.path.isdir(spec):
+    raise ValueError(
+        f"{spec!r} is a directory without {MODEL_JSON}: not a"
+        " lightjax workdir (or one written before model.json existed; rerun"
+        " its training to resume and write it)")
+  raise ValueError(
+      f"{spec!r} is neither a lightjax workdir nor"
+      " hf:<hub id or checkpoint directory>")
+
+
+def _hf_source(spec: str) -> Source:
+  directory = hf.resolve(spec[len(HF_PREFIX):])
+  hf_config = hf.read_config(directory)
+  config = hf.config_from_hf(hf_config, source=spec)
+  return Source(
+      spec=spec, model=config.model.to_dict(),
+      vocab_size=config.hf.vocab_size, num_classes=config.hf.num_labels,
+      max_len=config.hf.max_len, pad_id=config.hf.pad_token_id,
+      tokenizer=directory,
+      read_weights=lambda: dict(hf.convert_weights(
+          hf_config, hf.read_tensors(directory))))
+
+
+def read_model_json(workdir: str) -> dict[str, Any]:
+  with open(os.path.join(workdir, MODEL_JSON)) as f:
+    return json.load(f)
+
+
+def write_model_json(workdir: str, model_cfg, *, vocab_size: int,
+                     num_classes: int, max_len: int, pad_id: int,
+                     tokenizer: str | None = None, **extra) -> None:
+  """What a model in `workdir` is: its config and the dimensions it was
+  built with (the task's vocabulary, classes and length)."""
+  from lightjax import writers  # pylint: disable=import-outside-toplevel
+  cfg = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
+  writers.write_json(os.path.join(workdir, MODEL_JSON), {
+      "model": cfg, "vocab_size": int(vocab_size),
+      "num_classes": int(num_classes), "max_len": int(max_len),
+      "pad_id": int(pad_id), "tokenizer": tokenizer or None, **extra})
+
+
+def _workdir_source(workdir: str) -> Source:
+  info = read_model_json(workdir)
+  return Source(
+      spec=workdir, model=info["model"], vocab_size=info["vocab_size"],
+      num_classes=info["num_classes"], max_len=info["max_len"],
+      pad_id=info.get("pad_id", 0), tokenizer=info.get("tokenizer"),
+      read_weights=lambda: read_workdir_weights(workdir, info))
+
+
+def _model_params(info: dict[str, Any]) -> dict[Path, Any]:
+  """{path: abstract array} of the model `info` describes (nothing allocated)."""
+  cfg = ml_collections.ConfigDict(info["model"])
+  model = nnx.eval_shape(lambda: models.build_model(
+      cfg, vocab_size=info["vocab_size"], num_classes=info["num_classes"],
+      max_len=info["max_len"], rngs=nnx.Rngs(0)))
+  return {tuple(p): v for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+def read_workdir_weights(workdir: str, info: dict[str, Any] | None = None,
+                         which: str = "best") -> dict[Path, np.ndarray]:
+  """The model parameters saved in a workdir: `best/` (falling back to the
+  last train checkpoint), or `which="last"`."""
+  info = info or read_model_json(workdir)
+  candidates = [("best", ()), ("checkpoints", ("train", "model"))]
+  if which == "last":
+    candidates.reverse()
+  for folder, prefix in candidates:
+    mgr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, folder)),
+                                item_names=("state", "meta"))
+    step = mgr.latest_step()
+    if step is None:
+      mgr.close()
+      continue
+    tree = mgr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore()))["state"]
+    mgr.close()
+    for key in prefix:
+      tree = tree[key]
+    return _select_params(tree, _model_params(info), f"{workdir}/{folder}/{step}")
+  raise ValueError(f"no checkpoint in {workdir}/best or {workdir}/checkpoints")
+
+
+def _select_params(tree, params: dict[Path, Any], where: str
+                   ) -> dict[Path, np.ndarray]:
+  """The restored state's parameters, keyed like the model's (ints for
+  list indices); RNG state and other variables are left out."""
+  flat = {}
+  for key_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    keys = [getattr(k, "key", getattr(k, "idx", None)) for k in key_path]
+    if keys and keys[-1] == "value":
+      keys = keys[:-1]
+    flat[tuple(int(k) if isinstance(k, str) and k.isdigit() else k
+               for k in keys)] = leaf
+  out = {}
+  for path, var in params.items():
+    if path not in flat:
+      raise ValueError(f"{where} has no parameter {'/'.join(map(str, path))}")
+    out[path] = np.asarray(flat[path], np.float32)
+  return out
+
+
+# --- the run's config -----------------------------------------------------------
+
+
+def resolve_config(config: ml_collections.ConfigDict,
+                   explicit: Iterable[str] = ()) -> Source | None:
+  """Writes the checkpoint's model fields into `config` (in place).
+
+  `explicit` are the `--config.` keys the user gave (e.g.
+  "model.num_layers=6"); one that sets a checkpoint field to another value
+  is a `ValueError`. Idempotent: resolving a resolved config changes nothing.
+  Returns the source, or None without `init_from`.
+  """
+  if not config.get("init_from"):
+    return None
+  try:
+    source = open_source(config.init_from)
+  except ValueError as e:
+    raise ValueError(f"config.init_from: {e}") from None
+  given = {}
+  for item in explicit:
+    key, _, value = item.partition("=")
+    if key.startswith("model.") and key.split(".")[1] not in RUN_FIELDS:
+      given[key.split(".")[1]] = value
+  with config.unlocked():
+    for field, value in source.model.items():
+      if field in RUN_FIELDS:
+        continue
+      if field in config.model and isinstance(config.model[field], tuple):
+        value = tuple(value)
+      if field in given and (field not in config.model
+                             or config.model[field] != value):
+        raise ValueError(
+            f"--config.model.{field}={given[field]} contradicts init_from="
+            f"{config.init_from} (its {field} is {value!r}); a run that starts"
+            " from a checkpoint takes its sizes from it. To make the model"
+            " smaller, use lightjax.shrink")
+      config.model[field] = value
+    if "tokenizer" in config.task and not config.task.tokenizer and source.tokenizer:
+      config.task.tokenizer = source.tokenizer
+  return source
+
+
+def check_task(source: Source, task) -> None:
+  """The task's data fits the checkpoint's embeddings."""
+  if task.vocab_size > source.vocab_size:
+    raise ValueError(
+        f"task {task.name}'s vocabulary has {task.vocab_size} ids but"
+        f" init_from={source.spec} embeds {source.vocab_size}; use the"
+        " checkpoint's own tokenizer (leave the task's tokenizer empty)")
+  if task.max_len > source.max_len:
+    raise ValueError(
+        f"task {task.name}'s length {task.max_len} exceeds init_from="
+        f"{source.spec}'s {source.max_len} positions; lower the task's"
+        " max_length")
+
+
+def load_into(model: nnx.Module, source: Source, num_classes: int) -> list[str]:
+  """The checkpoint's weights into `model`; returns what kept its initialiser
+  (the head when the class count differs, a variant's own parameters)."""
+  weights = source.read_weights()
+  if num_classes != source.num_classes:
+    weights = {p: w for p, w in weights.items() if p[0] != "head"}
+  return hf.load_weights(model, weights)
+
+
+def load_model(spec: str, *, seed: int = 0, which: str = "best"):
+  """(model, source) with the checkpoint's weights: for save-back, shrinking
+  and evaluation outside the trainer. `which`: a workdir's "best" model or
+  its "last" train state."""
+  source = open_source(spec)
+  if which != "best" and not spec.startswith(HF_PREFIX):
+    source.read_weights = lambda: read_workdir_weights(spec, which=which)
+  model = models.build_model(
+      ml_collections.ConfigDict(source.model), vocab_size=source.vocab_size,
+      num_classes=source.num_classes, max_len=source.max_len,
+      rngs=nnx.Rngs(seed))
+  load_into(model, source, source.num_classes)
+  return model, source

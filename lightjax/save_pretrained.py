@@ -1,0 +1,75 @@
+"""`python -m lightjax.save_pretrained --workdir RUN --out DIR`: a lightjax run
+as a Hugging Face checkpoint directory.
+
+Writes config.json, model.safetensors and the run's tokenizer files, which
+`transformers.AutoModelForSequenceClassification.from_pretrained(DIR)` loads
+and `--config.init_from=hf:DIR` starts a lightjax run from. The model is the
+run's best-validation one (`--checkpoint=last`: the last train state). A run
+started from a Hugging Face checkpoint keeps that checkpoint's config.json
+fields that lightjax has no use for (label names, initializer_range).
+
+Only models transformers can run are written: BERT's or DistilBERT's layout
+with softmax attention (see `lightjax.models.hf.hf_config_for`); anything
+else is refused with the fields that stand in the way. Exit code 2 then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+from lightjax import init_from
+from lightjax.models import hf
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A lightjax run's --workdir.")
+_OUT = flags.DEFINE_string("out", None, "Directory to write the checkpoint to.")
+_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "last"],
+                                "best-validation model, or the last train state")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def export(workdir: str, out: str, which: str = "best") -> dict:
+  """Writes `workdir`'s model to `out`; returns the written config.json."""
+  source = init_from.open_source(workdir)
+  model, _ = init_from.load_model(workdir, which=which)
+  run = {}
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    with open(os.path.join(workdir, "config.json")) as f:
+      run = json.load(f)
+  base = None
+  spec = run.get("init_from") or ""
+  if spec.startswith(init_from.HF_PREFIX):
+    try:  # the imported checkpoint's config.json, for the fields we lack
+      base = hf.read_config(hf.resolve(spec[len(init_from.HF_PREFIX):]))
+    except hf.CheckpointError as e:
+      logging.warning("not keeping %s's extra config fields: %s", spec, e)
+  lowercase = (run.get("task") or {}).get("lowercase", True)
+  return hf.save_pretrained(
+      model, _model_config(source), out, pad_id=source.pad_id,
+      tokenizer=source.tokenizer, base=base,
+      tokenizer_config={"do_lower_case": bool(lowercase),
+                        "model_max_length": source.max_len})
+
+
+def _model_config(source: init_from.Source):
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  return ml_collections.ConfigDict(source.model)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    config = export(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"lightjax.save_pretrained: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"Wrote {_OUT.value}: {config['architectures'][0]}, "
+        f"{len(config['id2label'])} labels.")
+
+
+if __name__ == "__main__":
+  app.run(main)
