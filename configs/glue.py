@@ -1,16 +1,18 @@
 r"""GLUE fine-tuning (Wang et al. 2019) of a BERT-style encoder.
 
   python -m lightjax.train --config configs/glue.py:sst2 --workdir /tmp/sst2 \
-      --config.task.glue_dir=/data/glue --config.task.tokenizer=/ckpt/bert
-  python -m lightjax.train --config configs/glue.py:mnli,linear --workdir ...
+      --config.task.glue_dir=/data/glue --config.init_from=hf:bert-base-uncased
+  python -m lightjax.train --config configs/glue.py:mnli,linear --workdir ... \
+      --config.init_from=hf:/ckpt/bert_uncased_L-4_H-256_A-4
 
 Real data: GLUE's TSV files (https://gluebenchmark.com/tasks; its
 download_glue_data.py writes <glue_dir>/{CoLA,SST-2,MRPC,QQP,STS-B,MNLI,QNLI,
 RTE}/), by default looked for in <data_dir>/glue; the tokenizer is a
 `vocab.txt` or `tokenizer.json`, or a checkpoint directory holding one (e.g.
-a Hugging Face download of bert-base-uncased). Starting from pretrained
-weights (`init_from`) comes with the Hugging Face import; until then this
-trains the encoder from scratch.
+a Hugging Face download of bert-base-uncased), by default the `init_from`
+checkpoint's own. With `init_from` (lightjax.init_from) the model's sizes are
+the checkpoint's and the sizes below are ignored; without it the encoder
+trains from scratch.
 
 ARG is a comma-separated list of one task (cola, sst2, mrpc, qqp, stsb,
 mnli, qnli, rte; default sst2), optionally an attention variant (any name in
