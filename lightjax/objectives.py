@@ -6,6 +6,7 @@ eval batches on device and divide once on the host.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -51,6 +52,28 @@ def regression(logits_Bx1, targets_B, weights_B) -> Sums:
 regression.reports_accuracy = False
 
 
+def distillation(logits_BxC, targets_B, weights_B, *, teacher_logits_BxC,
+                 temperature: float = 2.0, alpha: float = 0.5) -> Sums:
+  """Knowledge distillation (Hinton et al. 2015, sec. 2; DistilBERT, Sanh et
+  al. 2019, sec. 2): alpha * T^2 * KL(p_teacher^T || p_student^T) +
+  (1 - alpha) * cross-entropy with the labels, p^T = softmax(logits / T).
+
+  T^2 keeps the soft term's gradient scale independent of T (Hinton et al.
+  2015, end of sec. 2). The teacher's logits come with the batch
+  (`trainer.OBJECTIVE_INPUTS`), computed once before training: the teacher is
+  fixed and in eval mode, so its logits per example never change. Accuracy is
+  the student's against the labels.
+  """
+  t = temperature
+  log_p_BxC = jax.nn.log_softmax(logits_BxC.astype(jnp.float32) / t)
+  log_q_BxC = jax.nn.log_softmax(teacher_logits_BxC.astype(jnp.float32) / t)
+  kl_B = (jnp.exp(log_q_BxC) * (log_q_BxC - log_p_BxC)).sum(-1)
+  hard = classification(logits_BxC, targets_B, weights_B)
+  hard_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, targets_B)
+  loss_B = alpha * t * t * kl_B + (1.0 - alpha) * hard_B
+  return {**hard, "loss_sum": (loss_B * weights_B).sum()}
+
+
 def reports_accuracy(objective: Callable[..., Sums]) -> bool:
   """Whether `objective` returns a "correct_sum" (all but regression)."""
   return getattr(objective, "reports_accuracy", True)
@@ -91,4 +114,15 @@ OBJECTIVES: Registry[Callable[..., Sums]] = Registry("objective")
 OBJECTIVES.register("classification", classification)
 OBJECTIVES.register("lm", language_model)
 OBJECTIVES.register("regression", regression)
+OBJECTIVES.register("distillation", distillation)
 register, get, names = OBJECTIVES.register, OBJECTIVES.get, OBJECTIVES.names
+
+
+def train_objective(config, kind: str) -> Callable[..., Sums]:
+  """The objective training minimises: `config.train_objective` (e.g.
+  "distillation") with `config.objective_options`, or the task kind's.
+  Evaluation always uses the task kind's."""
+  name = config.get("train_objective") or kind
+  fn = get(name)
+  options = dict(config.get("objective_options") or {})
+  return functools.partial(fn, **options) if options else fn

@@ -59,6 +59,9 @@ def zero_metrics() -> dict[str, jax.Array]:
 # argument that takes them (GLUE's token types); a batch without one leaves
 # the model's default.
 MODEL_INPUTS = {"segment_ids": "segment_ids_BxL"}
+# Batch arrays the train objective takes as keyword arguments (a
+# distillation teacher's logits, precomputed into the train split).
+OBJECTIVE_INPUTS = {"teacher_logits": "teacher_logits_BxC"}
 
 
 def apply_model(model, batch, *, deterministic: bool, pad_id: int = 0):
@@ -79,7 +82,9 @@ def train_step(graphdefs, objective, state, batch, acc, *, pad_id: int = 0):
 
   def loss_fn(model):
     logits = apply_model(model, batch, deterministic=False, pad_id=pad_id)
-    sums = objective(logits, batch["targets"], batch["weights"])
+    extra = {arg: batch[key] for key, arg in OBJECTIVE_INPUTS.items()
+             if key in batch}
+    sums = objective(logits, batch["targets"], batch["weights"], **extra)
     return sums["loss_sum"] / jnp.maximum(sums["count"], 1.0), sums
 
   (loss, sums), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
@@ -138,6 +143,45 @@ def task_metrics(names, totals, predictions=None, labels=None
       value = glue_metrics.METRICS[name](predictions, labels)
     out[name] = float(value) if np.isfinite(value) else None
   return out
+
+
+def evaluate_split(eval_fn, task, split: str, batch_size: int, *,
+                   names=(), accuracy: bool = True, put_batch=None
+                   ) -> dict[str, Any]:
+  """Loss, accuracy (if any), "examples" and, for a task with a metric,
+  "metrics" of one split; `eval_fn(batch)` is a compiled `eval_step`."""
+  needs_predictions = any(n not in _FROM_SUMS for n in names)
+  totals, predictions = None, []
+  for batch in pipeline.eval_batches(task.splits[split], batch_size):
+    sums = dict(eval_fn(put_batch(batch) if put_batch else batch))
+    p = sums.pop("predictions", None)
+    if needs_predictions:
+      predictions.append(p)  # fetched once, below
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  t = jax.device_get(totals)
+  ev = {**finalize(t, accuracy), "examples": int(t["count"])}
+  if names:
+    labels = np.asarray(task.splits[split]["targets"])
+    preds = (np.concatenate(jax.device_get(predictions))[:len(labels)]
+             if needs_predictions else None)
+    ev["metrics"] = task_metrics(names, t, preds, labels)
+  return ev
+
+
+def evaluate_model(model, task, split: str = "validation", *,
+                   batch_size: int = 64) -> dict[str, Any]:
+  """`evaluate_split` of a model outside a training run (a shrinking
+  recipe's teacher, a student that is not fine-tuned): the trainer's own
+  jitted `eval_step`, on the default device."""
+  graphdef, state = nnx.split(model)
+  objective = objectives.get(task.kind)
+  names = tuple(glue_metrics.TASK_METRICS.get(task.name, ()))
+  step = jax.jit(functools.partial(
+      eval_step, {"model": graphdef}, objective, pad_id=task.pad_id,
+      metric_sums=objectives.METRIC_SUMS.get(task.kind) if names else None))
+  return evaluate_split(functools.partial(step, state), task, split,
+                        batch_size, names=names,
+                        accuracy=objectives.reports_accuracy(objective))
 
 
 def selection_metric(reports_accuracy: bool, names) -> str:
@@ -220,7 +264,8 @@ class _Setup:
   put_batch: Callable[[Any], Any]
   zero_acc: Callable[[], dict[str, jax.Array]]
   task: Any
-  objective: Callable[..., Any]
+  objective: Callable[..., Any]  # the task kind's: eval, and train by default
+  train_objective: Callable[..., Any]  # config.train_objective, if set
   task_metrics: tuple[str, ...]  # glue_metrics.TASK_METRICS[task], or ()
   selection: str                 # see selection_metric
   train_batcher: pipeline.TrainBatcher
@@ -252,11 +297,14 @@ def _open_workdir(workdir: str, stack: contextlib.ExitStack) -> None:
 
 def _setup(config: ml_collections.ConfigDict, workdir: str,
            stack: contextlib.ExitStack,
-           source: init_from.Source | None = None) -> _Setup:
+           source: init_from.Source | None = None,
+           task: data.TaskData | None = None) -> _Setup:
   """Workdir, mesh, data, model, optimizer and (if resuming) their state.
 
   `source`: the checkpoint `config.init_from` names (its fields already
   resolved into `config`), loaded unless the workdir has a train state.
+  `task`: the task's data when the caller prepared it (a distillation run
+  adds the teacher's logits to the train split), else loaded here.
 
   What needs closing (lock, writer, checkpointer) goes on `stack`, so an error
   anywhere in setup or training still releases the workdir.
@@ -280,7 +328,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   batch_sharding = NamedSharding(mesh, P("data"))
 
   # --- Data -------------------------------------------------------------------
-  task = data.load_task(config.task, config.data_dir or data.default_data_dir())
+  if task is None:
+    task = data.load_task(config.task, config.data_dir or data.default_data_dir())
   train_batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
                                         config.seed)
 
@@ -330,6 +379,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
     meta.update(best_val_accuracy=best["best_val_accuracy"],
                 best_step=best["best_step"])
   objective = objectives.get(task.kind)
+  train_objective = objectives.train_objective(config, task.kind)
   names = tuple(glue_metrics.TASK_METRICS.get(task.name, ()))
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
@@ -341,6 +391,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
       devices=devices, batch_sharding=batch_sharding,
       put_batch=functools.partial(jax.device_put, device=batch_sharding),
       zero_acc=zero_acc, task=task, objective=objective,
+      train_objective=train_objective,
       task_metrics=names,
       selection=selection_metric(objectives.reports_accuracy(objective), names),
       train_batcher=train_batcher, num_params=num_params, schedule=schedule,
@@ -354,7 +405,8 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
   Compiled ahead of time so that the executable we run is the one we measure.
   """
   pad_id = s.task.pad_id
-  train_jit = jax.jit(functools.partial(train_step, s.graphdefs, s.objective,
+  train_jit = jax.jit(functools.partial(train_step, s.graphdefs,
+                                        s.train_objective,
                                         pad_id=pad_id),
                       donate_argnums=(0, 2))
   metric_sums = objectives.METRIC_SUMS.get(s.task.kind) if s.task_metrics else None
@@ -378,9 +430,11 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
   return train_exec, eval_exec, train_cost, eval_cost
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
-                       ) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       task: data.TaskData | None = None) -> dict[str, Any]:
   """Trains, evaluates, checkpoints; returns (and writes) summary.json.
+
+  `task`: already loaded data for `config.task` (else loaded here).
 
   Raises `checkpointing.WorkdirError` (one-line message) when the workdir is a
   file, cannot be created, is in use by another run, holds another config's
@@ -390,32 +444,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str
   source = init_from.resolve_config(config)  # its sizes, before the checks
   config_lib.validate(config)
   with contextlib.ExitStack() as stack:
-    s = _setup(config, workdir, stack, source)
+    s = _setup(config, workdir, stack, source, task)
     train_exec, eval_exec, train_cost, eval_cost = _compile(config, s)
     ckpt, writer, meta = s.ckpt, s.writer, s.meta
     state, acc = s.state, s.acc
 
-    needs_predictions = any(n not in _FROM_SUMS for n in s.task_metrics)
-
     def evaluate(model_state, split: str) -> dict[str, Any]:
-      """Loss, accuracy (if any) and, for a task with a metric, "metrics"."""
-      totals, predictions = None, []
-      for batch in pipeline.eval_batches(s.task.splits[split],
-                                         config.eval_batch_size):
-        sums = dict(eval_exec(model_state, s.put_batch(batch)))
-        p = sums.pop("predictions", None)
-        if needs_predictions:
-          predictions.append(p)  # fetched once, below
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-      t = jax.device_get(totals)
-      ev = {**finalize(t, objectives.reports_accuracy(s.objective)),
-            "examples": int(t["count"])}
-      if s.task_metrics:
-        labels = np.asarray(s.task.splits[split]["targets"])
-        preds = (np.concatenate(jax.device_get(predictions))[:len(labels)]
-                 if needs_predictions else None)
-        ev["metrics"] = task_metrics(s.task_metrics, t, preds, labels)
-      return ev
+      return evaluate_split(
+          functools.partial(eval_exec, model_state), s.task, split,
+          config.eval_batch_size, names=s.task_metrics,
+          accuracy=objectives.reports_accuracy(s.objective),
+          put_batch=s.put_batch)
 
     def check_finite(acc) -> None:
       bad = int(jax.device_get(acc["first_bad_step"]))
