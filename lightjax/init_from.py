@@ -78,6 +78,11 @@ def open_source(spec: str) -> Source:
     return _hf_source(spec)
   if os.path.isfile(os.path.join(spec, MODEL_JSON)):
     return _workdir_source(spec)
+  if any(os.path.isdir(os.path.join(spec, d)) for d in ("best", "checkpoints")):
+    raise ValueError(
+        f"{spec!r} is a lightjax workdir written before {MODEL_JSON} existed;"
+        " rerun its training command once (it resumes, finds nothing left"
+        f" to train and writes {MODEL_JSON})")
   if os.path.isfile(os.path.join(spec, hf.CONFIG_FILE)):
     raise ValueError(
         f"{spec!r} looks like a Hugging Face checkpoint (it has"
@@ -262,3 +267,22 @@ def load_model(spec: str, *, seed: int = 0, which: str = "best"):
       rngs=nnx.Rngs(seed))
   load_into(model, source, source.num_classes)
   return model, source
+
+
+def save_model(directory: str, model: nnx.Module, model_cfg, *,
+               vocab_size: int, num_classes: int, max_len: int, pad_id: int,
+               tokenizer: str | None = None, **extra) -> None:
+  """Writes `model` as a directory `init_from` (and `load_model`) reads:
+  model.json + its parameters as the `best/` checkpoint. How a shrinking
+  recipe hands its (physically smaller) model to the fine-tuning run."""
+  from lightjax import checkpointing  # pylint: disable=import-outside-toplevel
+  write_model_json(directory, model_cfg, vocab_size=vocab_size,
+                   num_classes=num_classes, max_len=max_len, pad_id=pad_id,
+                   tokenizer=tokenizer, **extra)
+  ckpt = checkpointing.Checkpointer(directory, keep=1)
+  try:
+    ckpt.save_best(0, nnx.state(model, nnx.Param),
+                   {"best_val_accuracy": -1.0, "best_step": 0})
+    ckpt.wait()
+  finally:
+    ckpt.close()

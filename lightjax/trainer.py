@@ -238,7 +238,9 @@ def _resume_view(cfg: dict[str, Any]) -> dict[str, Any]:
   field existed get that field's default (what the older code built), and of
   the attention options only the chosen variant's count."""
   model = dict(cfg.get("model") or {})
-  defaults = config_lib.base_config().model.to_dict()
+  # JSON's view of the defaults, as `cfg` is JSON (a tuple field is a list).
+  defaults = json.loads(json.dumps(config_lib.base_config().model.to_dict(),
+                                   default=str))
   attn = dict(model.pop("attention", None) or {})
   defaults.pop("attention")
   model = {**defaults, **model}

@@ -1,0 +1,56 @@
+"""`python -m lightjax.shrink --config configs/shrink/<recipe>.py --workdir DIR
+--config.init_from=<teacher>`: shrink a trained model, recover, report.
+
+The job is `lightjax.shrink.run.shrink_and_evaluate`; see
+`lightjax/shrink/__init__.py` for the methods and configs/shrink/ for the
+recipes. Exit codes as `lightjax.train`: 2 for a bad config (an unknown
+method, a prune fraction outside (0, 1), a drop that removes every layer, a
+teacher whose task does not match), 3 when the workdir is in use.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lightjax import checkpointing, config_lib, trainer
+from lightjax.shrink import run
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "A recipe, e.g. configs/shrink/prune_heads.py.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  config = _CONFIG.value
+  overrides = [a[len("--config."):] for a in sys.argv if a.startswith("--config.")]
+  named = [o for o in overrides if not o.startswith("init_from=")]
+  if named:  # runs that differ must not share a name (reports group by it)
+    with config.unlocked():
+      config.config_name += "[" + ",".join(named) + "]"
+  try:
+    run.shrink_and_evaluate(config, _WORKDIR.value, explicit=overrides)
+  except trainer.Interrupted as e:
+    print(f"lightjax.shrink: {e}", file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except FloatingPointError as e:
+    print(f"lightjax.shrink: {e}", file=sys.stderr)
+    sys.exit(1)
+  except checkpointing.WorkdirError as e:
+    print(f"lightjax.shrink: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
+  except (ValueError, KeyError) as e:
+    print(f"lightjax.shrink: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=config_lib.flags_parser("lightjax.shrink"))

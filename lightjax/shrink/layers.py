@@ -1,0 +1,161 @@
+"""Fewer layers: Poor Man's BERT dropping, and cutting a LayerDrop model.
+
+`drop_layers` (Sajjad et al. 2020, "On the Effect of Dropping Layers of
+Pre-trained Transformer Models", sec. 3) removes `num_drop` whole blocks of
+a trained model and keeps the rest in order:
+  top           the last blocks (nearest the output; their best strategy)
+  bottom        the first blocks
+  alternate     every other block from the top (n-1, n-3, ...)
+  symmetric     from the middle, keeping the bottom and top blocks
+  contribution  the blocks that change their input least: highest mean
+                cosine similarity between a block's input and output over
+                training examples (their contribution-based dropping)
+
+`layerdrop` cuts a model trained with `model.layerdrop > 0` (Fan et al.
+2020, "Reducing Transformer Depth on Demand with Structured Dropout") to
+`keep` layers without fine-tuning, by their "every other" rule (sec. 4.1):
+dropping at rate p = 1 - keep/n removes the layers at depth d (1-based)
+with d = 0 mod round(1/p); where that does not give exactly `keep` layers,
+evenly spaced ones are kept.
+
+Either way the student is the same model config with `num_layers` (and any
+per-layer lists) cut, and its blocks are the kept teacher blocks' weights:
+a physically shallower model.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lightjax import shrink
+from lightjax.models import transformer
+
+STRATEGIES = ("top", "bottom", "alternate", "symmetric", "contribution")
+
+
+def _check_count(n: int, num_drop: int) -> None:
+  if not 0 < num_drop < n:
+    raise ValueError(
+        f"cannot drop {num_drop} of {n} layers: drop at least 1 and keep at"
+        f" least 1 (num_drop in 1..{n - 1})")
+
+
+def drop_order(strategy: str, n: int, num_drop: int,
+               contribution: np.ndarray | None = None) -> list[int]:
+  """The 0-based layers `strategy` drops, of `n`."""
+  _check_count(n, num_drop)
+  if strategy == "top":
+    return list(range(n - num_drop, n))
+  if strategy == "bottom":
+    return list(range(num_drop))
+  if strategy == "alternate":
+    order = list(range(n - 1, -1, -2)) + list(range(n - 2, -1, -2))
+    return sorted(order[:num_drop])
+  if strategy == "symmetric":
+    lo = (n - num_drop) // 2  # keep `lo` bottom and the rest at the top
+    return list(range(lo, lo + num_drop))
+  if strategy == "contribution":
+    if contribution is None or len(contribution) != n:
+      raise ValueError("contribution-based dropping needs one similarity per"
+                       " layer")
+    # Most similar input/output first: the layers that do least.
+    return sorted(int(i) for i in np.argsort(-contribution, kind="stable")[:num_drop])
+  raise ValueError(f"unknown drop strategy {strategy!r}; valid:"
+                   f" {', '.join(STRATEGIES)}")
+
+
+def every_other(n: int, keep: int) -> list[int]:
+  """The layers a LayerDrop model keeps at depth `keep` (Fan et al. 2020,
+  sec. 4.1 "every other"); evenly spaced where the rule does not fit."""
+  if not 0 < keep < n:
+    raise ValueError(f"keep must be in 1..{n - 1} for a {n}-layer model, got"
+                     f" {keep}")
+  k = max(1, round(1 / (1 - keep / n)))
+  kept = [i for i in range(n) if (i + 1) % k != 0]
+  if len(kept) != keep:
+    kept = sorted({int(round(x)) for x in np.linspace(0, n - 1, keep)})
+  return kept
+
+
+def layer_contribution(teacher, ctx: shrink.Context,
+                       num_examples: int = 256) -> np.ndarray:
+  """Mean cosine similarity of each block's input and output over the
+  non-pad tokens of `num_examples` training examples (Sajjad et al. 2020)."""
+  bb = teacher.backbone
+  sims, count = np.zeros(len(bb.blocks)), 0.0
+
+  @nnx.jit
+  def per_layer(model, tokens_BxL):
+    b = model.backbone
+    mask_BxL = tokens_BxL != ctx.pad_id
+    x = b.embed_norm(b.embed(tokens_BxL))
+    out = []
+    for block in b.blocks:
+      y = block(x, mask_BxL=mask_BxL, causal=False, deterministic=True)
+      cos_BxL = (x * y).sum(-1) / (jnp.linalg.norm(x, axis=-1)
+                                   * jnp.linalg.norm(y, axis=-1) + 1e-9)
+      out.append((cos_BxL * mask_BxL).sum())
+      x = y
+    return jnp.stack(out), mask_BxL.sum()
+
+  for batch in ctx.batches("train", num_examples):
+    s, c = per_layer(teacher, jnp.asarray(batch["inputs"]))
+    sims += np.asarray(s)
+    count += float(c)
+  return sims / max(count, 1.0)
+
+
+def keep_layers(teacher, ctx: shrink.Context, kept: list[int]) -> shrink.Shrunk:
+  """The teacher with only blocks `kept` (in order), weights copied."""
+  cfg = ctx.teacher_cfg
+  if transformer.option(cfg, "share_layers"):
+    raise ValueError("the teacher shares one block across layers"
+                     " (share_layers); dropping layers would change nothing"
+                     " but its depth: set model.num_layers instead")
+  changes = {"num_layers": len(kept)}
+  for field in ("heads_per_layer", "mlp_dims_per_layer"):
+    values = cfg.get(field) or ()
+    if values:
+      changes[field] = tuple(values[i] for i in kept)
+  student_cfg = shrink.model_config(cfg, **changes)
+  weights = {}
+  for path, value in shrink.params_of(teacher).items():
+    if path[:2] == ("backbone", "blocks"):
+      if path[2] not in kept:
+        continue
+      path = path[:2] + (kept.index(path[2]),) + path[3:]
+    weights[path] = value
+  model = shrink.build_with(ctx, student_cfg, weights)
+  return shrink.Shrunk(model, student_cfg, {"kept_layers": kept})
+
+
+def drop_layers(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+  opts = ctx.options
+  n = ctx.teacher_cfg.num_layers
+  strategy, num_drop = opts.get("strategy", "top"), int(opts["num_drop"])
+  contribution = None
+  if strategy == "contribution":
+    contribution = layer_contribution(teacher, ctx,
+                                      int(opts.get("num_examples", 256)))
+  dropped = drop_order(strategy, n, num_drop, contribution)
+  kept = [i for i in range(n) if i not in dropped]
+  out = keep_layers(teacher, ctx, kept)
+  out.details.update(strategy=strategy, dropped_layers=dropped)
+  if contribution is not None:
+    out.details["contribution"] = [float(c) for c in contribution]
+  return out
+
+
+def layerdrop(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+  n = ctx.teacher_cfg.num_layers
+  keep = int(ctx.options["keep"])
+  out = keep_layers(teacher, ctx, every_other(n, keep))
+  out.details["teacher_layerdrop"] = float(
+      transformer.option(ctx.teacher_cfg, "layerdrop"))
+  return out
+
+
+shrink.register("drop_layers", drop_layers)
+shrink.register("layerdrop", layerdrop)

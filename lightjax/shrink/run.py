@@ -1,0 +1,234 @@
+"""One shrinking run, read top to bottom: teacher, shrink, measure, recover,
+report.
+
+`shrink_and_evaluate(config, workdir)` is the whole job
+(`python -m lightjax.shrink` only parses flags):
+
+  1. Teacher: `config.init_from` loaded (`lightjax.init_from`), scored on
+     validation and test with the trainer's eval step.
+  2. Shrink: the recipe's method (`lightjax.shrink.METHODS`) makes the
+     student, saved to `<workdir>/student/` (model.json + weights), and
+     scored before any fine-tuning. `shrink.json` records both scores, what
+     the method did and the teacher's deployment costs.
+  3. Recover: `config.num_train_steps > 0` fine-tunes the student with the
+     trainer in `<workdir>` (`init_from=<workdir>/student`), by distillation
+     from the teacher when `config.train_objective == "distillation"` (its
+     logits on the train split are computed once and ride along with the
+     batches). 0 steps: the student is scored as it is (LayerDrop cuts).
+  4. Report: summary.json (the trainer's keys plus `method`,
+     `teacher_num_params`, `teacher_val_accuracy`, `teacher_test_accuracy`,
+     `accuracy_kept`, `deploy` and `teacher_deploy`), shrink_report.md and
+     shrink_pareto.png.
+
+Rerunning the same command resumes: steps 1-2 are read back from
+shrink.json and student/, the fine-tune resumes from its checkpoints.
+Deployment costs (`deploy`): parameters, XLA forward FLOPs at batch 1,
+bytes of the weights as a safetensors file, and CPU batch-1 latency p50/p90
+at the task's length and at 128 tokens (`lightjax.metrics.latency`), teacher
+and student measured in the same process.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any, Iterable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from lightjax import checkpointing, data, init_from, shrink, trainer, writers
+from lightjax.metrics import latency
+from lightjax.metrics.params import count_params
+from lightjax.shrink import report
+
+STUDENT = "student"
+SHRINK_JSON = "shrink.json"
+LATENCY_LENGTHS = ("task", 128)
+
+
+def _weights_bytes(model) -> int:
+  """Size of the model's weights written as one safetensors file."""
+  from safetensors.numpy import save  # pylint: disable=import-outside-toplevel
+  return len(save({"/".join(map(str, p)): np.ascontiguousarray(v)
+                   for p, v in shrink.params_of(model).items()}))
+
+
+def deploy_costs(model, task, max_len: int, repeats: int = 30
+                 ) -> dict[str, Any]:
+  """Parameters, bytes, forward FLOPs and CPU batch-1 latency of `model`."""
+  out = {"num_params": count_params(model)["total"],
+         "bytes": _weights_bytes(model), "latency": {}}
+  for length in LATENCY_LENGTHS:
+    seq = task.max_len if length == "task" else min(int(length), max_len)
+    lat = latency.cpu_latency(model, seq, pad_id=task.pad_id, repeats=repeats)
+    out["latency"][str(length)] = lat
+    if length == "task":
+      out["forward_flops"] = lat["forward_flops"]
+  return out
+
+
+def _teacher_logits(teacher, task, batch_size: int) -> np.ndarray:
+  """The teacher's logits on every train example (eval mode), [N, C]."""
+  graphdef, state = nnx.split(teacher)
+
+  @jax.jit
+  def forward(state, batch):
+    model = nnx.merge(graphdef, state)
+    return trainer.apply_model(model, batch, deterministic=True,
+                               pad_id=task.pad_id)
+  train = task.splits["train"]
+  n, out = len(train["targets"]), []
+  for lo in range(0, n, batch_size):
+    batch = {k: jnp.asarray(v[lo:lo + batch_size]) for k, v in train.items()}
+    out.append(np.asarray(forward(state, batch)))
+  return np.concatenate(out)
+
+
+def _resolve(config, explicit: Iterable[str]):
+  """The teacher (its config resolved into `config`), its source and the
+  task's data; the task must be the teacher's (classes, vocabulary)."""
+  if not config.get("init_from"):
+    raise ValueError("a shrink run needs a teacher: --config.init_from=<lightjax"
+                     " workdir | hf:<hub id or dir>>")
+  explicit = list(explicit)
+  source = init_from.resolve_config(config, explicit)
+  if not any(k.startswith("model.attention") for k in explicit):
+    with config.unlocked():  # the teacher's variant, unless asked otherwise
+      config.model.attention = ml_collections.ConfigDict(source.model["attention"])
+  task = data.load_task(config.task, config.data_dir or data.default_data_dir())
+  init_from.check_task(source, task)
+  if task.num_classes != source.num_classes:
+    raise ValueError(
+        f"init_from={source.spec} was trained for {source.num_classes}"
+        f" classes; task {task.name} has {task.num_classes}: give the recipe"
+        " the teacher's task")
+  return source, task
+
+
+def _evaluate(model, task, batch_size: int) -> dict[str, Any]:
+  return {split: trainer.evaluate_model(model, task, split,
+                                        batch_size=batch_size)
+          for split in ("validation", "test")}
+
+
+def _shrink(config, workdir: str, source, task) -> dict[str, Any]:
+  """Steps 1-2: teacher scored, student made, saved and scored."""
+  method = config.shrink.method
+  shrink.get(method)  # an unknown method lists the valid ones
+  teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
+  writers.say(f"Teacher {source.spec}: {count_params(teacher)['total']:,}"
+              " parameters; scoring it.")
+  teacher_eval = _evaluate(teacher, task, config.eval_batch_size)
+  options = dict(config.shrink.get(method) or {})
+  ctx = shrink.Context(
+      config=config, options=options,
+      teacher_cfg=ml_collections.ConfigDict(source.model), task=task,
+      vocab_size=source.vocab_size, num_classes=source.num_classes,
+      max_len=source.max_len,
+      evaluate=lambda m, split="validation": trainer.evaluate_model(
+          m, task, split, batch_size=config.eval_batch_size))
+  out = shrink.get(method)(teacher, ctx)
+  student_dir = os.path.join(workdir, STUDENT)
+  init_from.save_model(student_dir, out.model, out.model_cfg,
+                       vocab_size=source.vocab_size,
+                       num_classes=source.num_classes, max_len=source.max_len,
+                       pad_id=source.pad_id, tokenizer=source.tokenizer,
+                       method=method, teacher=source.spec)
+  student_eval = _evaluate(out.model, task, config.eval_batch_size)
+  writers.say(
+      f"{method}: {count_params(teacher)['total']:,} -> "
+      f"{count_params(out.model)['total']:,} parameters; validation accuracy"
+      f" {teacher_eval['validation'].get('accuracy', float('nan')):.4f} ->"
+      f" {student_eval['validation'].get('accuracy', float('nan')):.4f}"
+      " before fine-tuning.")
+  record = {
+      "method": method, "options": options, "teacher": source.spec,
+      "details": out.details,
+      "teacher_eval": teacher_eval, "student_eval_before": student_eval,
+      "teacher_deploy": deploy_costs(teacher, task, source.max_len),
+  }
+  writers.write_json(os.path.join(workdir, SHRINK_JSON), record)
+  return record
+
+
+def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        explicit: Iterable[str] = ()) -> dict[str, Any]:
+  """The whole shrink job; returns (and writes) summary.json.
+
+  `explicit`: the `--config.` overrides given on the command line (a size
+  that contradicts the teacher is refused, see `init_from.resolve_config`).
+  """
+  config = copy.deepcopy(config)
+  source, task = _resolve(config, explicit)
+  os.makedirs(workdir, exist_ok=True)
+  record_path = os.path.join(workdir, SHRINK_JSON)
+  with checkpointing.WorkdirLock(workdir):
+    if os.path.exists(record_path) and os.path.exists(
+        os.path.join(workdir, STUDENT, init_from.MODEL_JSON)):
+      with open(record_path) as f:
+        record = json.load(f)
+      writers.say(f"Resuming: the student in {workdir}/{STUDENT} ({record['method']}).")
+    else:
+      record = _shrink(config, workdir, source, task)
+
+  # --- 3. Recover ---------------------------------------------------------------
+  student_dir = os.path.join(workdir, STUDENT)
+  if config.num_train_steps > 0:
+    ft = copy.deepcopy(config)
+    with ft.unlocked():
+      ft.init_from = student_dir
+      attention = ft.model.attention
+    init_from.resolve_config(ft)  # the student's sizes
+    with ft.unlocked():
+      ft.model.attention = attention
+    if config.get("train_objective") == "distillation":
+      teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
+      writers.say("Computing the teacher's logits on the train split.")
+      task.splits["train"]["teacher_logits"] = _teacher_logits(
+          teacher, task, config.eval_batch_size)
+    summary = trainer.train_and_evaluate(ft, workdir, task=task)
+    student, _ = init_from.load_model(workdir)
+  else:
+    student, _ = init_from.load_model(student_dir)
+    ev = record["student_eval_before"]
+    summary = {
+        "config_name": config.config_name, "task": task.name,
+        "attention": config.model.attention.name,
+        "num_params": count_params(student),
+        "selection": "accuracy", "best_step": 0, "num_train_steps": 0,
+        "best_val_accuracy": ev["validation"].get("accuracy"),
+        "best_val_score": ev["validation"].get("accuracy"),
+        "test_accuracy": ev["test"].get("accuracy"),
+        "test_loss": ev["test"]["loss"],
+    }
+    if "metrics" in ev["test"]:
+      summary["test_metrics"] = ev["test"]["metrics"]
+
+  # --- 4. Report -------------------------------------------------------------------
+  teacher_eval = record["teacher_eval"]
+  deploy = deploy_costs(student, task, source.max_len)
+  t_test = teacher_eval["test"].get("accuracy")
+  summary.update(
+      method=record["method"], shrink_details=record["details"],
+      teacher=record["teacher"],
+      teacher_num_params=record["teacher_deploy"]["num_params"],
+      teacher_val_accuracy=teacher_eval["validation"].get("accuracy"),
+      teacher_test_accuracy=t_test,
+      val_accuracy_before_finetune=record["student_eval_before"][
+          "validation"].get("accuracy"),
+      test_accuracy_before_finetune=record["student_eval_before"][
+          "test"].get("accuracy"),
+      accuracy_kept=(summary["test_accuracy"] / t_test
+                     if t_test and summary.get("test_accuracy") is not None
+                     else None),
+      deploy=deploy, teacher_deploy=record["teacher_deploy"])
+  writers.write_json(os.path.join(workdir, "summary.json"), summary)
+  paths = report.write(workdir, summary)
+  writers.say("Shrink report:\n" + report.table(summary) + "\nWrote "
+              + ", ".join(paths))
+  return summary
