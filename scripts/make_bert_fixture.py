@@ -4,7 +4,8 @@ Needs `torch` and `transformers` (install them for this script only; the
 tests themselves need neither):
 
     pip install torch transformers
-    python scripts/make_bert_fixture.py  # -> tests/fixtures/{bert,distilbert}_tiny/
+    python scripts/make_bert_fixture.py
+    # -> tests/fixtures/{bert,distilbert,bert_mlm}_tiny/
 
 It builds a tiny randomly initialised `BertForSequenceClassification`
 (seeded), saves it with `save_pretrained` (config.json + model.safetensors,
@@ -12,8 +13,10 @@ and a 99-token WordPiece tokenizer: vocab.txt, tokenizer.json, ...),
 runs it in eval mode on fixed inputs with right padding and token types, and
 writes the inputs, every layer's hidden states (embeddings output first) and
 the logits to `expected.npz` next to it; the same for a tiny
-`DistilBertForSequenceClassification` (no token types). `tests/test_hf_import.py` loads the
-directory with `lightjax.models.from_pretrained` and compares to 1e-5.
+`DistilBertForSequenceClassification` (no token types) and a tiny
+`BertForMaskedLM` (its logits are the masked-LM logits [B, L, V]).
+`tests/test_hf_import.py` and `tests/test_hf_mlm.py` load the directories
+with `lightjax.models.from_pretrained` and compare to 1e-5.
 """
 
 from __future__ import annotations
@@ -121,6 +124,21 @@ def make_bert(out_dir: str, seed: int = 0) -> None:
         f"torch {torch.__version__}")
 
 
+def make_bert_mlm(out_dir: str, seed: int = 0) -> None:
+  """Tiny BertForMaskedLM: BERT_CONFIG's encoder, no pooler, and the MLM
+  head whose decoder is tied to the word embeddings (Devlin et al. 2019
+  sec. 3.1); `_perturb` also moves the shared output bias off zero."""
+  import torch
+  import transformers
+
+  torch.manual_seed(seed)
+  config = {k: v for k, v in BERT_CONFIG.items() if k != "num_labels"}
+  model = transformers.BertForMaskedLM(transformers.BertConfig(**config))
+  _perturb(model, torch, seed + 1)
+  _save_and_record(model, out_dir, torch, token_type_ids=SEGMENTS)
+  print(f"wrote {out_dir}")
+
+
 def make_distilbert(out_dir: str, seed: int = 0) -> None:
   """Tiny DistilBertForSequenceClassification; no token types (Sanh et al. 2019)."""
   import torch
@@ -138,12 +156,15 @@ def main():
   here = os.path.dirname(os.path.abspath(__file__))
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures"),
-                      help="writes OUT/bert_tiny and OUT/distilbert_tiny")
+                      help="writes OUT/bert_tiny, OUT/distilbert_tiny and"
+                      " OUT/bert_mlm_tiny")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   make_bert(os.path.normpath(os.path.join(args.out, "bert_tiny")), args.seed)
   make_distilbert(os.path.normpath(os.path.join(args.out, "distilbert_tiny")),
                   args.seed)
+  make_bert_mlm(os.path.normpath(os.path.join(args.out, "bert_mlm_tiny")),
+                args.seed)
 
 
 if __name__ == "__main__":

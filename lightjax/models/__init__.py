@@ -7,6 +7,7 @@ from flax import nnx
 
 from lightjax.models.embeddings import POSITION_EMBEDDINGS
 from lightjax.models.hf import from_pretrained  # Hugging Face checkpoints
+from lightjax.models.mlm import EncoderMLM
 from lightjax.models.transformer import (ACTIVATIONS, NORM_POSITIONS,
                                          OPTION_DEFAULTS, POOLS, DecoderLM,
                                          EncoderClassifier)
@@ -14,6 +15,7 @@ from lightjax.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
 MODELS.register("encoder_classifier", EncoderClassifier)
+MODELS.register("encoder_mlm", EncoderMLM)  # BERT's masked-LM head, tied
 MODELS.register("decoder_lm", DecoderLM)
 register, get, names = MODELS.register, MODELS.get, MODELS.names
 

@@ -34,6 +34,18 @@ checkpoint such as `bert-base-uncased`; or `num_labels` other than the
 checkpoint's) and the `pooler`. Pretraining heads (`cls.*`, DistilBERT's
 `vocab_*`) are ignored. Anything else unmapped or missing, and any shape
 mismatch, is an error naming the key and both shapes.
+
+`from_pretrained(path, head="mlm")` reads BERT's masked-LM head instead
+(Devlin et al. 2019 sec. 3.1) into lightjax's `encoder_mlm`
+(`lightjax.models.mlm`): `cls.predictions.transform.dense`,
+`.transform.LayerNorm` and `.bias` map; the decoder is the word embedding
+(tied, Press & Wolf 2017), so a stored `cls.predictions.decoder.weight`
+(older checkpoints write it) must equal the word embeddings and a stored
+`decoder.bias` must equal `cls.predictions.bias`: each is checked and
+skipped. The pooler and next-sentence head of a `BertForPreTraining`
+checkpoint are ignored, and the MLM head is required. `save_pretrained`
+writes such a model back as `BertForMaskedLM` the way transformers 5 does:
+no decoder tensors, `tie_word_embeddings: true`.
 """
 
 from __future__ import annotations
@@ -171,7 +183,19 @@ def _bert_config(hf: dict) -> ml_collections.ConfigDict:
 
 
 class _Mapping(dict):
-  """HF key -> (lightjax parameter path, transpose?), built per layer kind."""
+  """HF key -> (lightjax parameter path, transpose?), built per layer kind.
+
+  `tied[key] = other` marks a key whose tensor is a copy of `other`'s (the
+  same lightjax parameter): read only to check it equals, never written.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.tied: dict[str, str] = {}
+
+  def tie(self, hf_name: str, same_as: str) -> None:
+    self[hf_name] = self[same_as]
+    self.tied[hf_name] = same_as
 
   def linear(self, hf_name: str, path: Path) -> None:
     """torch Linear weight [out, in] -> flax kernel [in, out], and bias."""
@@ -183,8 +207,12 @@ class _Mapping(dict):
     self[f"{hf_name}.bias"] = (path + ("bias",), False)
 
 
-def _bert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
-  """HF key (without the "bert." prefix) -> (lightjax path, transpose?)."""
+def _bert_mapping(hf: dict, head: str = "classifier") -> _Mapping:
+  """HF key (without the "bert." prefix) -> (lightjax path, transpose?).
+
+  `head`: "classifier" (pooler + classifier, `encoder_classifier`) or "mlm"
+  (BERT's `cls.predictions`, `encoder_mlm`, decoder tied to the embedding).
+  """
   out = _Mapping()
 
   bb = ("backbone",)
@@ -203,18 +231,31 @@ def _bert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
     out.linear(f"{hl}.intermediate.dense", blk + ("mlp", "fc1"))
     out.linear(f"{hl}.output.dense", blk + ("mlp", "fc2"))
     out.norm(f"{hl}.output.LayerNorm", blk + ("ln2",))
-  out.linear("pooler.dense", ("pooler",))
-  out.linear("classifier", ("head",))
+  if head == "mlm":
+    out.linear("cls.predictions.transform.dense", ("transform",))
+    out.norm("cls.predictions.transform.LayerNorm", ("transform_ln",))
+    out["cls.predictions.bias"] = (("output_bias",), False)
+    out.tie("cls.predictions.decoder.weight", "embeddings.word_embeddings.weight")
+    out.tie("cls.predictions.decoder.bias", "cls.predictions.bias")
+  else:
+    out.linear("pooler.dense", ("pooler",))
+    out.linear("classifier", ("head",))
   return out
 
 
-def _bert_key(key: str) -> str | None:
+def _bert_key(key: str, head: str = "classifier") -> str | None:
   """Canonical HF key, or None for tensors lightjax has no use for."""
   key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
   if key.startswith("bert."):
     key = key[len("bert."):]
-  if key.startswith("cls.") or key.endswith((".position_ids", ".token_type_ids")):
-    return None  # pretraining heads (MLM / NSP) and buffers
+  if key.endswith((".position_ids", ".token_type_ids")):
+    return None  # buffers
+  if head == "mlm":
+    if key.startswith(("cls.seq_relationship.", "pooler.", "classifier.")):
+      return None  # next-sentence head, pooler, classifier: not the MLM's
+    return key
+  if key.startswith("cls."):
+    return None  # pretraining heads (MLM / NSP)
   return key
 
 
@@ -234,7 +275,8 @@ def _distilbert_config(hf: dict) -> ml_collections.ConfigDict:
   return config
 
 
-def _distilbert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
+def _distilbert_mapping(hf: dict, head: str = "classifier") -> _Mapping:
+  del head  # the classifier only (`FAMILIES`)
   out = _Mapping()
 
   bb = ("backbone",)
@@ -255,7 +297,8 @@ def _distilbert_mapping(hf: dict) -> dict[str, tuple[Path, bool]]:
   return out
 
 
-def _distilbert_key(key: str) -> str | None:
+def _distilbert_key(key: str, head: str = "classifier") -> str | None:
+  del head  # the classifier only (`FAMILIES`)
   if key.startswith("distilbert."):
     key = key[len("distilbert."):]
   if key.startswith(("vocab_transform.", "vocab_layer_norm.", "vocab_projector.")):
@@ -266,36 +309,58 @@ def _distilbert_key(key: str) -> str | None:
 
 
 class _Family:
-  """How one HF `model_type` becomes a lightjax config and parameter map."""
+  """How one HF `model_type` becomes a lightjax config and parameter map.
 
-  def __init__(self, config: Callable, mapping: Callable, key: Callable):
+  `mapping(hf, head)` and `key(raw_key, head)` serve each of `heads`.
+  """
+
+  def __init__(self, config: Callable, mapping: Callable, key: Callable,
+               heads: tuple[str, ...] = ("classifier",)):
     self.config, self.mapping, self.key = config, mapping, key
+    self.heads = heads
 
 
 FAMILIES: dict[str, _Family] = {
-    "bert": _Family(_bert_config, _bert_mapping, _bert_key),
+    "bert": _Family(_bert_config, _bert_mapping, _bert_key,
+                    heads=("classifier", "mlm")),
     "distilbert": _Family(_distilbert_config, _distilbert_mapping,
                           _distilbert_key),
 }
+
+# `from_pretrained(head=...)` -> the lightjax model it builds.
+HEADS = {"classifier": "encoder_classifier", "mlm": "encoder_mlm"}
 
 # Each family's classifier tensors (dropped by `drop_head=True`).
 _HEAD_PREFIXES = ("classifier.", "pre_classifier.")
 
 
-def _family(hf: dict) -> _Family:
+def _family(hf: dict, head: str = "classifier") -> _Family:
   kind = hf.get("model_type")
   if kind not in FAMILIES:
     raise CheckpointError(
         f"model_type {kind!r} is not supported; supported:"
         f" {', '.join(sorted(FAMILIES))}")
+  if head not in HEADS:
+    raise CheckpointError(f"head {head!r} is not one of: {', '.join(HEADS)}")
+  if head not in FAMILIES[kind].heads:
+    raise CheckpointError(f"head {head!r} is not supported for model_type"
+                          f" {kind!r}; its heads: {', '.join(FAMILIES[kind].heads)}")
   return FAMILIES[kind]
 
 
-def config_from_hf(hf: dict, source: str = "") -> ml_collections.ConfigDict:
-  """lightjax config for an HF config.json; `config.hf` records the rest."""
-  config = _family(hf).config(hf)
+def config_from_hf(hf: dict, source: str = "", head: str = "classifier"
+                   ) -> ml_collections.ConfigDict:
+  """lightjax config for an HF config.json; `config.hf` records the rest.
+
+  `head="mlm"` builds `encoder_mlm` (BERT's masked-LM head, no pooler).
+  """
+  config = _family(hf, head).config(hf)
+  config.model.name = HEADS[head]
+  if head == "mlm":
+    config.model.pooler = False  # BertForMaskedLM has none
   config.hf = ml_collections.ConfigDict({
       "source": source,
+      "head": head,
       "model_type": hf["model_type"],
       "vocab_size": int(hf["vocab_size"]),
       "num_labels": _num_labels(hf),
@@ -327,19 +392,23 @@ class Weights(dict):
 
 
 def convert_weights(hf: dict, tensors: dict[str, np.ndarray], *,
-                    drop_head: bool = False) -> Weights:
+                    drop_head: bool = False, head: str = "classifier"
+                    ) -> Weights:
   """Checkpoint tensors -> {lightjax parameter path: float32 array}.
 
   `drop_head=True` skips the checkpoint's classifier (it starts fresh).
+  `head="mlm"` maps BERT's `cls.predictions` (see the module docstring); a
+  tied copy (`cls.predictions.decoder.*`) must equal what it is tied to.
   """
-  family = _family(hf)
-  mapping = family.mapping(hf)
+  family = _family(hf, head)
+  mapping = family.mapping(hf, head)
   weights = Weights()
+  copies = []  # (raw key, path, value) of tied copies, checked at the end
   for raw_key in sorted(tensors):
     value = tensors[raw_key]
     if drop_head and raw_key.startswith(_HEAD_PREFIXES):
       continue
-    key = family.key(raw_key)
+    key = family.key(raw_key, head)
     if key is None:
       continue
     if key not in mapping:
@@ -348,8 +417,24 @@ def convert_weights(hf: dict, tensors: dict[str, np.ndarray], *,
           " parameter to go to")
     path, transpose = mapping[key]
     value = np.asarray(value, np.float32)
-    weights[path] = value.T if transpose else value
+    value = value.T if transpose else value
+    if key in mapping.tied:
+      copies.append((raw_key, path, value))
+      continue
+    weights[path] = value
     weights.source[path] = raw_key
+  for raw_key, path, value in copies:
+    if path not in weights:  # only the copy is stored: it is the weight
+      weights[path], weights.source[path] = value, raw_key
+      continue
+    want = weights[path]
+    if want.shape != value.shape or not np.array_equal(want, value):
+      diff = (f"max abs difference {float(np.abs(want - value).max()):.3g}"
+              if want.shape == value.shape else "shapes differ")
+      raise CheckpointError(
+          f"checkpoint tensor {raw_key!r} {tuple(value.shape)} is tied to"
+          f" {weights.source[path]!r} {tuple(want.shape)} (both are"
+          f" {_name(path)}) but differs from it ({diff})")
   return weights
 
 
@@ -407,7 +492,8 @@ def build(config: ml_collections.ConfigDict, weights: dict[Path, np.ndarray],
 
 def from_pretrained(path_or_id: str, *, attention: str | None = None,
                     drop_head: bool = False, num_labels: int | None = None,
-                    seed: int = 0) -> tuple[nnx.Module, ml_collections.ConfigDict]:
+                    seed: int = 0, head: str = "classifier"
+                    ) -> tuple[nnx.Module, ml_collections.ConfigDict]:
   """(model, config) for a Hugging Face checkpoint directory or hub id.
 
   Args:
@@ -418,22 +504,29 @@ def from_pretrained(path_or_id: str, *, attention: str | None = None,
     num_labels: classes of the head; a number other than the checkpoint's
       drops its classifier (as `drop_head`).
     seed: initialises what the checkpoint lacks (`config.hf.initialized`).
+    head: "classifier" (`encoder_classifier`: pooler + classifier) or "mlm"
+      (`encoder_mlm`: BERT's masked-LM head from a `BertForMaskedLM` or
+      `BertForPreTraining` checkpoint, logits [B, L, V]).
   """
+  if head == "mlm" and (drop_head or num_labels is not None):
+    raise CheckpointError("drop_head and num_labels choose the classifier;"
+                          " head='mlm' has the vocabulary as its output")
   directory = resolve(path_or_id)
   hf = read_config(directory)
-  config = config_from_hf(hf, source=path_or_id)
+  config = config_from_hf(hf, source=path_or_id, head=head)
   if num_labels is not None and num_labels != config.hf.num_labels:
     config.hf.num_labels, drop_head = int(num_labels), True
   if attention is not None:
     from lightjax import config_lib  # pylint: disable=import-outside-toplevel
     config.model.attention = config_lib.attention_config(attention)
-  weights = convert_weights(hf, read_tensors(directory), drop_head=drop_head)
+  weights = convert_weights(hf, read_tensors(directory), drop_head=drop_head,
+                            head=head)
   return build(config, weights, seed=seed), config
 
 
 def hidden_states(model, tokens_BxL, *, segment_ids_BxL=None, pad_id=0
                   ) -> list:
-  """Every layer's output of an imported (pool="first") classifier, eval mode.
+  """Every layer's output of an imported classifier or MLM model, eval mode.
 
   [embeddings after their LayerNorm, block 1, ..., block N]: the order of
   transformers' `output_hidden_states`. Uses the backbone's own pieces, so it
@@ -463,22 +556,32 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json",
 # lightjax `activation` -> HF `hidden_act` (the inverse of _ACTIVATIONS).
 _HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
-# Each family's classifier tensors sit outside its encoder prefix.
-_PREFIXES = {"bert": ("bert.", ("classifier.",)),
+# Each family's head tensors sit outside its encoder prefix.
+_PREFIXES = {"bert": ("bert.", ("classifier.", "cls.")),
              "distilbert": ("distilbert.", ("pre_classifier.", "classifier."))}
+
+
+def _head_of(m) -> str:
+  """The `from_pretrained` head whose model `m` (a `config.model`) names."""
+  heads = {model: head for head, model in HEADS.items()}
+  if m.name not in heads:
+    raise CheckpointError(f"this model has no Hugging Face equivalent: model"
+                          f" {m.name!r} (saved: {', '.join(heads)})")
+  return heads[m.name]
 
 
 def _family_of(m) -> str:
   """The HF family `m` (a `config.model`) is laid out as, or CheckpointError."""
   from lightjax.models import transformer  # pylint: disable=import-outside-toplevel
   opt = lambda k: transformer.option(m, k)
+  head = _head_of(m)
   problems = []
   if m.attention.name != "softmax":
     problems.append(f"attention {m.attention.name!r} (transformers runs"
                     " softmax only)")
-  if m.name != "encoder_classifier":
-    problems.append(f"model {m.name!r}")
-  if (opt("norm_position"), m.pos_embedding, m.pool) != ("post", "learned", "first"):
+  # The MLM model reads every position, so `pool` is not part of its layout.
+  pool = m.pool if head == "classifier" else "first"
+  if (opt("norm_position"), m.pos_embedding, pool) != ("post", "learned", "first"):
     problems.append("not BERT's layout (norm_position='post', pos_embedding="
                     "'learned', pool='first')")
   if m.num_heads * m.head_dim != m.embed_dim:
@@ -491,7 +594,12 @@ def _family_of(m) -> str:
     if m.get(field):
       problems.append(f"{field}={m[field]!r}")
   head_act = opt("classifier_activation") or opt("activation")
-  if opt("pooler") and m.classifier_hidden_dim == 0:
+  if head == "mlm":
+    family = "bert"  # BertForMaskedLM
+    if opt("type_vocab_size") == 0:
+      problems.append("BertForMaskedLM always adds segment embeddings"
+                      " (type_vocab_size=0)")
+  elif opt("pooler") and m.classifier_hidden_dim == 0:
     family = "bert"
   elif (not opt("pooler") and opt("type_vocab_size") == 0
         and m.classifier_hidden_dim == m.embed_dim and head_act == "relu"):
@@ -510,23 +618,32 @@ def _family_of(m) -> str:
 def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
                   pad_id: int, base: dict | None = None) -> dict[str, Any]:
   """config.json for `m` (a `config.model`), over `base` (the config.json it
-  was imported from: keeps what lightjax has no field for)."""
+  was imported from: keeps what lightjax has no field for).
+
+  An `encoder_mlm` model is a `BertForMaskedLM` (`num_labels` unused): no
+  labels are written, and `tie_word_embeddings: true` tells transformers
+  that the decoder is the word embedding (it then expects no decoder tensor).
+  """
   from lightjax.models import transformer  # pylint: disable=import-outside-toplevel
   opt = lambda k: transformer.option(m, k)
   family = _family_of(m)
+  head = _head_of(m)
   out = dict(base or {})
   if out.get("model_type", family) != family:
     out = {}
-  labels = {str(i): out.get("id2label", {}).get(str(i), f"LABEL_{i}")
-            for i in range(num_labels)}
   out.update(model_type=family, vocab_size=vocab_size,
-             max_position_embeddings=max_len, pad_token_id=pad_id,
-             id2label=labels, label2id={v: int(k) for k, v in labels.items()},
-             problem_type=("regression" if num_labels == 1
-                           else "single_label_classification"))
+             max_position_embeddings=max_len, pad_token_id=pad_id)
+  if head == "classifier":
+    labels = {str(i): out.get("id2label", {}).get(str(i), f"LABEL_{i}")
+              for i in range(num_labels)}
+    out.update(id2label=labels,
+               label2id={v: int(k) for k, v in labels.items()},
+               problem_type=("regression" if num_labels == 1
+                             else "single_label_classification"))
   act = _HF_ACTIVATIONS[opt("activation")]
   if family == "bert":
-    out.update(architectures=["BertForSequenceClassification"],
+    out.update(architectures=["BertForSequenceClassification"
+                              if head == "classifier" else "BertForMaskedLM"],
                hidden_size=m.embed_dim, num_hidden_layers=m.num_layers,
                num_attention_heads=m.num_heads, intermediate_size=m.mlp_dim,
                hidden_act=act, layer_norm_eps=opt("layer_norm_eps"),
@@ -535,6 +652,8 @@ def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
                hidden_dropout_prob=m.dropout_rate,
                attention_probs_dropout_prob=out.get(
                    "attention_probs_dropout_prob", m.dropout_rate))
+    if head == "mlm":
+      out.update(tie_word_embeddings=True)
   else:
     out.update(architectures=["DistilBertForSequenceClassification"],
                dim=m.embed_dim, n_layers=m.num_layers, n_heads=m.num_heads,
@@ -553,7 +672,8 @@ def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
   config.json + model.safetensors (+ the tokenizer's files, copied from
   `tokenizer`, a checkpoint directory or a vocab.txt / tokenizer.json) that
   `transformers`' `AutoModelForSequenceClassification.from_pretrained` loads
-  and `from_pretrained` here reads back to the same model. The inverse of the
+  (`AutoModelForMaskedLM` for an `encoder_mlm` model) and `from_pretrained`
+  here reads back to the same model. The inverse of the
   import's weight map: flax kernels [in, out] become torch [out, in].
   `tokenizer_config` is written as tokenizer_config.json where the tokenizer
   brings none (a bare vocab.txt).
@@ -569,15 +689,20 @@ def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
   params = {tuple(p): np.asarray(v[...], np.float32)
             for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
   bb = ("backbone",)
+  head = _head_of(model_cfg)
   hf_config = hf_config_for(
       model_cfg, vocab_size=params[bb + ("token_embed", "embedding")].shape[0],
-      num_labels=params[("head", "kernel")].shape[1],
+      num_labels=(params[("head", "kernel")].shape[1] if ("head", "kernel")
+                  in params else 0),
       max_len=params[bb + ("pos_embed", "table")].shape[0], pad_id=pad_id,
       base=base)
   family = FAMILIES[hf_config["model_type"]]
   prefix, outside = _PREFIXES[hf_config["model_type"]]
   tensors, used = {}, set()
-  for key, (path, transpose) in family.mapping(hf_config).items():
+  mapping = family.mapping(hf_config, head)
+  for key, (path, transpose) in mapping.items():
+    if key in mapping.tied:
+      continue  # a copy transformers 5 neither writes nor expects
     if path not in params:
       raise CheckpointError(f"the model has no parameter {_name(path)} for"
                             f" the checkpoint's {key!r}")
