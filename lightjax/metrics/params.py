@@ -2,14 +2,20 @@
 
 Groups are read off the module paths, so any model built from
 `lightjax.models` is counted without model-specific code:
-  embedding  token, position and segment (token type) tables, the CLS vector
+  embedding  token, position and segment (token type) tables, the CLS vector,
+             ALBERT's factorised-embedding projection `embed_proj`
   attention  q/k/v/out projections and any parameters of the attention kernel
              (Linformer's E/F projections)
   mlp        the feed-forward layers of the blocks
   other      LayerNorms (the embedding LayerNorm too), the pooler and the
              classifier head
 Only trainable `nnx.Param`s count; fixed buffers (sinusoidal tables,
-Performer's random features) do not.
+Performer's random features) and head gates do not. A parameter shared by
+several modules counts once: `nnx.state` lists it under its first path, so a
+model with `share_layers` has one entry in "per_layer" (its one block, as
+layer 0), and a layer-shared Linformer projection counts in layer 0 only.
+Per-layer sizes (`heads_per_layer`, `mlp_dims_per_layer`) show as different
+"per_layer" entries.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-_EMBED_KEYS = ("token_embed", "pos_embed", "type_embed", "cls")
+_EMBED_KEYS = ("token_embed", "embed_proj", "pos_embed", "type_embed", "cls")
 
 
 def _group(path: tuple) -> str:

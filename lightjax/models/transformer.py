@@ -177,6 +177,7 @@ class HeadGate(nnx.Variable):
   importance of head h is |dL/dxi_h| at xi = 1, e.g. from
   `nnx.grad(loss, argnums=nnx.DiffState(0, HeadGate))`. Gates of 0 remove heads
   without changing shapes (the masked model physical pruning must equal).
+  With `share_layers` the one block's gate scales its heads in every use.
   """
 
 
@@ -431,7 +432,8 @@ class Backbone(nnx.Module):
     """
     if self.embed_proj is not None:
       w_FxE = self.embed_proj.kernel[...].astype(x_BxLxE.dtype)
-      x_BxLxE = jnp.einsum("ble,fe->blf", x_BxLxE, w_FxE)
+      x_BxLxF = x_BxLxE @ w_FxE.T  # any leading dims ([B, E] too)
+      return self.token_embed.attend(x_BxLxF)
     return self.token_embed.attend(x_BxLxE)
 
   def run_blocks(self, x, *, mask_BxL, causal, deterministic):
