@@ -120,9 +120,11 @@ register, get, names = OBJECTIVES.register, OBJECTIVES.get, OBJECTIVES.names
 
 def train_objective(config, kind: str) -> Callable[..., Sums]:
   """The objective training minimises: `config.train_objective` (e.g.
-  "distillation") with `config.objective_options`, or the task kind's.
+  "distillation") with `config.objective_options`, or (empty) the task
+  kind's, without options.
   Evaluation always uses the task kind's."""
-  name = config.get("train_objective") or kind
-  fn = get(name)
+  name = config.get("train_objective")
+  if not name:
+    return get(kind)
   options = dict(config.get("objective_options") or {})
-  return functools.partial(fn, **options) if options else fn
+  return functools.partial(get(name), **options) if options else get(name)

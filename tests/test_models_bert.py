@@ -331,7 +331,7 @@ def test_bert_options_pass_validation():
 
 @pytest.mark.parametrize("key,value,match", [
     ("norm_position", "middle", "unknown norm position 'middle'; valid: post, pre"),
-    ("activation", "relu", "unknown activation 'relu'; valid: gelu, gelu_tanh"),
+    ("activation", "swish", "unknown activation 'swish'; valid: gelu, gelu_tanh, relu, tanh"),
     ("pool", "max", "unknown pool 'max'; valid: cls, first, mean"),
     ("layer_norm_eps", 0.0, "layer_norm_eps must be positive"),
     ("type_vocab_size", -1, "type_vocab_size must be >= 0"),
@@ -346,4 +346,4 @@ def test_bad_option_values_fail_at_build_too():
   with pytest.raises(ValueError, match="valid: post, pre"):
     _build(_cfg(norm_position="middle"))
   with pytest.raises(ValueError, match="valid: gelu, gelu_tanh"):
-    _build(_cfg(activation="relu"))
+    _build(_cfg(activation="swish"))

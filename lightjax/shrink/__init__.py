@@ -161,4 +161,4 @@ def recipe(here: str, arg: str | None, method: str, **options
 
 
 # Registering the methods (kept last: they import the names above).
-from lightjax.shrink import layers  # noqa: E402,F401
+from lightjax.shrink import distill, layers  # noqa: E402,F401

@@ -1,0 +1,32 @@
+r"""Distil a trained model into a student of half its depth (DistilBERT,
+Sanh et al. 2019; soft targets of Hinton et al. 2015).
+
+  python -m lightjax.train --config configs/listops.py --workdir runs/listops
+  python -m lightjax.shrink --config configs/shrink/distill.py \
+      --workdir runs/shrink/distill --config.init_from=runs/listops
+  # the baseline it must beat: same student, fresh weights, labels only
+  python -m lightjax.shrink --config configs/shrink/distill.py \
+      --workdir runs/shrink/scratch --config.init_from=runs/listops \
+      --config.shrink.distill.init=scratch --config.train_objective=classification
+  # a pruned teacher as the student:
+  python -m lightjax.shrink --config configs/shrink/distill.py --workdir ... \
+      --config.init_from=runs/listops \
+      --config.shrink.distill.student_from=runs/shrink/prune_heads
+
+The student keeps one teacher layer of every two (`num_layers`, default half;
+lightjax/shrink/distill.py) and trains on alpha * T^2 * KL(teacher || student)
+at temperature T + (1 - alpha) * cross-entropy (`objective_options`).
+"""
+
+import ml_collections
+
+from lightjax import shrink
+
+
+def get_config(arg=None):
+  c = shrink.recipe(__file__, arg, "distill", num_layers=0, init="teacher",
+                    student_from="")
+  c.train_objective = "distillation"
+  c.objective_options = ml_collections.ConfigDict(
+      {"temperature": 2.0, "alpha": 0.5})
+  return c

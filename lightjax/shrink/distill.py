@@ -1,0 +1,64 @@
+"""The student of a distillation run (DistilBERT, Sanh et al. 2019, sec. 3).
+
+The shrink step builds the student; the recovery run trains it with
+`objectives.distillation` (soft targets at temperature T from the teacher's
+logits + the labels' cross-entropy; `config.train_objective =
+"distillation"`, `config.objective_options`). Where the student comes from:
+
+  init="teacher"   DistilBERT's initialisation: the teacher with one layer
+                   of every two kept (`num_layers` of them, evenly spaced
+                   from the bottom: 0, 2, 4, ...), weights copied.
+  init="scratch"   the same architecture freshly initialised: the baseline a
+                   distilled student has to beat (train it with
+                   `train_objective=""` for plain labels).
+  student_from     a model to start from instead (a lightjax workdir such as
+                   a prune_heads run, or hf:...): a pruned teacher as the
+                   student, the original as the teacher.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lightjax import init_from, shrink
+from lightjax.shrink import layers
+
+
+def student_layers(n: int, keep: int) -> list[int]:
+  """`keep` of `n` layers, one of every n/keep from the bottom (DistilBERT
+  keeps 0, 2, 4, ... of BERT's 12)."""
+  if not 0 < keep <= n:
+    raise ValueError(f"distill.num_layers must be in 1..{n}, got {keep}")
+  step = n / keep
+  return sorted({int(np.floor(i * step)) for i in range(keep)})
+
+
+def distill(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+  opts = ctx.options
+  if opts.get("student_from"):
+    model, source = init_from.load_model(opts["student_from"],
+                                         seed=ctx.config.seed)
+    if (source.vocab_size, source.num_classes) != (ctx.vocab_size,
+                                                   ctx.num_classes):
+      raise ValueError(f"distill.student_from={opts['student_from']} has"
+                       f" vocabulary {source.vocab_size} and"
+                       f" {source.num_classes} classes; the teacher"
+                       f" {ctx.vocab_size} and {ctx.num_classes}")
+    import ml_collections  # pylint: disable=import-outside-toplevel
+    return shrink.Shrunk(model, ml_collections.ConfigDict(source.model),
+                         {"student_from": opts["student_from"]})
+  n = ctx.teacher_cfg.num_layers
+  keep = int(opts.get("num_layers") or max(1, n // 2))
+  kept = student_layers(n, keep)
+  out = layers.keep_layers(teacher, ctx, kept)
+  init = opts.get("init", "teacher")
+  if init == "scratch":
+    out = shrink.Shrunk(ctx.build(out.model_cfg), out.model_cfg,
+                        {"kept_layers": kept})
+  elif init != "teacher":
+    raise ValueError(f"distill.init must be 'teacher' or 'scratch', got {init!r}")
+  out.details["init"] = init
+  return out
+
+
+shrink.register("distill", distill)

@@ -1,0 +1,194 @@
+"""lightjax.shrink: the driver, layer dropping, LayerDrop cuts and
+distillation, on tiny ListOps teachers trained here."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lightjax import init_from, objectives, shrink, trainer
+from lightjax.shrink import distill, layers, run
+from tests.helpers import REPO, load_config
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, data_dir_module):
+  """A tiny 3-layer ListOps teacher (so dropping and cutting have choices)."""
+  workdir = str(tmp_path_factory.mktemp("teacher") / "run")
+  c = load_config("configs/listops.py:tiny")
+  c.data_dir = data_dir_module
+  c.model.num_layers = 3
+  trainer.train_and_evaluate(c, workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def data_dir_module(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("data"))
+
+
+def _recipe(name, data_dir, teacher_dir, **overrides):
+  c = load_config(f"configs/shrink/{name}.py:tiny")
+  c.data_dir, c.init_from = data_dir, teacher_dir
+  for key, value in overrides.items():
+    node = c
+    *parents, last = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[last] = value
+  return c
+
+
+# --- layer choices ------------------------------------------------------------------
+
+
+def test_drop_strategies():
+  assert layers.drop_order("top", 6, 2) == [4, 5]
+  assert layers.drop_order("bottom", 6, 2) == [0, 1]
+  assert layers.drop_order("alternate", 6, 2) == [3, 5]
+  assert layers.drop_order("alternate", 6, 4) == [1, 3, 4, 5]
+  assert layers.drop_order("symmetric", 6, 2) == [2, 3]
+  assert layers.drop_order("contribution", 4, 2,
+                           np.array([0.1, 0.9, 0.5, 0.95])) == [1, 3]
+  with pytest.raises(ValueError, match="cannot drop 3 of 3 layers"):
+    layers.drop_order("top", 3, 3)
+  with pytest.raises(ValueError, match="cannot drop 0"):
+    layers.drop_order("top", 3, 0)
+  with pytest.raises(ValueError, match="valid: top, bottom, alternate"):
+    layers.drop_order("middle", 3, 1)
+
+
+def test_layerdrop_every_other_and_distilbert_layers():
+  # Fan et al. 2020: p = 0.5 drops depths 2, 4, ... (1-based).
+  assert layers.every_other(4, 2) == [0, 2]
+  assert layers.every_other(6, 4) == [0, 1, 3, 4]
+  assert layers.every_other(6, 3) == [0, 2, 4]
+  assert layers.every_other(5, 2) == [0, 4]  # evenly spaced fallback
+  with pytest.raises(ValueError, match="keep must be in 1..2"):
+    layers.every_other(3, 3)
+  assert distill.student_layers(12, 6) == [0, 2, 4, 6, 8, 10]  # DistilBERT
+  assert distill.student_layers(3, 1) == [0]
+
+
+def test_dropped_model_is_the_teacher_without_those_blocks(teacher, data_dir_module):
+  """The physically shallower student computes what the teacher computes
+  when the dropped blocks are skipped, and holds fewer parameters."""
+  c = _recipe("drop_layers", data_dir_module, teacher)
+  source, task = run._resolve(c, [])
+  model, _ = init_from.load_model(teacher)
+  ctx = shrink.Context(
+      config=c, options={}, teacher_cfg=c.model, task=task,
+      vocab_size=source.vocab_size, num_classes=source.num_classes,
+      max_len=source.max_len, evaluate=None)
+  out = layers.keep_layers(model, ctx, [0, 2])
+  tokens = jnp.asarray(task.splits["validation"]["inputs"][:8])
+  student_logits = out.model(tokens)
+  model.backbone.blocks = nnx.List([model.backbone.blocks[0],
+                                    model.backbone.blocks[2]])
+  np.testing.assert_allclose(np.asarray(student_logits),
+                             np.asarray(model(tokens)), atol=1e-6)
+  assert out.model_cfg.num_layers == 2
+  full = sum(v.size for v in shrink.params_of(init_from.load_model(teacher)[0]).values())
+  assert sum(v.size for v in shrink.params_of(out.model).values()) < full
+
+
+# --- runs ---------------------------------------------------------------------------
+
+
+def test_drop_layers_run_reports_and_resumes(tmp_path, teacher, data_dir_module):
+  c = _recipe("drop_layers", data_dir_module, teacher,
+              **{"shrink.drop_layers.num_drop": 1,
+                 "shrink.drop_layers.strategy": "contribution"})
+  workdir = str(tmp_path / "run")
+  s = run.shrink_and_evaluate(c, workdir)
+  assert s["method"] == "drop_layers"
+  assert len(s["shrink_details"]["contribution"]) == 3
+  assert s["num_params"]["total"] < s["teacher_num_params"]
+  assert s["deploy"]["forward_flops"] < s["teacher_deploy"]["forward_flops"]
+  assert s["deploy"]["bytes"] < s["teacher_deploy"]["bytes"]
+  for key in ("task", "128"):
+    lat = s["deploy"]["latency"][key]
+    assert 0 < lat["p50_ms"] <= lat["p90_ms"]
+  assert 0 <= s["teacher_val_accuracy"] <= 1 and s["accuracy_kept"] is not None
+  on_disk = json.loads(open(os.path.join(workdir, "summary.json")).read())
+  assert on_disk["teacher_num_params"] == s["teacher_num_params"]
+  report = open(os.path.join(workdir, "shrink_report.md")).read()
+  assert "| teacher |" in report and "steps of recovery" in report
+  assert os.path.getsize(os.path.join(workdir, "shrink_pareto.png")) > 1000
+  # The same command again resumes: nothing is shrunk or trained twice.
+  again = run.shrink_and_evaluate(c, workdir)
+  assert again["test_accuracy"] == s["test_accuracy"]
+  assert again["shrink_details"] == s["shrink_details"]
+
+
+def test_layerdrop_cut_without_fine_tuning(tmp_path, data_dir_module):
+  t = load_config("configs/listops.py:tiny")
+  t.data_dir, t.model.num_layers, t.model.layerdrop = data_dir_module, 4, 0.3
+  trainer.train_and_evaluate(t, str(tmp_path / "teacher"))
+  c = _recipe("layerdrop", data_dir_module, str(tmp_path / "teacher"))
+  s = run.shrink_and_evaluate(c, str(tmp_path / "cut"))
+  assert s["num_train_steps"] == 0 and s["shrink_details"]["kept_layers"] == [0, 2]
+  assert s["shrink_details"]["teacher_layerdrop"] == 0.3
+  assert s["test_accuracy"] == s["test_accuracy_before_finetune"]
+  student, _ = init_from.load_model(str(tmp_path / "cut" / "student"))
+  assert len(student.backbone.blocks) == 2
+
+
+def test_distillation_objective():
+  rng = np.random.default_rng(0)
+  s, t = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+  y, w = jnp.asarray(rng.integers(0, 4, 6)), jnp.ones(6)
+  hard = objectives.classification(jnp.asarray(s), y, w)
+  only_hard = objectives.distillation(jnp.asarray(s), y, w,
+                                      teacher_logits_BxC=jnp.asarray(t), alpha=0.0)
+  np.testing.assert_allclose(only_hard["loss_sum"], hard["loss_sum"], rtol=1e-6)
+  same = objectives.distillation(jnp.asarray(s), y, w,
+                                 teacher_logits_BxC=jnp.asarray(s), alpha=1.0)
+  assert abs(float(same["loss_sum"])) < 1e-5  # KL(p || p) = 0
+  other = objectives.distillation(jnp.asarray(s), y, w,
+                                  teacher_logits_BxC=jnp.asarray(t), alpha=1.0)
+  assert float(other["loss_sum"]) > 0.01
+  assert float(other["correct_sum"]) == float(hard["correct_sum"])
+
+
+def test_distill_run_uses_the_teachers_logits(tmp_path, teacher, data_dir_module):
+  c = _recipe("distill", data_dir_module, teacher)
+  s = run.shrink_and_evaluate(c, str(tmp_path / "d"))
+  assert s["shrink_details"] == {"kept_layers": [0], "init": "teacher"}
+  assert s["num_params"]["total"] < s["teacher_num_params"]
+  saved = json.loads(open(tmp_path / "d" / "config.json").read())
+  assert saved["train_objective"] == "distillation"
+  assert saved["model"]["num_layers"] == 1
+  # The scratch baseline: same student, fresh weights.
+  c = _recipe("distill", data_dir_module, teacher,
+              **{"shrink.distill.init": "scratch", "train_objective": ""})
+  b = run.shrink_and_evaluate(c, str(tmp_path / "b"))
+  assert b["num_params"] == s["num_params"]
+  assert b["val_accuracy_before_finetune"] != s["val_accuracy_before_finetune"] or (
+      b["test_accuracy_before_finetune"] != s["test_accuracy_before_finetune"])
+
+
+def test_cli_bad_input_is_one_line(tmp_path, teacher, data_dir_module):
+  env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir_module}
+  base = [sys.executable, "-m", "lightjax.shrink", "--config",
+          "configs/shrink/drop_layers.py:tiny", "--workdir", str(tmp_path / "w")]
+  cases = [
+      ([], "needs a teacher: --config.init_from"),
+      ([f"--config.init_from={teacher}", "--config.shrink.drop_layers.num_drop=3"],
+       "cannot drop 3 of 3 layers"),
+      ([f"--config.init_from={teacher}", "--config.shrink.method=prune_all"],
+       "unknown shrink method 'prune_all'; valid:"),
+      ([f"--config.init_from={teacher}", "--config.model.num_layers=2"],
+       "contradicts init_from"),
+  ]
+  for extra, message in cases:
+    r = subprocess.run(base + extra, cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2, (extra, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], (extra, r.stderr)
