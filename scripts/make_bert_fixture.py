@@ -5,7 +5,7 @@ tests themselves need neither):
 
     pip install torch transformers
     python scripts/make_bert_fixture.py
-    # -> tests/fixtures/{bert,distilbert,bert_mlm}_tiny/
+    # -> tests/fixtures/{bert,distilbert,bert_mlm,roberta}_tiny/
 
 It builds a tiny randomly initialised `BertForSequenceClassification`
 (seeded), saves it with `save_pretrained` (config.json + model.safetensors,
@@ -13,8 +13,10 @@ and a 99-token WordPiece tokenizer: vocab.txt, tokenizer.json, ...),
 runs it in eval mode on fixed inputs with right padding and token types, and
 writes the inputs, every layer's hidden states (embeddings output first) and
 the logits to `expected.npz` next to it; the same for a tiny
-`DistilBertForSequenceClassification` (no token types) and a tiny
-`BertForMaskedLM` (its logits are the masked-LM logits [B, L, V]).
+`DistilBertForSequenceClassification` (no token types), a tiny
+`BertForMaskedLM` (its logits are the masked-LM logits [B, L, V]) and a
+tiny `RobertaForSequenceClassification` (RoBERTa's ids: <s> 0, <pad> 1,
+</s> 2; no tokenizer, as a BPE vocabulary is not worth it here).
 `tests/test_hf_import.py` and `tests/test_hf_mlm.py` load the directories
 with `lightjax.models.from_pretrained` and compare to 1e-5.
 """
@@ -44,6 +46,21 @@ BERT_CONFIG = dict(
     hidden_act="gelu", layer_norm_eps=1e-12, num_labels=3, pad_token_id=0,
     hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
 )
+
+
+# RoBERTa (Liu et al. 2019): one token type, pad id 1, and fairseq's
+# positions from pad + 1, so the table has 64 + 2 rows; its LayerNorm eps.
+ROBERTA_CONFIG = dict(
+    vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    intermediate_size=37, max_position_embeddings=66, type_vocab_size=1,
+    hidden_act="gelu", layer_norm_eps=1e-5, num_labels=3, pad_token_id=1,
+    bos_token_id=0, eos_token_id=2, hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+)
+# TOKENS in RoBERTa's special ids: [CLS] 2 -> <s> 0, [SEP] 3 -> </s> 2,
+# padding 0 -> <pad> 1 (other ids unchanged).
+ROBERTA_TOKENS = np.select([TOKENS == 2, TOKENS == 3, TOKENS == 0],
+                           [0, 2, 1], TOKENS)
 
 
 DISTILBERT_CONFIG = dict(
@@ -82,26 +99,28 @@ def _save_tokenizer(out_dir: str) -> None:
                                  ).save_pretrained(out_dir)
 
 
-def _save_and_record(model, out_dir: str, torch, **arrays) -> None:
+def _save_and_record(model, out_dir: str, torch, *, tokens=TOKENS, pad_id=0,
+                     tokenizer=True, **arrays) -> None:
   """save_pretrained(out_dir) with a tokenizer, then expected.npz: the
-  inputs, every layer's hidden states and the logits of `model` on TOKENS
-  (right padding masked) and the given extra int inputs (e.g.
+  inputs, every layer's hidden states and the logits of `model` on `tokens`
+  (right padding `pad_id` masked) and the given extra int inputs (e.g.
   token_type_ids=SEGMENTS)."""
   model.eval()
   os.makedirs(out_dir, exist_ok=True)
   model.save_pretrained(out_dir, safe_serialization=True)
-  _save_tokenizer(out_dir)
+  if tokenizer:
+    _save_tokenizer(out_dir)
   with torch.no_grad():
     out = model(
-        input_ids=torch.from_numpy(TOKENS),
-        attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
+        input_ids=torch.from_numpy(tokens),
+        attention_mask=torch.from_numpy((tokens != pad_id).astype(np.int64)),
         output_hidden_states=True,
         **{k: torch.from_numpy(v) for k, v in arrays.items()},
     )
   hidden = np.stack([h.numpy() for h in out.hidden_states])  # [N+1, B, L, E]
   saved_inputs = {_SAVED_NAME[k]: v.astype(np.int32) for k, v in arrays.items()}
   np.savez_compressed(
-      os.path.join(out_dir, "expected.npz"), tokens=TOKENS.astype(np.int32),
+      os.path.join(out_dir, "expected.npz"), tokens=tokens.astype(np.int32),
       **saved_inputs, hidden_states=hidden.astype(np.float32),
       logits=out.logits.numpy().astype(np.float32),
   )
@@ -139,6 +158,20 @@ def make_bert_mlm(out_dir: str, seed: int = 0) -> None:
   print(f"wrote {out_dir}")
 
 
+def make_roberta(out_dir: str, seed: int = 0) -> None:
+  """Tiny RobertaForSequenceClassification on ROBERTA_TOKENS (pad id 1)."""
+  import torch
+  import transformers
+
+  torch.manual_seed(seed)
+  model = transformers.RobertaForSequenceClassification(
+      transformers.RobertaConfig(**ROBERTA_CONFIG))
+  _perturb(model, torch, seed + 1)
+  _save_and_record(model, out_dir, torch, tokens=ROBERTA_TOKENS, pad_id=1,
+                   tokenizer=False)
+  print(f"wrote {out_dir}")
+
+
 def make_distilbert(out_dir: str, seed: int = 0) -> None:
   """Tiny DistilBertForSequenceClassification; no token types (Sanh et al. 2019)."""
   import torch
@@ -156,8 +189,8 @@ def main():
   here = os.path.dirname(os.path.abspath(__file__))
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures"),
-                      help="writes OUT/bert_tiny, OUT/distilbert_tiny and"
-                      " OUT/bert_mlm_tiny")
+                      help="writes OUT/bert_tiny, OUT/distilbert_tiny,"
+                      " OUT/bert_mlm_tiny and OUT/roberta_tiny")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   make_bert(os.path.normpath(os.path.join(args.out, "bert_tiny")), args.seed)
@@ -165,6 +198,8 @@ def main():
                   args.seed)
   make_bert_mlm(os.path.normpath(os.path.join(args.out, "bert_mlm_tiny")),
                 args.seed)
+  make_roberta(os.path.normpath(os.path.join(args.out, "roberta_tiny")),
+               args.seed)
 
 
 if __name__ == "__main__":

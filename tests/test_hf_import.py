@@ -1,5 +1,6 @@
-"""Hugging Face BERT import (`lightjax.models.from_pretrained`) against the
-fixture `scripts/make_bert_fixture.py` wrote with transformers. No torch needed;
+"""Hugging Face BERT / DistilBERT / RoBERTa import
+(`lightjax.models.from_pretrained`) against the fixtures
+`scripts/make_bert_fixture.py` wrote with transformers. No torch needed;
 a live comparison runs when torch and transformers are installed."""
 
 import json
@@ -275,6 +276,119 @@ def test_live_distilbert_against_transformers(tmp_path):
   diffs = [float(np.abs(np.asarray(h) - e.numpy()).max())
            for h, e in zip(hs, out.hidden_states)]
   assert len(diffs) == 4 and max(diffs) < TOL, diffs
+
+
+# --- RoBERTa ------------------------------------------------------------------------
+
+
+ROBERTA = os.path.join(os.path.dirname(__file__), "fixtures", "roberta_tiny")
+
+
+def _roberta_diffs(model, exp, pad_id=1):
+  """Max abs differences at the non-pad positions (RoBERTa's pads read a
+  position row lightjax drops) of every hidden state, and of the logits."""
+  tokens = jnp.asarray(exp["tokens"])
+  real_BxL = exp["tokens"] != pad_id
+  hs = hf.hidden_states(model, tokens, pad_id=pad_id)
+  assert len(hs) == exp["hidden_states"].shape[0]
+  diffs = [float(np.abs(np.asarray(h) - e)[real_BxL].max())
+           for h, e in zip(hs, exp["hidden_states"])]
+  logits = model(tokens, pad_id=pad_id)
+  return diffs, float(np.abs(np.asarray(logits) - exp["logits"]).max())
+
+
+def test_roberta_every_layer_and_its_tanh_head():
+  """RoBERTa (Liu et al. 2019): positions from pad + 1, dense + tanh head."""
+  model, config = models.from_pretrained(ROBERTA)
+  m = config.model
+  assert (m.type_vocab_size, m.pooler, m.classifier_hidden_dim,
+          m.classifier_activation, m.layer_norm_eps) == (1, False, 32, "tanh",
+                                                         1e-5)
+  assert (config.hf.pad_token_id, config.hf.max_len) == (1, 64)
+  assert model.backbone.pos_embed.table.shape == (64, 32)
+  assert list(config.hf.initialized) == []
+  exp = _expected(ROBERTA)
+  assert (exp["tokens"] == 1).any()
+  diffs, logit_diff = _roberta_diffs(model, exp)
+  assert max(diffs) < TOL, diffs
+  assert logit_diff < TOL, logit_diff
+  _, config = models.from_pretrained(ROBERTA, drop_head=True)
+  assert sorted(config.hf.initialized) == [
+      "head/bias", "head/kernel", "head_hidden/bias", "head_hidden/kernel"]
+
+
+def test_roberta_round_trip_is_identical(tmp_path):
+  from safetensors.numpy import load_file
+  model, config = models.from_pretrained(ROBERTA)
+  written = hf.save_pretrained(model, config.model, str(tmp_path / "hf"),
+                               base=hf.read_config(ROBERTA))
+  original = hf.read_config(ROBERTA)
+  for key in ("vocab_size", "max_position_embeddings", "model_type",
+              "pad_token_id", "type_vocab_size", "architectures", "id2label"):
+    assert written[key] == original[key], key
+  saved = load_file(str(tmp_path / "hf" / "model.safetensors"))
+  assert set(saved) == set(load_file(os.path.join(ROBERTA, "model.safetensors")))
+  table = saved["roberta.embeddings.position_embeddings.weight"]
+  assert table.shape == (66, 32) and not table[:2].any()
+  back, _ = models.from_pretrained(str(tmp_path / "hf"))
+  tokens = jnp.asarray(_expected(ROBERTA)["tokens"])
+  np.testing.assert_array_equal(np.asarray(model(tokens, pad_id=1)),
+                                np.asarray(back(tokens, pad_id=1)))
+  flat = lambda m: {p: np.asarray(v[...]) for p, v in
+                    nnx.to_flat_state(nnx.state(m, nnx.Param))}
+  for k, v in flat(model).items():
+    np.testing.assert_array_equal(v, flat(back)[k], err_msg=str(k))
+
+
+def test_roberta_position_table_too_short(tmp_path):
+  d = tmp_path / "r"
+  shutil.copytree(ROBERTA, d)
+  from safetensors.numpy import load_file, save_file
+  t = load_file(str(d / "model.safetensors"))
+  t["roberta.embeddings.position_embeddings.weight"] = np.zeros((2, 32), np.float32)
+  save_file(t, str(d / "model.safetensors"))
+  with pytest.raises(hf.CheckpointError,
+                     match=r"'roberta.embeddings.position_embeddings.weight'"
+                     r" \(2, 32\) needs more than the 2 leading rows"):
+    models.from_pretrained(str(d))
+
+
+def test_live_roberta_against_transformers(tmp_path):
+  """A fresh RobertaForSequenceClassification read by lightjax, then saved
+  back and read by AutoModelForSequenceClassification: same logits."""
+  torch = pytest.importorskip("torch", reason="live comparison needs torch")
+  transformers = pytest.importorskip(
+      "transformers", reason="live comparison needs transformers")
+  from scripts_make_bert_fixture import ROBERTA_CONFIG, ROBERTA_TOKENS
+  torch.manual_seed(9)
+  ref = transformers.RobertaForSequenceClassification(
+      transformers.RobertaConfig(**dict(ROBERTA_CONFIG, num_hidden_layers=3))
+  ).eval()
+  with torch.no_grad():
+    for p in ref.parameters():
+      p.add_(0.05 * torch.randn(p.shape))
+  ref.save_pretrained(str(tmp_path / "ref"), safe_serialization=True)
+  mask = torch.from_numpy((ROBERTA_TOKENS != 1).astype(np.int64))
+  with torch.no_grad():
+    out = ref(input_ids=torch.from_numpy(ROBERTA_TOKENS), attention_mask=mask,
+              output_hidden_states=True)
+  exp = {"tokens": ROBERTA_TOKENS.astype(np.int32),
+         "hidden_states": np.stack([h.numpy() for h in out.hidden_states]),
+         "logits": out.logits.numpy()}
+  model, config = models.from_pretrained(str(tmp_path / "ref"))
+  diffs, logit_diff = _roberta_diffs(model, exp)
+  assert max(diffs) < TOL and logit_diff < TOL, (diffs, logit_diff)
+  hf.save_pretrained(model, config.model, str(tmp_path / "back"),
+                     pad_id=config.hf.pad_token_id)
+  again, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+      str(tmp_path / "back"), output_loading_info=True)
+  assert type(again).__name__ == "RobertaForSequenceClassification"
+  assert not any(info[k] for k in ("missing_keys", "unexpected_keys",
+                                   "mismatched_keys", "error_msgs")), info
+  with torch.no_grad():
+    want = again.eval()(input_ids=torch.from_numpy(ROBERTA_TOKENS),
+                        attention_mask=mask).logits.numpy()
+  np.testing.assert_allclose(want, exp["logits"], atol=TOL)
 
 
 @pytest.fixture(autouse=True)

@@ -23,10 +23,18 @@ attention="linear")` (or a swapped `config.model.attention` given to `build`)
 keeps the projections and runs the chosen token-mixing rule; parameters a
 variant adds of its own start from their initialiser.
 
-Supported `model_type`s: "bert" and "distilbert" (Sanh et al. 2019; the same
+Supported `model_type`s: "bert", "distilbert" (Sanh et al. 2019; the same
 post-LN blocks without segment embeddings or pooler; its classifier,
 pre_classifier + ReLU + classifier, is lightjax's hidden head with
-`classifier_activation="relu"`).
+`classifier_activation="relu"`) and "roberta" (Liu et al. 2019; BERT's
+blocks with one token type and no pooler; its classifier, dense + tanh +
+out_proj on <s>, is the hidden head with `classifier_activation="tanh"`).
+RoBERTa numbers positions from padding_idx + 1 (fairseq), so the import
+keeps `position_embeddings[pad_token_id + 1:]` and lightjax's position i is
+the checkpoint's row i + pad_token_id + 1: right-padded real tokens see the
+same positions as in transformers (`config.hf.max_len` is the table's rows
+minus pad_token_id + 1). RoBERTa's pad id is 1 and its <s> is 0, so call the
+model with `pad_id=config.hf.pad_token_id`.
 
 Weights a checkpoint may lack start from lightjax's initialiser and are
 listed in `config.hf.initialized`: the classifier `head` (a pretrained-only
@@ -187,11 +195,15 @@ class _Mapping(dict):
 
   `tied[key] = other` marks a key whose tensor is a copy of `other`'s (the
   same lightjax parameter): read only to check it equals, never written.
+  `skip_rows[key] = n`: the checkpoint's first n rows have no lightjax
+  counterpart (RoBERTa's positions below padding_idx + 1); dropped on
+  import, written back as zeros.
   """
 
   def __init__(self):
     super().__init__()
     self.tied: dict[str, str] = {}
+    self.skip_rows: dict[str, int] = {}
 
   def tie(self, hf_name: str, same_as: str) -> None:
     self[hf_name] = self[same_as]
@@ -207,12 +219,9 @@ class _Mapping(dict):
     self[f"{hf_name}.bias"] = (path + ("bias",), False)
 
 
-def _bert_mapping(hf: dict, head: str = "classifier") -> _Mapping:
-  """HF key (without the "bert." prefix) -> (lightjax path, transpose?).
-
-  `head`: "classifier" (pooler + classifier, `encoder_classifier`) or "mlm"
-  (BERT's `cls.predictions`, `encoder_mlm`, decoder tied to the embedding).
-  """
+def _bert_encoder_mapping(hf: dict) -> _Mapping:
+  """BERT's embeddings and blocks (keys without the "bert." / "roberta."
+  prefix): BERT and RoBERTa share them; their heads differ."""
   out = _Mapping()
 
   bb = ("backbone",)
@@ -231,6 +240,16 @@ def _bert_mapping(hf: dict, head: str = "classifier") -> _Mapping:
     out.linear(f"{hl}.intermediate.dense", blk + ("mlp", "fc1"))
     out.linear(f"{hl}.output.dense", blk + ("mlp", "fc2"))
     out.norm(f"{hl}.output.LayerNorm", blk + ("ln2",))
+  return out
+
+
+def _bert_mapping(hf: dict, head: str = "classifier") -> _Mapping:
+  """HF key (without the "bert." prefix) -> (lightjax path, transpose?).
+
+  `head`: "classifier" (pooler + classifier, `encoder_classifier`) or "mlm"
+  (BERT's `cls.predictions`, `encoder_mlm`, decoder tied to the embedding).
+  """
+  out = _bert_encoder_mapping(hf)
   if head == "mlm":
     out.linear("cls.predictions.transform.dense", ("transform",))
     out.norm("cls.predictions.transform.LayerNorm", ("transform_ln",))
@@ -243,12 +262,19 @@ def _bert_mapping(hf: dict, head: str = "classifier") -> _Mapping:
   return out
 
 
+def _strip(key: str, prefix: str) -> str:
+  """`key` without the encoder `prefix`, old gamma/beta names renamed."""
+  key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+  return key[len(prefix):] if key.startswith(prefix) else key
+
+
+_BUFFERS = (".position_ids", ".token_type_ids")
+
+
 def _bert_key(key: str, head: str = "classifier") -> str | None:
   """Canonical HF key, or None for tensors lightjax has no use for."""
-  key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
-  if key.startswith("bert."):
-    key = key[len("bert."):]
-  if key.endswith((".position_ids", ".token_type_ids")):
+  key = _strip(key, "bert.")
+  if key.endswith(_BUFFERS):
     return None  # buffers
   if head == "mlm":
     if key.startswith(("cls.seq_relationship.", "pooler.", "classifier.")):
@@ -256,6 +282,48 @@ def _bert_key(key: str, head: str = "classifier") -> str | None:
     return key
   if key.startswith("cls."):
     return None  # pretraining heads (MLM / NSP)
+  return key
+
+
+def _roberta_offset(hf: dict) -> int:
+  """Rows of RoBERTa's position table before the first real token's."""
+  pad = hf.get("pad_token_id")
+  return (1 if pad is None else int(pad)) + 1  # fairseq's padding_idx: 1
+
+
+def _roberta_config(hf: dict) -> ml_collections.ConfigDict:
+  """RoBERTa (Liu et al. 2019): BERT's blocks, one token type, no pooler;
+  its classifier is dense + tanh + out_proj on the <s> token."""
+  config = _bert_config(dict(hf, type_vocab_size=hf.get("type_vocab_size", 1)))
+  config.model.pooler = False
+  config.model.classifier_hidden_dim = hf["hidden_size"]  # classifier.dense
+  config.model.classifier_activation = "tanh"
+  return config
+
+
+def _roberta_mapping(hf: dict, head: str = "classifier") -> _Mapping:
+  """BERT's encoder map under the "roberta." prefix, RoBERTa's head.
+
+  Positions: fairseq numbers a real token t (1-based) padding_idx + t, so
+  the table's first padding_idx + 1 rows are never used by right-padded
+  real tokens (a pad itself reads row padding_idx). lightjax's position i
+  (0-based) is the table's row i + padding_idx + 1, so the import keeps
+  `table[pad_token_id + 1:]`; real tokens then see the positions they see
+  in transformers, and only pad positions (masked out) differ.
+  """
+  del head  # the classifier only (`FAMILIES`)
+  out = _bert_encoder_mapping(hf)
+  out.skip_rows["embeddings.position_embeddings.weight"] = _roberta_offset(hf)
+  out.linear("classifier.dense", ("head_hidden",))
+  out.linear("classifier.out_proj", ("head",))
+  return out
+
+
+def _roberta_key(key: str, head: str = "classifier") -> str | None:
+  del head  # the classifier only (`FAMILIES`)
+  key = _strip(key, "roberta.")
+  if key.endswith(_BUFFERS) or key.startswith(("pooler.", "lm_head.")):
+    return None  # buffers, the pooler RoBERTa's classifier never reads, MLM
   return key
 
 
@@ -311,13 +379,16 @@ def _distilbert_key(key: str, head: str = "classifier") -> str | None:
 class _Family:
   """How one HF `model_type` becomes a lightjax config and parameter map.
 
-  `mapping(hf, head)` and `key(raw_key, head)` serve each of `heads`.
+  `mapping(hf, head)` and `key(raw_key, head)` serve each of `heads`;
+  `position_offset(hf)` is how many leading rows of the checkpoint's
+  position table lightjax drops (the map's `skip_rows`).
   """
 
   def __init__(self, config: Callable, mapping: Callable, key: Callable,
-               heads: tuple[str, ...] = ("classifier",)):
+               heads: tuple[str, ...] = ("classifier",),
+               position_offset: Callable[[dict], int] = lambda hf: 0):
     self.config, self.mapping, self.key = config, mapping, key
-    self.heads = heads
+    self.heads, self.position_offset = heads, position_offset
 
 
 FAMILIES: dict[str, _Family] = {
@@ -325,6 +396,8 @@ FAMILIES: dict[str, _Family] = {
                     heads=("classifier", "mlm")),
     "distilbert": _Family(_distilbert_config, _distilbert_mapping,
                           _distilbert_key),
+    "roberta": _Family(_roberta_config, _roberta_mapping, _roberta_key,
+                       position_offset=_roberta_offset),
 }
 
 # `from_pretrained(head=...)` -> the lightjax model it builds.
@@ -354,7 +427,8 @@ def config_from_hf(hf: dict, source: str = "", head: str = "classifier"
 
   `head="mlm"` builds `encoder_mlm` (BERT's masked-LM head, no pooler).
   """
-  config = _family(hf, head).config(hf)
+  family = _family(hf, head)
+  config = family.config(hf)
   config.model.name = HEADS[head]
   if head == "mlm":
     config.model.pooler = False  # BertForMaskedLM has none
@@ -364,7 +438,7 @@ def config_from_hf(hf: dict, source: str = "", head: str = "classifier"
       "model_type": hf["model_type"],
       "vocab_size": int(hf["vocab_size"]),
       "num_labels": _num_labels(hf),
-      "max_len": int(hf["max_position_embeddings"]),
+      "max_len": int(hf["max_position_embeddings"]) - family.position_offset(hf),
       "pad_token_id": int(hf.get("pad_token_id") or 0),
       "initialized": [],
   })
@@ -418,6 +492,12 @@ def convert_weights(hf: dict, tensors: dict[str, np.ndarray], *,
     path, transpose = mapping[key]
     value = np.asarray(value, np.float32)
     value = value.T if transpose else value
+    skip = mapping.skip_rows.get(key, 0)
+    if skip and value.shape[0] <= skip:
+      raise CheckpointError(
+          f"checkpoint tensor {raw_key!r} {tuple(value.shape)} needs more than"
+          f" the {skip} leading rows lightjax drops from it")
+    value = value[skip:]
     if key in mapping.tied:
       copies.append((raw_key, path, value))
       continue
@@ -558,6 +638,7 @@ _HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 # Each family's head tensors sit outside its encoder prefix.
 _PREFIXES = {"bert": ("bert.", ("classifier.", "cls.")),
+             "roberta": ("roberta.", ("classifier.",)),
              "distilbert": ("distilbert.", ("pre_classifier.", "classifier."))}
 
 
@@ -604,11 +685,16 @@ def _family_of(m) -> str:
   elif (not opt("pooler") and opt("type_vocab_size") == 0
         and m.classifier_hidden_dim == m.embed_dim and head_act == "relu"):
     family = "distilbert"
+  elif (not opt("pooler") and opt("type_vocab_size") == 1
+        and m.classifier_hidden_dim == m.embed_dim and head_act == "tanh"):
+    family = "roberta"
   else:
     family = None
     problems.append("its head is neither BERT's (pooler, one linear layer)"
                     " nor DistilBERT's (no segment embeddings or pooler,"
-                    " a hidden head of embed_dim with ReLU)")
+                    " a hidden head of embed_dim with ReLU) nor RoBERTa's"
+                    " (one token type, no pooler, a hidden head of"
+                    " embed_dim with tanh)")
   if problems:
     raise CheckpointError("this model has no Hugging Face equivalent: "
                           + "; ".join(problems))
@@ -623,6 +709,8 @@ def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
   An `encoder_mlm` model is a `BertForMaskedLM` (`num_labels` unused): no
   labels are written, and `tie_word_embeddings: true` tells transformers
   that the decoder is the word embedding (it then expects no decoder tensor).
+  RoBERTa's position table has `pad_id + 1` rows before lightjax's
+  `max_len` ones (`_roberta_mapping`), counted in max_position_embeddings.
   """
   from lightjax.models import transformer  # pylint: disable=import-outside-toplevel
   opt = lambda k: transformer.option(m, k)
@@ -631,8 +719,9 @@ def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
   out = dict(base or {})
   if out.get("model_type", family) != family:
     out = {}
-  out.update(model_type=family, vocab_size=vocab_size,
-             max_position_embeddings=max_len, pad_token_id=pad_id)
+  out.update(model_type=family, vocab_size=vocab_size, pad_token_id=pad_id)
+  out.update(max_position_embeddings=(
+      max_len + FAMILIES[family].position_offset(out)))
   if head == "classifier":
     labels = {str(i): out.get("id2label", {}).get(str(i), f"LABEL_{i}")
               for i in range(num_labels)}
@@ -641,9 +730,12 @@ def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
                problem_type=("regression" if num_labels == 1
                              else "single_label_classification"))
   act = _HF_ACTIVATIONS[opt("activation")]
-  if family == "bert":
-    out.update(architectures=["BertForSequenceClassification"
-                              if head == "classifier" else "BertForMaskedLM"],
+  if family in ("bert", "roberta"):
+    architecture = {("bert", "classifier"): "BertForSequenceClassification",
+                    ("bert", "mlm"): "BertForMaskedLM",
+                    ("roberta", "classifier"):
+                        "RobertaForSequenceClassification"}[family, head]
+    out.update(architectures=[architecture],
                hidden_size=m.embed_dim, num_hidden_layers=m.num_layers,
                num_attention_heads=m.num_heads, intermediate_size=m.mlp_dim,
                hidden_act=act, layer_norm_eps=opt("layer_norm_eps"),
@@ -664,7 +756,7 @@ def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
 
 
 def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
-                    pad_id: int = 0, tokenizer: str | None = None,
+                    pad_id: int | None = None, tokenizer: str | None = None,
                     base: dict | None = None,
                     tokenizer_config: dict | None = None) -> dict[str, Any]:
   """Writes `model` as a Hugging Face checkpoint directory; returns its config.
@@ -676,7 +768,8 @@ def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
   here reads back to the same model. The inverse of the
   import's weight map: flax kernels [in, out] become torch [out, in].
   `tokenizer_config` is written as tokenizer_config.json where the tokenizer
-  brings none (a bare vocab.txt).
+  brings none (a bare vocab.txt). `pad_id` defaults to `base`'s
+  pad_token_id, else 0 (RoBERTa's positions depend on it).
   """
   import shutil  # pylint: disable=import-outside-toplevel
   try:
@@ -688,6 +781,8 @@ def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
 
   params = {tuple(p): np.asarray(v[...], np.float32)
             for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+  if pad_id is None:
+    pad_id = int((base or {}).get("pad_token_id") or 0)
   bb = ("backbone",)
   head = _head_of(model_cfg)
   hf_config = hf_config_for(
@@ -707,6 +802,10 @@ def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
       raise CheckpointError(f"the model has no parameter {_name(path)} for"
                             f" the checkpoint's {key!r}")
     value = params[path].T if transpose else params[path]
+    skip = mapping.skip_rows.get(key, 0)
+    if skip:  # rows lightjax never reads (RoBERTa's first positions)
+      value = np.concatenate([np.zeros((skip, *value.shape[1:]), value.dtype),
+                              value])
     name = key if key.startswith(outside) else prefix + key
     tensors[name] = np.ascontiguousarray(value)
     used.add(path)
