@@ -67,8 +67,9 @@ def main(argv: list[str]) -> None:
   except (ValueError, FileNotFoundError) as e:
     print(f"lightjax.save_pretrained: {e}", file=sys.stderr)
     sys.exit(2)
-  print(f"Wrote {_OUT.value}: {config['architectures'][0]}, "
-        f"{len(config['id2label'])} labels.")
+  labels = config.get("id2label")
+  print(f"Wrote {_OUT.value}: {config['architectures'][0]}"
+        + (f", {len(labels)} labels." if labels else "."))
 
 
 if __name__ == "__main__":

@@ -120,6 +120,11 @@ def test_drop_layers_run_reports_and_resumes(tmp_path, teacher, data_dir_module)
   report = open(os.path.join(workdir, "shrink_report.md")).read()
   assert "| teacher |" in report and "steps of recovery" in report
   assert os.path.getsize(os.path.join(workdir, "shrink_pareto.png")) > 1000
+  # lightjax.report puts shrink runs beside training runs.
+  from lightjax import report as report_lib
+  paths = report_lib.make_report([workdir, teacher], str(tmp_path / "report"))
+  table = open(paths["markdown"]).read()
+  assert "shrink method" in table and "| drop_layers |" in table
   # The same command again resumes: nothing is shrunk or trained twice.
   again = run.shrink_and_evaluate(c, workdir)
   assert again["test_accuracy"] == s["test_accuracy"]

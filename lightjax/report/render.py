@@ -62,6 +62,18 @@ COLUMNS = (
     _field("wall time (s)", "wall_time_s", "wall_time_s", fmt=".0f"),
 )
 
+# Shrinking runs' columns (lightjax.shrink): shown when a run has them.
+SHRINK_COLUMNS = (
+    _text("shrink method", "shrink_method", "method"),
+    _field("teacher params", "teacher_params", "teacher_num_params",
+           fmt=",.0f"),
+    _field("% of teacher acc", "accuracy_kept_pct", "accuracy_kept", 100,
+           ".1f"),
+    _field("MB on disk", "weights_mb", "deploy.bytes", 1e-6, ".3f"),
+    _field("CPU ms p50 (b=1)", "cpu_latency_p50_ms",
+           "deploy.latency.task.p50_ms", fmt=".2f"),
+)
+
 
 def _formatted(x: Any, fmt: str) -> Any:
   """A number in its column's format; anything else as it is."""
@@ -70,10 +82,18 @@ def _formatted(x: Any, fmt: str) -> Any:
   return x
 
 
+def columns(runs: list[Run]) -> tuple[Column, ...]:
+  """COLUMNS, and SHRINK_COLUMNS when any run is a shrinking run."""
+  if any(get(r.summary, "method") for r in runs):
+    return COLUMNS + SHRINK_COLUMNS
+  return COLUMNS
+
+
 def run_table(runs: list[Run]) -> str:
   """The per-run markdown table."""
-  return tables.markdown([c.header for c in COLUMNS],
-                         [[_formatted(c.value(r), c.fmt) for c in COLUMNS]
+  cols = columns(runs)
+  return tables.markdown([c.header for c in cols],
+                         [[_formatted(c.value(r), c.fmt) for c in cols]
                           for r in runs])
 
 
@@ -125,5 +145,6 @@ def markdown_report(runs: list[Run]) -> str:
 
 def write_csv(path: str, runs: list[Run]) -> None:
   """table.csv: the same rows and columns, plain numbers, missing = empty."""
-  tables.write_csv(path, [c.key for c in COLUMNS],
-                   [[c.value(r) for c in COLUMNS] for r in runs])
+  cols = columns(runs)
+  tables.write_csv(path, [c.key for c in cols],
+                   [[c.value(r) for c in cols] for r in runs])
