@@ -256,3 +256,60 @@ def test_live_transformers_loads_the_saved_directory(tmp_path, fixture):
                 segment_ids_BxL=jnp.asarray(segs) if config.model.type_vocab_size
                 else None)
     np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=TOL)
+
+
+# --- pruned models to Hugging Face ----------------------------------------------------
+
+
+def _pruned_fixture(heads=(1, 3), widths=(20, 0)):
+  """The BERT fixture with heads and MLP units sliced off (kept: the first
+  ones), as the shrink toolkit leaves it: a physically smaller model."""
+  import ml_collections
+  model, config = models.from_pretrained(BERT)
+  d = config.model.head_dim
+  cfg = ml_collections.ConfigDict(config.model.to_dict())
+  cfg.heads_per_layer, cfg.mlp_dims_per_layer = heads, widths
+  weights = {}
+  for path, value in _params(model).items():
+    keys = path.split("/")
+    if keys[:2] == ["backbone", "blocks"]:
+      i, h, w = int(keys[2]), heads[int(keys[2])], widths[int(keys[2])]
+      if keys[3] == "attn" and keys[4] in ("query", "key", "value"):
+        value = value[..., :h * d]
+      elif keys[3:5] == ["attn", "out"] and keys[5] == "kernel":
+        value = value[:h * d]
+      elif keys[3:5] == ["mlp", "fc1"]:
+        value = value[..., :w]
+      elif keys[3:5] == ["mlp", "fc2"] and keys[5] == "kernel":
+        value = value[:w]
+    weights[tuple(int(k) if k.isdigit() else k for k in keys)] = value
+  pruned = models.build_model(cfg, vocab_size=99, num_classes=3, max_len=64,
+                              rngs=nnx.Rngs(0))
+  hf.load_weights(pruned, weights)
+  return pruned, cfg
+
+
+def test_pruned_model_saves_zero_padded_with_identical_outputs(tmp_path):
+  """Issue 10 must-show 4: per-layer head counts (and MLP widths) travel to a
+  Hugging Face directory at the original size, pruned parts zero."""
+  pruned, cfg = _pruned_fixture()
+  hf.save_pretrained(pruned, cfg, str(tmp_path), tokenizer=BERT)
+  back, config = models.from_pretrained(str(tmp_path))
+  assert (config.model.num_heads, config.model.mlp_dim) == (4, 37)
+  tokens, segs = _tokens()
+  np.testing.assert_allclose(np.asarray(back(tokens, segment_ids_BxL=segs)),
+                             np.asarray(pruned(tokens, segment_ids_BxL=segs)),
+                             atol=1e-6)
+  q = _params(back)["backbone/blocks/0/attn/query/kernel"]
+  assert np.all(q[:, 8:] == 0) and np.any(q[:, :8] != 0)
+  torch = pytest.importorskip("torch", reason="live check needs torch")
+  transformers = pytest.importorskip("transformers")
+  ref = transformers.AutoModelForSequenceClassification.from_pretrained(
+      str(tmp_path)).eval()
+  with torch.no_grad():
+    want = ref(input_ids=torch.from_numpy(np.asarray(tokens, np.int64)),
+               token_type_ids=torch.from_numpy(np.asarray(segs, np.int64)),
+               attention_mask=torch.from_numpy(
+                   (np.asarray(tokens) != 0).astype(np.int64))).logits
+  np.testing.assert_allclose(np.asarray(pruned(tokens, segment_ids_BxL=segs)),
+                             want.numpy(), atol=TOL)

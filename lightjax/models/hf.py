@@ -670,8 +670,8 @@ def _family_of(m) -> str:
                     f" not embed_dim {m.embed_dim}")
   if opt("activation") not in _HF_ACTIVATIONS:
     problems.append(f"activation {opt('activation')!r}")
-  for field in ("heads_per_layer", "mlp_dims_per_layer", "embed_factor_dim",
-                "share_layers"):
+  # Pruned head counts / MLP widths are saved zero-padded (`_pad_pruned`).
+  for field in ("embed_factor_dim", "share_layers"):
     if m.get(field):
       problems.append(f"{field}={m[field]!r}")
   head_act = opt("classifier_activation") or opt("activation")
@@ -755,6 +755,44 @@ def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
   return out
 
 
+def _pad_pruned(params: dict[Path, np.ndarray], m) -> dict[Path, np.ndarray]:
+  """Per-layer head counts and MLP widths padded back to `num_heads` /
+  `mlp_dim` with zero weights, which leaves every output as it was.
+
+  transformers 5 has no per-layer head counts (`prune_heads` and the
+  config's `pruned_heads` are gone), so a pruned model travels to it at its
+  original size. A zero head has zero query, key and value (uniform
+  attention over a zero value: output 0) and zero `out` rows; a zero MLP
+  unit has zero fc1 column and bias (GELU(0) = ReLU(0) = 0) and zero fc2
+  row. The physically smaller model travels as a lightjax checkpoint
+  (`init_from.save_model`) or through ONNX.
+  """
+  from lightjax.models import transformer  # pylint: disable=import-outside-toplevel
+  heads = transformer.per_layer(m, "heads_per_layer", m.num_heads)
+  widths = transformer.per_layer(m, "mlp_dims_per_layer", m.mlp_dim)
+  full = {"attn": m.num_heads * m.head_dim, "mlp": m.mlp_dim}
+  out = dict(params)
+
+  def pad(path, axis, size):
+    value = out[path]
+    widths_ = [(0, 0)] * value.ndim
+    widths_[axis] = (0, size - value.shape[axis])
+    out[path] = np.pad(value, widths_)
+
+  for i, (h, w) in enumerate(zip(heads, widths)):
+    blk = ("backbone", "blocks", i)
+    if h != m.num_heads:
+      for proj in ("query", "key", "value"):
+        pad(blk + ("attn", proj, "kernel"), 1, full["attn"])
+        pad(blk + ("attn", proj, "bias"), 0, full["attn"])
+      pad(blk + ("attn", "out", "kernel"), 0, full["attn"])
+    if w != m.mlp_dim:
+      pad(blk + ("mlp", "fc1", "kernel"), 1, full["mlp"])
+      pad(blk + ("mlp", "fc1", "bias"), 0, full["mlp"])
+      pad(blk + ("mlp", "fc2", "kernel"), 0, full["mlp"])
+  return out
+
+
 def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
                     pad_id: int | None = None, tokenizer: str | None = None,
                     base: dict | None = None,
@@ -781,6 +819,7 @@ def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
 
   params = {tuple(p): np.asarray(v[...], np.float32)
             for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+  params = _pad_pruned(params, model_cfg)
   if pad_id is None:
     pad_id = int((base or {}).get("pad_token_id") or 0)
   bb = ("backbone",)
