@@ -24,11 +24,20 @@ from absl import app, flags, logging
 from lightjax import init_from
 from lightjax.models import hf
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A lightjax run's --workdir.")
-_OUT = flags.DEFINE_string("out", None, "Directory to write the checkpoint to.")
-_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "last"],
-                                "best-validation model, or the last train state")
-flags.mark_flags_as_required(["workdir", "out"])
+_FLAGS = {}
+
+
+def _define_flags() -> None:
+  """Flags exist only when this module is the program: the library function
+  `export` is imported by tests beside other CLIs that define --out."""
+  _FLAGS["workdir"] = flags.DEFINE_string("workdir", None,
+                                          "A lightjax run's --workdir.")
+  _FLAGS["out"] = flags.DEFINE_string("out", None,
+                                      "Directory to write the checkpoint to.")
+  _FLAGS["checkpoint"] = flags.DEFINE_enum(
+      "checkpoint", "best", ["best", "last"],
+      "best-validation model, or the last train state")
+  flags.mark_flags_as_required(["workdir", "out"])
 
 
 def export(workdir: str, out: str, which: str = "best") -> dict:
@@ -63,14 +72,16 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    config = export(_WORKDIR.value, _OUT.value, _CHECKPOINT.value)
+    config = export(_FLAGS["workdir"].value, _FLAGS["out"].value,
+                    _FLAGS["checkpoint"].value)
   except (ValueError, FileNotFoundError) as e:
     print(f"lightjax.save_pretrained: {e}", file=sys.stderr)
     sys.exit(2)
   labels = config.get("id2label")
-  print(f"Wrote {_OUT.value}: {config['architectures'][0]}"
+  print(f"Wrote {_FLAGS['out'].value}: {config['architectures'][0]}"
         + (f", {len(labels)} labels." if labels else "."))
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
