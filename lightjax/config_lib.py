@@ -67,6 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.layerdrop = 0.0             # LayerDrop: skip each block w.p. p in training (Fan et al. 2020)
   c.model.embed_factor_dim = 0        # ALBERT factorised token embedding width F; 0 = none
   c.model.share_layers = False        # ALBERT all-shared: one block used num_layers times
+  c.model.low_rank_ranks = ()         # per layer {"query".."fc2": rank}: W = down @ up; () or 0 = full
   c.model.dtype = "float32"           # compute dtype; params stay float32
   c.model.attention = attention_config("softmax")
   return c
@@ -159,6 +160,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   # Per-layer sizes (lengths, values >= 0, uniform when share_layers): the
   # check the model build runs, so the message is the same either way.
   models.transformer.layer_sizes(m)
+  # Low-rank projections: one {matrix: rank} per layer, known names, ranks
+  # in 0..min(in, out), uniform when share_layers (the build's check too).
+  models.transformer.low_rank_ranks(m)
   layerdrop = m.get("layerdrop", 0.0)
   if not 0.0 <= layerdrop < 1.0:
     raise ValueError(f"config.model.layerdrop must be in [0, 1), got {layerdrop}"

@@ -71,11 +71,12 @@ def apply_model(model, batch, *, deterministic: bool, pad_id: int = 0):
                pad_id=pad_id)
 
 
-def train_step(graphdefs, objective, state, batch, acc, *, pad_id: int = 0):
+def train_step(graphdefs, objective, state, batch, acc, *, pad_id: int = 0,
+               wrt=nnx.Param):
   """One AdamW step; a non-finite loss or gradient leaves the state untouched.
 
   `pad_id` is the task's padding id (`TaskData.pad_id`), masked out of
-  attention."""
+  attention; `wrt` what is trained (`models.trainable`)."""
   model = nnx.merge(graphdefs["model"], state["model"])
   opt = nnx.merge(graphdefs["opt"], state["opt"])
   step_before = opt.step[...]
@@ -87,7 +88,8 @@ def train_step(graphdefs, objective, state, batch, acc, *, pad_id: int = 0):
     sums = objective(logits, batch["targets"], batch["weights"], **extra)
     return sums["loss_sum"] / jnp.maximum(sums["count"], 1.0), sums
 
-  (loss, sums), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  (loss, sums), grads = nnx.value_and_grad(
+      loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)(model)
   grad_norm = optax.tree.norm(grads)
   opt.update(model, grads)
   new_state = {"model": nnx.state(model), "opt": nnx.state(opt)}
@@ -268,6 +270,7 @@ class _Setup:
   task: Any
   objective: Callable[..., Any]  # the task kind's: eval, and train by default
   train_objective: Callable[..., Any]  # config.train_objective, if set
+  wrt: Any                       # what training updates (models.trainable)
   task_metrics: tuple[str, ...]  # glue_metrics.TASK_METRICS[task], or ()
   selection: str                 # see selection_metric
   train_batcher: pipeline.TrainBatcher
@@ -356,7 +359,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
                 + (f"; fresh: {', '.join(fresh)}" if fresh else "") + ".")
   num_params = count_params(model)
   tx, schedule = optim.make_optimizer(config.optim, config.num_train_steps)
-  opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  wrt = models.trainable(model)
+  opt = nnx.Optimizer(model, tx, wrt=wrt)
   gd_model, model_state = nnx.split(model)
   gd_opt, opt_state = nnx.split(opt)
   state = jax.device_put({"model": model_state, "opt": opt_state}, replicated)
@@ -397,7 +401,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
       task_metrics=names,
       selection=selection_metric(objectives.reports_accuracy(objective), names),
       train_batcher=train_batcher, num_params=num_params, schedule=schedule,
-      graphdefs={"model": gd_model, "opt": gd_opt}, state=state, acc=acc,
+      wrt=wrt, graphdefs={"model": gd_model, "opt": gd_opt}, state=state,
+      acc=acc,
       meta=meta, start_step=start_step, ckpt=ckpt, writer=writer)
 
 
@@ -409,7 +414,7 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
   pad_id = s.task.pad_id
   train_jit = jax.jit(functools.partial(train_step, s.graphdefs,
                                         s.train_objective,
-                                        pad_id=pad_id),
+                                        pad_id=pad_id, wrt=s.wrt),
                       donate_argnums=(0, 2))
   metric_sums = objectives.METRIC_SUMS.get(s.task.kind) if s.task_metrics else None
   eval_jit = jax.jit(functools.partial(eval_step, s.graphdefs, s.objective,

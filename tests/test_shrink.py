@@ -197,3 +197,27 @@ def test_cli_bad_input_is_one_line(tmp_path, teacher, data_dir_module):
     assert r.returncode == 2, (extra, r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], (extra, r.stderr)
+
+
+def test_theseus_freezes_the_predecessor_and_extracts_the_successor(
+    tmp_path, teacher, data_dir_module):
+  """Phase 1 trains only the successor (and the shared embeddings/head);
+  the student is the successor alone, an ordinary encoder_classifier."""
+  c = _recipe("theseus", data_dir_module, teacher,
+              **{"shrink.theseus.successor_layers": 1})
+  s = run.shrink_and_evaluate(c, str(tmp_path / "t"))
+  assert s["shrink_details"]["predecessor_layers"] == 3
+  hybrid, _ = init_from.load_model(str(tmp_path / "t" / "replacing"))
+  start, _ = init_from.load_model(str(tmp_path / "t" / "replacing_init"))
+  got, was = shrink.params_of(hybrid), shrink.params_of(start)
+  frozen = [p for p in got if p[:2] == ("backbone", "predecessor")]
+  assert len(frozen) > 0
+  for p in frozen:
+    np.testing.assert_array_equal(got[p], was[p], err_msg=str(p))
+  assert any(not np.array_equal(got[p], was[p]) for p in got
+             if p[:2] == ("backbone", "blocks"))
+  assert int(hybrid.backbone.theseus_step[...]) == 0  # loaded: params only
+  student, _ = init_from.load_model(str(tmp_path / "t"))
+  assert type(student).__name__ == "EncoderClassifier"
+  assert len(student.backbone.blocks) == 1
+  assert s["num_params"]["total"] < s["teacher_num_params"]

@@ -15,7 +15,9 @@ several modules counts once: `nnx.state` lists it under its first path, so a
 model with `share_layers` has one entry in "per_layer" (its one block, as
 layer 0), and a layer-shared Linformer projection counts in layer 0 only.
 Per-layer sizes (`heads_per_layer`, `mlp_dims_per_layer`) show as different
-"per_layer" entries.
+"per_layer" entries. A low-rank projection (`low_rank_ranks`) counts its two
+factors and bias (`attn.query.down/up`, `mlp.fc1.down/up`) in the group of
+the projection it replaces, r * (in + out) + out instead of in * out + out.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from flax import nnx
 from lightjax.models.embeddings import POSITION_EMBEDDINGS
 from lightjax.models.hf import from_pretrained  # Hugging Face checkpoints
 from lightjax.models.mlm import EncoderMLM
+from lightjax.models.theseus import TheseusClassifier
 from lightjax.models.transformer import (ACTIVATIONS, NORM_POSITIONS,
                                          OPTION_DEFAULTS, POOLS, DecoderLM,
                                          EncoderClassifier)
@@ -17,12 +18,20 @@ MODELS: Registry[type] = Registry("model")
 MODELS.register("encoder_classifier", EncoderClassifier)
 MODELS.register("encoder_mlm", EncoderMLM)  # BERT's masked-LM head, tied
 MODELS.register("decoder_lm", DecoderLM)
+# Trained while its layers replace a predecessor's (BERT-of-Theseus).
+MODELS.register("theseus_classifier", TheseusClassifier)
 register, get, names = MODELS.register, MODELS.get, MODELS.names
 
 # Compute dtypes (`config.model.dtype`); parameters always stay float32.
 DTYPES: Registry = Registry("dtype")
 DTYPES.register("float32", jnp.float32)
 DTYPES.register("bfloat16", jnp.bfloat16)
+
+
+def trainable(model) -> nnx.filterlib.Filter:
+  """What training updates: a model's `trainable` filter (Theseus freezes
+  its predecessor), else every `nnx.Param`."""
+  return getattr(model, "trainable", nnx.Param)
 
 
 def build_model(cfg, *, vocab_size: int, num_classes: int, max_len: int,

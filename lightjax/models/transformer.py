@@ -34,6 +34,10 @@ outputs):
   embed_factor_dim    ALBERT's factorised token embedding (Lan et al. 2020
                       sec. 3.1): V x E table then an E -> embed_dim map.
   share_layers        ALBERT's all-shared blocks: one block, num_layers uses.
+  low_rank_ranks      low-rank block projections W [in, out] = down [in, r]
+                      @ up [r, out] (`LowRankLinear`; Denton et al. 2014
+                      sec. 3.2, what an SVD of a trained kernel gives,
+                      `lightjax.shrink.lowrank`).
 Head importance (Michel et al. 2019 sec. 4) needs no option: set
 `attn.head_gate = HeadGate(jnp.ones(h))` on a built model and differentiate
 with respect to the gates.
@@ -78,6 +82,7 @@ OPTION_DEFAULTS = {
     "layerdrop": 0.0,
     "embed_factor_dim": 0,  # 0 = token embeddings are embed_dim wide
     "share_layers": False,
+    "low_rank_ranks": (),  # () = every block projection full rank
 }
 
 
@@ -120,6 +125,67 @@ def layer_sizes(cfg) -> list[tuple[int, int]]:
   return sizes
 
 
+# The block projections `low_rank_ranks` may factorise: its per-layer keys.
+LOW_RANK_MATRICES = ("query", "key", "value", "out", "fc1", "fc2")
+
+
+def matrix_shapes(cfg, num_heads: int, mlp_dim: int
+                  ) -> dict[str, tuple[int, int]]:
+  """[in, out] of each block projection of a layer with these sizes."""
+  e, inner = cfg.embed_dim, num_heads * cfg.head_dim
+  return {"query": (e, inner), "key": (e, inner), "value": (e, inner),
+          "out": (inner, e), "fc1": (e, mlp_dim), "fc2": (mlp_dim, e)}
+
+
+def low_rank_ranks(cfg) -> list[dict[str, int]]:
+  """Each layer's {matrix: rank} from `cfg.low_rank_ranks`, every matrix
+  present (0 = full rank, an nnx.Linear as before).
+
+  The field is () (no factorised matrix) or one mapping per layer, e.g.
+  `({"query": 16, "fc1": 24}, {})`, missing names and 0 meaning full rank:
+  plain dicts, so it survives model.json / config.json (a list of dicts
+  there). A rank may differ per matrix (an energy target gives different
+  ranks) but cannot exceed min(in, out). With `share_layers` every entry
+  must be the same (one block is used in every layer). Like `per_layer`,
+  the check `config_lib.validate` runs and the build repeats.
+  """
+  entries = tuple(option(cfg, "low_rank_ranks"))
+  sizes = layer_sizes(cfg)
+  if not entries:
+    return [dict.fromkeys(LOW_RANK_MATRICES, 0) for _ in sizes]
+  field = "config.model.low_rank_ranks"
+  if len(entries) != cfg.num_layers:
+    raise ValueError(f"{field} has {len(entries)} entries (one {{matrix: rank}}"
+                     f" per layer), num_layers is {cfg.num_layers}")
+  out = []
+  for i, (entry, (heads, mlp_dim)) in enumerate(zip(entries, sizes)):
+    if not hasattr(entry, "items"):
+      raise ValueError(f"{field}[{i}] must be a {{matrix: rank}} dict, got"
+                       f" {entry!r}")
+    unknown = sorted(set(entry.keys()) - set(LOW_RANK_MATRICES))
+    if unknown:
+      raise ValueError(f"{field}[{i}] has unknown matrix name(s) {unknown};"
+                       f" valid: {', '.join(LOW_RANK_MATRICES)}")
+    shapes = matrix_shapes(cfg, heads, mlp_dim)
+    ranks = dict.fromkeys(LOW_RANK_MATRICES, 0)
+    for name, rank in entry.items():
+      if (isinstance(rank, bool) or not isinstance(rank, numbers.Integral)
+          or rank < 0):
+        raise ValueError(f"{field}[{i}][{name!r}] must be an integer >= 0"
+                         f" (0 = full rank), got {rank!r}")
+      din, dout = shapes[name]
+      if rank > min(din, dout):
+        raise ValueError(f"{field}[{i}][{name!r}] = {rank} exceeds min(in, out)"
+                         f" = {min(din, dout)} of that [{din}, {dout}] matrix")
+      ranks[name] = int(rank)
+    out.append(ranks)
+  if option(cfg, "share_layers") and any(r != out[0] for r in out):
+    raise ValueError(f"config.model.share_layers uses one block in every layer,"
+                     f" so {field} must be the same in every layer, got"
+                     f" {entries}")
+  return out
+
+
 # `config.model.activation` choices (the MLP's and the hidden head's).
 ACTIVATIONS: Registry[Callable] = Registry("activation")
 # tanh approximation of GELU (jax.nn.gelu's default); Hendrycks & Gimpel 2016 sec. 2.
@@ -158,6 +224,37 @@ def _dense(din: int, dout: int, rngs: nnx.Rngs, dtype) -> nnx.Linear:
                     param_dtype=jnp.float32, rngs=rngs)
 
 
+class LowRankLinear(nnx.Module):
+  """x @ down @ up + b: a dense layer [in, out] of rank <= r in two factors.
+
+  Parameters r * (in + out) + out instead of in * out + out: fewer when
+  r < in * out / (in + out). Low-rank approximation of the weight matrices
+  of a trained network (Denton et al. 2014, "Exploiting Linear Structure
+  Within Convolutional Networks for Efficient Evaluation", sec. 3.2) is a
+  product of two thinner layers, which is what this module runs: `down`
+  [in, r] has no bias, `up` [r, out] holds the original layer's bias. Two
+  nnx.Linear layers, so dtype handling is `_dense`'s and a factorised
+  model exports like any other.
+  """
+
+  def __init__(self, din: int, dout: int, rank: int, rngs: nnx.Rngs, dtype):
+    self.down = nnx.Linear(din, rank, use_bias=False, kernel_init=_DENSE_INIT,
+                           dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    self.up = _dense(rank, dout, rngs, dtype)
+
+  def __call__(self, x_BxLxI) -> jax.Array:
+    return self.up(self.down(x_BxLxI))
+
+
+def _dense_or_low_rank(din: int, dout: int, rank: int, rngs: nnx.Rngs, dtype
+                       ) -> nnx.Linear | LowRankLinear:
+  """`_dense` (rank 0: full, same parameters and rng draws as before) or a
+  rank-`rank` `LowRankLinear`."""
+  if rank:
+    return LowRankLinear(din, dout, rank, rngs, dtype)
+  return _dense(din, dout, rngs, dtype)
+
+
 def _bias_only(linear: nnx.Linear, x_BxLxI) -> jax.Array:
   """What `linear` returns on a zero-width input: its bias, broadcast.
 
@@ -193,18 +290,25 @@ class MultiHeadAttention(nnx.Module):
   """Projects to heads, mixes tokens with the chosen kernel, projects back.
 
   `num_heads` may be 0 (every head pruned, Michel et al. 2019): q/k/v are then
-  [E, 0], out [0, E], and the sublayer outputs out's bias alone.
+  [E, 0], out [0, E], and the sublayer outputs out's bias alone. `ranks`
+  ({name: r}, 0 = full) makes a projection a `LowRankLinear`.
   """
 
   def __init__(self, embed_dim: int, num_heads: int, head_dim: int,
                max_len: int, attention: dict[str, Any], *, rngs: nnx.Rngs,
-               dtype=jnp.float32, shared: dict | None = None):
+               dtype=jnp.float32, shared: dict | None = None,
+               ranks: dict[str, int] | None = None):
     self.num_heads, self.head_dim = num_heads, head_dim
     inner = num_heads * head_dim
-    self.query = _dense(embed_dim, inner, rngs, dtype)
-    self.key = _dense(embed_dim, inner, rngs, dtype)
-    self.value = _dense(embed_dim, inner, rngs, dtype)
-    self.out = _dense(inner, embed_dim, rngs, dtype)
+    ranks = ranks or {}
+    self.query = _dense_or_low_rank(embed_dim, inner, ranks.get("query", 0),
+                                    rngs, dtype)
+    self.key = _dense_or_low_rank(embed_dim, inner, ranks.get("key", 0), rngs,
+                                  dtype)
+    self.value = _dense_or_low_rank(embed_dim, inner, ranks.get("value", 0),
+                                    rngs, dtype)
+    self.out = _dense_or_low_rank(inner, embed_dim, ranks.get("out", 0), rngs,
+                                  dtype)
     name = attention["name"] if num_heads else _EMPTY_LAYER_KERNEL
     self.kernel = attention_lib.build(
         name, attention.get(name, {}), num_heads=num_heads, head_dim=head_dim,
@@ -256,12 +360,17 @@ class Mlp(nnx.Module):
   """
 
   def __init__(self, embed_dim: int, mlp_dim: int, *, rngs, dtype,
-               activation: str = "gelu_tanh"):
+               activation: str = "gelu_tanh",
+               ranks: dict[str, int] | None = None):
+    """`ranks`: {"fc1"/"fc2": r} makes that layer a `LowRankLinear`."""
     ACTIVATIONS.get(activation)
     self.activation = activation
     self.mlp_dim = mlp_dim
-    self.fc1 = _dense(embed_dim, mlp_dim, rngs, dtype)
-    self.fc2 = _dense(mlp_dim, embed_dim, rngs, dtype)
+    ranks = ranks or {}
+    self.fc1 = _dense_or_low_rank(embed_dim, mlp_dim, ranks.get("fc1", 0), rngs,
+                                  dtype)
+    self.fc2 = _dense_or_low_rank(mlp_dim, embed_dim, ranks.get("fc2", 0), rngs,
+                                  dtype)
 
   def __call__(self, x):
     if self.mlp_dim == 0:
@@ -279,8 +388,9 @@ class Block(nnx.Module):
 
   def __init__(self, cfg, max_len: int, *, rngs: nnx.Rngs, dtype,
                shared: dict | None = None, num_heads: int | None = None,
-               mlp_dim: int | None = None):
-    """`num_heads` / `mlp_dim`: this layer's sizes (default: cfg's)."""
+               mlp_dim: int | None = None, ranks: dict[str, int] | None = None):
+    """`num_heads` / `mlp_dim`: this layer's sizes (default: cfg's);
+    `ranks`: its {matrix: rank} (`low_rank_ranks`; default all full)."""
     e = cfg.embed_dim
     num_heads = cfg.num_heads if num_heads is None else num_heads
     mlp_dim = cfg.mlp_dim if mlp_dim is None else mlp_dim
@@ -288,11 +398,11 @@ class Block(nnx.Module):
     self.ln1 = _layer_norm(cfg, e, rngs, dtype)
     self.attn = MultiHeadAttention(
         e, num_heads, cfg.head_dim, max_len, cfg.attention.to_dict(),
-        rngs=rngs, dtype=dtype, shared=shared,
+        rngs=rngs, dtype=dtype, shared=shared, ranks=ranks,
     )
     self.ln2 = _layer_norm(cfg, e, rngs, dtype)
     self.mlp = Mlp(e, mlp_dim, rngs=rngs, dtype=dtype,
-                   activation=option(cfg, "activation"))
+                   activation=option(cfg, "activation"), ranks=ranks)
     self.dropout = nnx.Dropout(cfg.dropout_rate, rngs=rngs)
 
   def __call__(self, x, *, mask_BxL=None, causal=False, deterministic=True):
@@ -341,6 +451,11 @@ class Backbone(nnx.Module):
   * `heads_per_layer` / `mlp_dims_per_layer`: each layer's own sizes,
     what physical head pruning (Michel et al. 2019) and FFN neuron pruning
     leave; 0 empties a sublayer (it outputs its output bias).
+  * `low_rank_ranks`: per layer, which projections are `LowRankLinear`
+    and their ranks (`low_rank_ranks()`); a factorised projection `query`
+    has parameters `query/down/kernel`, `query/up/kernel`, `query/up/bias`
+    where a full one has `query/kernel`, `query/bias`, so full-rank
+    projections keep their paths (checkpoints, Hugging Face weight maps).
   * `layerdrop` p (Fan et al. 2020, "Reducing Transformer Depth on Demand
     with Structured Dropout", sec. 3): in training (deterministic=False)
     each block application is skipped with probability p, one Bernoulli
@@ -358,6 +473,7 @@ class Backbone(nnx.Module):
     type_vocab_size = option(cfg, "type_vocab_size")
     factor_dim = option(cfg, "embed_factor_dim")
     sizes = layer_sizes(cfg)
+    ranks = low_rank_ranks(cfg)
     self.token_embed = nnx.Embed(
         vocab_size, factor_dim or cfg.embed_dim, dtype=dtype,
         embedding_init=nnx.initializers.normal(stddev=0.02), rngs=rngs,
@@ -379,12 +495,12 @@ class Backbone(nnx.Module):
     if option(cfg, "share_layers"):
       (heads, mlp_dim), *_ = sizes
       block = Block(cfg, max_len, rngs=rngs, dtype=dtype, shared=shared,
-                    num_heads=heads, mlp_dim=mlp_dim)
+                    num_heads=heads, mlp_dim=mlp_dim, ranks=ranks[0])
       blocks = [block] * cfg.num_layers  # references to one module
     else:
       blocks = [Block(cfg, max_len, rngs=rngs, dtype=dtype, shared=shared,
-                      num_heads=heads, mlp_dim=mlp_dim)
-                for heads, mlp_dim in sizes]
+                      num_heads=heads, mlp_dim=mlp_dim, ranks=layer_ranks)
+                for (heads, mlp_dim), layer_ranks in zip(sizes, ranks)]
     self.blocks = nnx.List(blocks)
     self.ln_final = (_layer_norm(cfg, cfg.embed_dim, rngs, dtype)
                      if norm.final_norm else None)
@@ -471,6 +587,8 @@ class EncoderClassifier(nnx.Module):
   before the head (`classifier_hidden_dim=0` then gives BERT's classifier).
   """
 
+  backbone_cls = Backbone  # a subclass may run its blocks otherwise (Theseus)
+
   def __init__(self, cfg, *, vocab_size: int, num_classes: int, max_len: int,
                rngs: nnx.Rngs, dtype=jnp.float32):
     POOLS.get(cfg.pool)
@@ -480,8 +598,9 @@ class EncoderClassifier(nnx.Module):
                        or option(cfg, "activation"))
     ACTIVATIONS.get(self.activation)
     extra = 1 if cfg.pool == "cls" else 0
-    self.backbone = Backbone(cfg, vocab_size=vocab_size,
-                             max_len=max_len + extra, rngs=rngs, dtype=dtype)
+    self.backbone = self.backbone_cls(cfg, vocab_size=vocab_size,
+                                      max_len=max_len + extra, rngs=rngs,
+                                      dtype=dtype)
     if self.pool == "cls":
       self.cls = nnx.Param(
           nnx.initializers.normal(0.02)(rngs.params(), (1, 1, cfg.embed_dim))

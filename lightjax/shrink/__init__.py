@@ -46,6 +46,11 @@ class Shrunk:
   model: nnx.Module
   model_cfg: ml_collections.ConfigDict
   details: dict[str, Any]
+  # A two-phase method (Theseus): `model` is first trained for
+  # `prepare_steps` (in <workdir>/replacing), then `extract(trained model)`
+  # gives the student.
+  prepare_steps: int = 0
+  extract: Callable[[nnx.Module], "Shrunk"] | None = None
 
 
 @dataclasses.dataclass
@@ -161,4 +166,4 @@ def recipe(here: str, arg: str | None, method: str, **options
 
 
 # Registering the methods (kept last: they import the names above).
-from lightjax.shrink import distill, layers  # noqa: E402,F401
+from lightjax.shrink import distill, heads, layers, lowrank, theseus  # noqa: E402,F401

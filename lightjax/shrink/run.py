@@ -116,6 +116,34 @@ def _evaluate(model, task, batch_size: int) -> dict[str, Any]:
           for split in ("validation", "test")}
 
 
+def _prepare(config, workdir: str, source, task, out: shrink.Shrunk
+             ) -> shrink.Shrunk:
+  """A two-phase method's first phase (Theseus' module replacement): trains
+  `out.model` with the trainer in <workdir>/replacing (resumable), then
+  extracts the student from its best checkpoint."""
+  init_dir = os.path.join(workdir, "replacing_init")
+  init_from.save_model(init_dir, out.model, out.model_cfg,
+                       vocab_size=source.vocab_size,
+                       num_classes=source.num_classes, max_len=source.max_len,
+                       pad_id=source.pad_id, tokenizer=source.tokenizer)
+  cfg = copy.deepcopy(config)
+  with cfg.unlocked():
+    cfg.init_from, cfg.num_train_steps = init_dir, out.prepare_steps
+    cfg.train_objective = ""  # module replacing needs no extra loss
+    attention = cfg.model.attention
+  init_from.resolve_config(cfg)
+  with cfg.unlocked():
+    cfg.model.attention = attention
+  writers.say(f"Phase 1: {out.prepare_steps} steps of training"
+              f" {out.model_cfg.name} in {workdir}/replacing.")
+  trainer.train_and_evaluate(cfg, os.path.join(workdir, "replacing"),
+                             task=task)
+  trained, _ = init_from.load_model(os.path.join(workdir, "replacing"))
+  student = out.extract(trained)
+  student.details = {**out.details, **student.details}
+  return student
+
+
 def _shrink(config, workdir: str, source, task) -> dict[str, Any]:
   """Steps 1-2: teacher scored, student made, saved and scored."""
   method = config.shrink.method
@@ -133,6 +161,8 @@ def _shrink(config, workdir: str, source, task) -> dict[str, Any]:
       evaluate=lambda m, split="validation": trainer.evaluate_model(
           m, task, split, batch_size=config.eval_batch_size))
   out = shrink.get(method)(teacher, ctx)
+  if out.extract is not None:
+    out = _prepare(config, workdir, source, task, out)
   student_dir = os.path.join(workdir, STUDENT)
   init_from.save_model(student_dir, out.model, out.model_cfg,
                        vocab_size=source.vocab_size,
