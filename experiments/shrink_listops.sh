@@ -23,7 +23,22 @@ $S --config configs/shrink/drop_layers.py --workdir "$RUNS/drop_layers" --config
 $S --config configs/shrink/layerdrop.py --workdir "$RUNS/layerdrop_cut" --config.init_from="$RUNS/teacher_layerdrop"
 $S --config configs/shrink/distill.py --workdir "$RUNS/distill" --config.init_from="$RUNS/teacher"
 $S --config configs/shrink/distill.py --workdir "$RUNS/distill_scratch_baseline" --config.init_from="$RUNS/teacher" \
-   --config.shrink.distill.init=scratch --config.train_objective=classification
+   --config.shrink.distill.init=scratch --config.train_objective=classification --config.optim.learning_rate=1e-3 \
+   --config.optim.warmup_steps=100
+# Chained (init_from another shrink run): the 1-layer drop_layers student
+# with half its heads removed (no recovery of its own), then distilled from
+# the original teacher: under half the teacher's parameters. Its baseline is
+# that architecture trained from scratch, on labels, with the teacher's
+# optimiser settings, for as many steps as the chained student trained after
+# leaving the teacher (500 drop_layers recovery + 500 distillation).
+$S --config configs/shrink/prune_heads.py --workdir "$RUNS/drop_then_prune_heads" --config.init_from="$RUNS/drop_layers" \
+   --config.shrink.prune_heads.heads_per_layer='(2,)' --config.shrink.prune_heads.iterations=1 --config.num_train_steps=0
+$S --config configs/shrink/distill.py --workdir "$RUNS/distill_small" --config.init_from="$RUNS/teacher" \
+   --config.shrink.distill.student_from="$RUNS/drop_then_prune_heads"
+$S --config configs/shrink/distill.py --workdir "$RUNS/distill_small_scratch_baseline" --config.init_from="$RUNS/teacher" \
+   --config.shrink.distill.student_from="$RUNS/drop_then_prune_heads" --config.shrink.distill.init=scratch \
+   --config.train_objective=classification --config.num_train_steps=1000 --config.optim.learning_rate=1e-3 \
+   --config.optim.warmup_steps=100
 $S --config configs/shrink/theseus.py --workdir "$RUNS/theseus" --config.init_from="$RUNS/teacher"
 $S --config configs/shrink/low_rank.py --workdir "$RUNS/low_rank" --config.init_from="$RUNS/teacher"
 

@@ -7,6 +7,7 @@ eval batches on device and divide once on the host.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Callable
 
 import jax
@@ -126,5 +127,13 @@ def train_objective(config, kind: str) -> Callable[..., Sums]:
   name = config.get("train_objective")
   if not name:
     return get(kind)
+  fn = get(name)  # unknown: the registry's message lists the valid names
   options = dict(config.get("objective_options") or {})
-  return functools.partial(get(name), **options) if options else get(name)
+  params = inspect.signature(fn).parameters
+  valid = [p for p, v in params.items()
+           if v.kind == v.KEYWORD_ONLY and v.default is not v.empty]
+  unknown = sorted(set(options) - set(valid))
+  if unknown:
+    raise ValueError(f"config.objective_options {unknown} are not options of"
+                     f" the {name!r} objective; valid: {', '.join(valid)}")
+  return functools.partial(fn, **options) if options else fn

@@ -178,6 +178,36 @@ def test_distill_run_uses_the_teachers_logits(tmp_path, teacher, data_dir_module
       b["test_accuracy_before_finetune"] != s["test_accuracy_before_finetune"])
 
 
+def test_distill_student_from_a_model_or_its_fresh_architecture(
+    tmp_path, teacher, data_dir_module):
+  """student_from: that model's weights (a pruned teacher as the student),
+  or with init=scratch its architecture freshly initialised (the baseline)."""
+  got = {}
+  for init in ("teacher", "scratch"):
+    c = _recipe("distill", data_dir_module, teacher,
+                **{"shrink.distill.student_from": teacher,
+                   "shrink.distill.init": init, "num_train_steps": 0})
+    got[init] = run.shrink_and_evaluate(c, str(tmp_path / init))
+    assert got[init]["shrink_details"] == {"student_from": teacher,
+                                           "init": init}
+  loaded, _ = init_from.load_model(teacher)
+  assert got["teacher"]["best_val_accuracy"] == pytest.approx(
+      got["teacher"]["teacher_val_accuracy"])
+  assert got["scratch"]["num_params"] == got["teacher"]["num_params"]
+  fresh, _ = init_from.load_model(str(tmp_path / "scratch" / "student"))
+  assert not np.allclose(shrink.params_of(fresh)[("head", "kernel")],
+                         shrink.params_of(loaded)[("head", "kernel")])
+
+
+def test_objective_options_are_checked():
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  c = ml_collections.ConfigDict({"train_objective": "distillation",
+                                 "objective_options": {"temp": 3.0}})
+  with pytest.raises(ValueError, match=r"\['temp'\] are not options of the"
+                     r" 'distillation' objective; valid: temperature, alpha"):
+    objectives.train_objective(c, "classification")
+
+
 def test_cli_bad_input_is_one_line(tmp_path, teacher, data_dir_module):
   env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir_module}
   base = [sys.executable, "-m", "lightjax.shrink", "--config",

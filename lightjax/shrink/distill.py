@@ -13,7 +13,8 @@ logits + the labels' cross-entropy; `config.train_objective =
                    `train_objective=""` for plain labels).
   student_from     a model to start from instead (a lightjax workdir such as
                    a prune_heads run, or hf:...): a pruned teacher as the
-                   student, the original as the teacher.
+                   student, the original as the teacher. With init="scratch"
+                   its architecture, freshly initialised.
 """
 
 from __future__ import annotations
@@ -45,8 +46,15 @@ def distill(teacher, ctx: shrink.Context) -> shrink.Shrunk:
                        f" {source.num_classes} classes; the teacher"
                        f" {ctx.vocab_size} and {ctx.num_classes}")
     import ml_collections  # pylint: disable=import-outside-toplevel
-    return shrink.Shrunk(model, ml_collections.ConfigDict(source.model),
-                         {"student_from": opts["student_from"]})
+    cfg = ml_collections.ConfigDict(source.model)
+    init = opts.get("init", "teacher")
+    if init == "scratch":  # the baseline: that architecture, fresh weights
+      model = ctx.build(cfg)
+    elif init != "teacher":
+      raise ValueError(f"distill.init must be 'teacher' or 'scratch', got"
+                       f" {init!r}")
+    return shrink.Shrunk(model, cfg, {"student_from": opts["student_from"],
+                                      "init": init})
   n = ctx.teacher_cfg.num_layers
   keep = int(opts.get("num_layers") or max(1, n // 2))
   kept = student_layers(n, keep)
