@@ -47,8 +47,9 @@ original indices, the removed ones, and every round's normalised scores.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from flax import nnx
@@ -155,49 +156,49 @@ def _layer_path(path) -> tuple[int, tuple] | None:
   return None
 
 
+def _slice_sublayer(weights: dict, sublayer: tuple, index_of: Callable,
+                    columns: tuple[str, ...], rows: str,
+                    drop: Callable = lambda layer, inner: False) -> dict:
+  """`weights` with, in each layer's `sublayer`, the output columns of the
+  `columns` projections (kernel [in, out] and bias [out]) and the input rows
+  of the `rows` projection's kernel cut to `index_of(layer)`; parameters for
+  which `drop(layer, path in block)` holds are left out."""
+  out = {}
+  for path, value in weights.items():
+    where = _layer_path(path)
+    if where is None or where[1][:1] != sublayer:
+      out[path] = value
+      continue
+    layer, inner = where
+    if inner[1] in columns:
+      out[path] = value[..., index_of(layer)]
+    elif inner[1:] == (rows, "kernel"):
+      out[path] = value[index_of(layer)]
+    elif not drop(layer, inner):
+      out[path] = value
+  return out
+
+
 def slice_heads(weights: dict, kept: Sequence[Sequence[int]], head_dim: int
                 ) -> dict:
   """The teacher's parameters with layer l's attention cut to heads
   `kept[l]`: q/k/v kernel columns and biases, out kernel rows. Kernel
-  (variant) parameters of a layer left with no heads are dropped."""
-  out = {}
-  for path, value in weights.items():
-    where = _layer_path(path)
-    if where is None or where[1][:1] != _ATTN:
-      out[path] = value
-      continue
-    layer, inner = where
-    cols = np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim)
+  (variant) parameters of a layer left with no heads are dropped (an empty
+  layer's kernel is the parameter-free identity)."""
+  def cols(layer):
+    return np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim)
                            for h in kept[layer]] + [np.zeros(0, int)])
-    if inner[1] in ("query", "key", "value"):
-      out[path] = value[..., cols]  # kernel [E, H*D] columns, bias [H*D]
-    elif inner[1:] == ("out", "kernel"):
-      out[path] = value[cols]
-    elif inner[1] == "kernel" and not kept[layer]:
-      continue  # an empty layer's kernel is the parameter-free identity
-    else:
-      out[path] = value
-  return out
+  return _slice_sublayer(weights, _ATTN, cols, ("query", "key", "value"),
+                         "out", lambda layer, inner: (inner[1] == "kernel"
+                                                      and not kept[layer]))
 
 
 def slice_units(weights: dict, kept: Sequence[Sequence[int]]) -> dict:
   """The teacher's parameters with layer l's MLP cut to units `kept[l]`:
   fc1 kernel columns and bias, fc2 kernel rows (fc2's bias stays)."""
-  out = {}
-  for path, value in weights.items():
-    where = _layer_path(path)
-    if where is None or where[1][:1] != _MLP:
-      out[path] = value
-      continue
-    layer, inner = where
-    units = np.asarray(kept[layer], int)
-    if inner[1] == "fc1":
-      out[path] = value[..., units]
-    elif inner[1:] == ("fc2", "kernel"):
-      out[path] = value[units]
-    else:
-      out[path] = value
-  return out
+  return _slice_sublayer(weights, _MLP,
+                         lambda layer: np.asarray(kept[layer], int),
+                         ("fc1",), "fc2")
 
 
 def _match_kernel_params(weights: dict, student_cfg, ctx) -> dict:
@@ -297,11 +298,34 @@ def _targets(method: str, opts: dict, sizes: list[int], what: str,
   return None, count
 
 
-def _prune(teacher, ctx: shrink.Context, *, method: str, what: str,
-           sizes: list[int], keep_fn, score_key: str, per_layer_key: str,
-           floor_key: str) -> shrink.Shrunk:
-  """The loop both methods share: score, remove a share, rebuild, repeat."""
-  opts = ctx.options
+@dataclasses.dataclass(frozen=True)
+class _Target:
+  """What a pruning method removes: `what` ("heads"/"units", also the
+  importance score key), which of `layer_sizes`' (heads, mlp_dim) it
+  shrinks, the student builder and the option names."""
+  what: str
+  size_index: int
+  keep_fn: Callable
+  per_layer_key: str
+  floor_key: str
+
+
+_TARGETS = {
+    "prune_heads": _Target("heads", 0, keep_heads, "heads_per_layer",
+                           "min_heads_per_layer"),
+    "prune_ffn": _Target("units", 1, keep_units, "mlp_dims_per_layer",
+                         "min_units_per_layer"),
+}
+
+
+def _prune(teacher, ctx: shrink.Context, method: str) -> shrink.Shrunk:
+  """Both methods' loop: score, remove a share, rebuild, repeat."""
+  target, opts = _TARGETS[method], ctx.options
+  _check_teacher(ctx.teacher_cfg, method)
+  sizes = [s[target.size_index]
+           for s in transformer.layer_sizes(ctx.teacher_cfg)]
+  what, keep_fn = target.what, target.keep_fn
+  per_layer_key, floor_key = target.per_layer_key, target.floor_key
   counts, total_remove = _targets(method, opts, sizes, what, per_layer_key,
                                   floor_key)
   iterations = _check_int(method, "iterations", opts.get("iterations", 1), 1,
@@ -316,7 +340,7 @@ def _prune(teacher, ctx: shrink.Context, *, method: str, what: str,
     # Round i scores the model left by round i - 1 (physically pruned).
     current = teacher if out is None else out.model
     scores = importance.importance(current, ctx, num_examples=num_examples,
-                                   split=split)[score_key]
+                                   split=split)[what]
     if counts is None:
       chosen = lowest_global(scores, schedule(total_remove, iterations)[i],
                              floor)
@@ -339,21 +363,11 @@ def _prune(teacher, ctx: shrink.Context, *, method: str, what: str,
 
 
 def prune_heads(teacher, ctx: shrink.Context) -> shrink.Shrunk:
-  _check_teacher(ctx.teacher_cfg, "prune_heads")
-  sizes = [h for h, _ in transformer.layer_sizes(ctx.teacher_cfg)]
-  return _prune(teacher, ctx, method="prune_heads", what="heads", sizes=sizes,
-                keep_fn=keep_heads, score_key="heads",
-                per_layer_key="heads_per_layer",
-                floor_key="min_heads_per_layer")
+  return _prune(teacher, ctx, "prune_heads")
 
 
 def prune_ffn(teacher, ctx: shrink.Context) -> shrink.Shrunk:
-  _check_teacher(ctx.teacher_cfg, "prune_ffn")
-  sizes = [m for _, m in transformer.layer_sizes(ctx.teacher_cfg)]
-  return _prune(teacher, ctx, method="prune_ffn", what="units", sizes=sizes,
-                keep_fn=keep_units, score_key="units",
-                per_layer_key="mlp_dims_per_layer",
-                floor_key="min_units_per_layer")
+  return _prune(teacher, ctx, "prune_ffn")
 
 
 shrink.register("prune_heads", prune_heads)
