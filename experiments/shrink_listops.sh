@@ -18,6 +18,10 @@ $T --workdir "$RUNS/teacher"
 $T --workdir "$RUNS/teacher_layerdrop" --config.model.num_layers=4 --config.model.layerdrop=0.5
 
 $S --config configs/shrink/prune_heads.py --workdir "$RUNS/prune_heads" --config.init_from="$RUNS/teacher"
+# 5 of 8 heads: over half, so the global importance ranking must leave the
+# layers uneven (at 4 of 8 it happened to take two from each).
+$S --config configs/shrink/prune_heads.py --workdir "$RUNS/prune_heads_5of8" --config.init_from="$RUNS/teacher" \
+   --config.shrink.prune_heads.fraction=0.625
 $S --config configs/shrink/prune_ffn.py --workdir "$RUNS/prune_ffn" --config.init_from="$RUNS/teacher"
 $S --config configs/shrink/drop_layers.py --workdir "$RUNS/drop_layers" --config.init_from="$RUNS/teacher"
 $S --config configs/shrink/layerdrop.py --workdir "$RUNS/layerdrop_cut" --config.init_from="$RUNS/teacher_layerdrop"

@@ -121,19 +121,27 @@ register, get, names = OBJECTIVES.register, OBJECTIVES.get, OBJECTIVES.names
 
 def train_objective(config, kind: str) -> Callable[..., Sums]:
   """The objective training minimises: `config.train_objective` (e.g.
-  "distillation") with `config.objective_options`, or (empty) the task
-  kind's, without options.
-  Evaluation always uses the task kind's."""
-  name = config.get("train_objective")
-  if not name:
-    return get(kind)
+  "distillation"), or (empty) the task kind's. Evaluation always uses the
+  task kind's.
+
+  Options live under the objective's name, as attention options do:
+  `config.objective_options.distillation.temperature`; an objective takes
+  only its own entry, so a recipe's distillation options do not stand in
+  the way of `--config.train_objective=classification`."""
+  name = config.get("train_objective") or kind
+  all_options = dict(config.get("objective_options") or {})
+  unknown = sorted(set(all_options) - set(names()))
+  if unknown:
+    raise ValueError(f"config.objective_options has entries for unknown"
+                     f" objective(s) {unknown}; valid: {', '.join(names())}")
   fn = get(name)  # unknown: the registry's message lists the valid names
-  options = dict(config.get("objective_options") or {})
+  options = dict(all_options.get(name) or {})
   params = inspect.signature(fn).parameters
   valid = [p for p, v in params.items()
            if v.kind == v.KEYWORD_ONLY and v.default is not v.empty]
-  unknown = sorted(set(options) - set(valid))
-  if unknown:
-    raise ValueError(f"config.objective_options {unknown} are not options of"
-                     f" the {name!r} objective; valid: {', '.join(valid)}")
+  bad = sorted(set(options) - set(valid))
+  if bad:
+    raise ValueError(f"config.objective_options.{name} {bad} are not options"
+                     f" of the {name!r} objective; valid:"
+                     f" {', '.join(valid) or '(none)'}")
   return functools.partial(fn, **options) if options else fn

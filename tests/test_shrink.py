@@ -201,11 +201,22 @@ def test_distill_student_from_a_model_or_its_fresh_architecture(
 
 def test_objective_options_are_checked():
   import ml_collections  # pylint: disable=import-outside-toplevel
-  c = ml_collections.ConfigDict({"train_objective": "distillation",
-                                 "objective_options": {"temp": 3.0}})
-  with pytest.raises(ValueError, match=r"\['temp'\] are not options of the"
-                     r" 'distillation' objective; valid: temperature, alpha"):
-    objectives.train_objective(c, "classification")
+  def objective(name, options):
+    return objectives.train_objective(ml_collections.ConfigDict(
+        {"train_objective": name, "objective_options": options}),
+        "classification")
+  assert objective("distillation", {"distillation": {"temperature": 3.0}}
+                   ).keywords == {"temperature": 3.0}
+  # Another objective's options are not this one's business.
+  assert objective("classification", {"distillation": {"alpha": 1.0}}
+                   ) is objectives.classification
+  with pytest.raises(ValueError, match=r"distillation \['temp'\] are not"
+                     r" options of the 'distillation' objective; valid:"
+                     r" temperature, alpha"):
+    objective("distillation", {"distillation": {"temp": 3.0}})
+  with pytest.raises(ValueError, match=r"unknown objective\(s\) \['distil'\];"
+                     r" valid: classification, distillation"):
+    objective("distillation", {"distil": {"alpha": 1.0}})
 
 
 def test_cli_bad_input_is_one_line(tmp_path, teacher, data_dir_module):

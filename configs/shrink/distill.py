@@ -15,7 +15,7 @@ Sanh et al. 2019; soft targets of Hinton et al. 2015).
 
 The student keeps one teacher layer of every two (`num_layers`, default half;
 lightjax/shrink/distill.py) and trains on alpha * T^2 * KL(teacher || student)
-at temperature T + (1 - alpha) * cross-entropy (`objective_options`).
+at temperature T + (1 - alpha) * cross-entropy (`objective_options.distillation`).
 """
 
 import ml_collections
@@ -28,5 +28,5 @@ def get_config(arg=None):
                     student_from="")
   c.train_objective = "distillation"
   c.objective_options = ml_collections.ConfigDict(
-      {"temperature": 2.0, "alpha": 0.5})
+      {"distillation": {"temperature": 2.0, "alpha": 0.5}})
   return c

@@ -3,7 +3,7 @@
 The shrink step builds the student; the recovery run trains it with
 `objectives.distillation` (soft targets at temperature T from the teacher's
 logits + the labels' cross-entropy; `config.train_objective =
-"distillation"`, `config.objective_options`). Where the student comes from:
+"distillation"`, `config.objective_options.distillation`). Where the student comes from:
 
   init="teacher"   DistilBERT's initialisation: the teacher with one layer
                    of every two kept (`num_layers` of them, evenly spaced

@@ -58,14 +58,19 @@ def _weights_bytes(model) -> int:
                    for p, v in shrink.params_of(model).items()}))
 
 
-def deploy_costs(model, task, max_len: int, repeats: int = 30
+def deploy_costs(model, task, max_len: int, repeats: int = 200
                  ) -> dict[str, Any]:
-  """Parameters, bytes, forward FLOPs and CPU batch-1 latency of `model`."""
+  """Parameters, bytes, forward FLOPs and CPU batch-1 latency of `model`
+  (one measurement per distinct length: ListOps' task length is 128)."""
   out = {"num_params": count_params(model)["total"],
          "bytes": _weights_bytes(model), "latency": {}}
+  measured = {}
   for length in LATENCY_LENGTHS:
     seq = task.max_len if length == "task" else min(int(length), max_len)
-    lat = latency.cpu_latency(model, seq, pad_id=task.pad_id, repeats=repeats)
+    if seq not in measured:
+      measured[seq] = latency.cpu_latency(model, seq, pad_id=task.pad_id,
+                                          repeats=repeats)
+    lat = measured[seq]
     out["latency"][str(length)] = lat
     if length == "task":
       out["forward_flops"] = lat["forward_flops"]
