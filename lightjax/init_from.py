@@ -49,6 +49,8 @@ from lightjax.models import hf
 
 MODEL_JSON = "model.json"
 HF_PREFIX = "hf:"
+# Where a shrink run keeps its student before (or without) fine-tuning.
+STUDENT_DIR = "student"
 
 # `config.model` fields that stay the run's choice whatever the checkpoint.
 RUN_FIELDS = ("attention", "dropout_rate", "dtype", "layerdrop")
@@ -78,6 +80,11 @@ def open_source(spec: str) -> Source:
     return _hf_source(spec)
   if os.path.isfile(os.path.join(spec, MODEL_JSON)):
     return _workdir_source(spec)
+  student = os.path.join(spec, STUDENT_DIR)
+  if os.path.isfile(os.path.join(student, MODEL_JSON)):
+    # A shrink run that fine-tuned nothing (num_train_steps=0): its model
+    # is the student it saved, so recipes chain through it too.
+    return _workdir_source(student)
   if any(os.path.isdir(os.path.join(spec, d)) for d in ("best", "checkpoints")):
     raise ValueError(
         f"{spec!r} is a lightjax workdir written before {MODEL_JSON} existed;"
@@ -260,7 +267,8 @@ def load_model(spec: str, *, seed: int = 0, which: str = "best"):
   its "last" train state."""
   source = open_source(spec)
   if which != "best" and not spec.startswith(HF_PREFIX):
-    source.read_weights = lambda: read_workdir_weights(spec, which=which)
+    source.read_weights = lambda: read_workdir_weights(source.spec,
+                                                       which=which)
   model = models.build_model(
       ml_collections.ConfigDict(source.model), vocab_size=source.vocab_size,
       num_classes=source.num_classes, max_len=source.max_len,

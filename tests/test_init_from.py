@@ -313,3 +313,41 @@ def test_pruned_model_saves_zero_padded_with_identical_outputs(tmp_path):
                    (np.asarray(tokens) != 0).astype(np.int64))).logits
   np.testing.assert_allclose(np.asarray(pruned(tokens, segment_ids_BxL=segs)),
                              want.numpy(), atol=TOL)
+
+
+def test_shrink_an_imported_bert_on_glue_then_save_it_back(tmp_path, glue_dir):
+  """The README's BERT chain, small: the imported fixture fine-tuned on
+  SST-2 TSVs, then `lightjax.shrink` prunes its heads unevenly and
+  fine-tunes, and the shrink workdir saves back to a Hugging Face directory whose model gives the run's
+  outputs (zero-padded heads)."""
+  tuned = tmp_path / "sst2"  # the teacher: the fixture fine-tuned on SST-2
+  trainer.train_and_evaluate(
+      _sst2(glue_dir, init_from="hf:" + BERT, num_train_steps=4), str(tuned))
+  work = tmp_path / "pruned"
+  r = subprocess.run(
+      [sys.executable, "-m", "lightjax.shrink", "--config",
+       "configs/shrink/prune_heads.py:sst2,tiny", "--workdir", str(work),
+       f"--config.init_from={tuned}",
+       f"--config.task.glue_dir={glue_dir / 'glue'}",
+       f"--config.data_dir={glue_dir / 'data'}",
+       "--config.shrink.prune_heads.heads_per_layer=(3, 1)",
+       "--config.shrink.prune_heads.iterations=1",
+       "--config.shrink.prune_heads.num_examples=16",
+       "--config.num_train_steps=3"],
+      cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  summary = json.loads((work / "summary.json").read_text())
+  assert summary["method"] == "prune_heads"
+  assert summary["shrink_details"]["heads_per_layer"] == [3, 1]
+  assert summary["num_params"]["total"] < summary["teacher_num_params"]
+  assert summary["deploy"]["forward_flops"] < (
+      summary["teacher_deploy"]["forward_flops"])
+  config = save_pretrained.export(str(work), str(tmp_path / "hf"))
+  assert config["num_attention_heads"] == 4
+  run_model, source = init_from.load_model(str(work))
+  assert tuple(source.model["heads_per_layer"]) == (3, 1)
+  back, _ = models.from_pretrained(str(tmp_path / "hf"))
+  tokens, segs = _tokens()
+  np.testing.assert_allclose(np.asarray(back(tokens, segment_ids_BxL=segs)),
+                             np.asarray(run_model(tokens, segment_ids_BxL=segs)),
+                             atol=1e-6)

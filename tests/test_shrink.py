@@ -194,7 +194,12 @@ def test_distill_student_from_a_model_or_its_fresh_architecture(
   assert got["teacher"]["best_val_accuracy"] == pytest.approx(
       got["teacher"]["teacher_val_accuracy"])
   assert got["scratch"]["num_params"] == got["teacher"]["num_params"]
+  # A run that fine-tuned nothing chains through its saved student.
+  chained, source = init_from.load_model(str(tmp_path / "scratch"))
+  assert source.spec == str(tmp_path / "scratch" / "student")
   fresh, _ = init_from.load_model(str(tmp_path / "scratch" / "student"))
+  assert all(np.array_equal(a, shrink.params_of(chained)[p])
+             for p, a in shrink.params_of(fresh).items())
   assert not np.allclose(shrink.params_of(fresh)[("head", "kernel")],
                          shrink.params_of(loaded)[("head", "kernel")])
 

@@ -8,7 +8,7 @@ r"""Drop layers of a trained model (Sajjad et al. 2020, "Poor Man's BERT").
       --workdir ... --config.init_from=runs/listops \
       --config.shrink.drop_layers.strategy=contribution
   python -m lightjax.shrink --config configs/shrink/drop_layers.py:sst2 \
-      --workdir ... --config.init_from=hf:google/bert_uncased_L-4_H-256_A-4 \
+      --workdir ... --config.init_from=runs/bert_sst2 \
       --config.task.glue_dir=/data/glue --config.shrink.drop_layers.num_drop=2
 
 Drops `num_drop` blocks chosen by `strategy` (top, bottom, alternate,

@@ -6,9 +6,9 @@ r"""Prune MLP units (structured FFN neuron pruning) by importance.
   # after head pruning (its student as the teacher):
   python -m lightjax.shrink --config configs/shrink/prune_ffn.py \
       --workdir ... --config.init_from=runs/shrink/prune_heads
-  # an imported BERT on GLUE SST-2:
+  # a BERT fine-tuned on SST-2 (README, "Shrinking a trained model"):
   python -m lightjax.shrink --config configs/shrink/prune_ffn.py:sst2 \
-      --workdir ... --config.init_from=hf:google/bert_uncased_L-4_H-256_A-4 \
+      --workdir ... --config.init_from=runs/bert_sst2 \
       --config.task.glue_dir=/data/glue
 
 Removes `fraction` of all MLP units (ListOps' 2 x 128: 128 of 256) in

@@ -9,9 +9,9 @@ Heads Really Better than One?").
       --workdir ... --config.init_from=runs/listops \
       --config.shrink.prune_heads.heads_per_layer='(3, 1)' \
       --config.shrink.prune_heads.iterations=1
-  # an imported BERT on GLUE SST-2:
+  # a BERT fine-tuned on SST-2 (README, "Shrinking a trained model"):
   python -m lightjax.shrink --config configs/shrink/prune_heads.py:sst2 \
-      --workdir ... --config.init_from=hf:google/bert_uncased_L-4_H-256_A-4 \
+      --workdir ... --config.init_from=runs/bert_sst2 \
       --config.task.glue_dir=/data/glue
 
 Removes `fraction` of all heads (ListOps' 2 layers x 4 heads: 4 of 8) in

@@ -46,7 +46,7 @@ from lightjax.metrics import latency
 from lightjax.metrics.params import count_params
 from lightjax.shrink import report
 
-STUDENT = "student"
+STUDENT = init_from.STUDENT_DIR
 SHRINK_JSON = "shrink.json"
 LATENCY_LENGTHS = ("task", 128)
 
