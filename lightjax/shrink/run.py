@@ -185,7 +185,6 @@ def _shrink(config, workdir: str, source, task) -> dict[str, Any]:
       "method": method, "options": options, "teacher": source.spec,
       "details": out.details,
       "teacher_eval": teacher_eval, "student_eval_before": student_eval,
-      "teacher_deploy": deploy_costs(teacher, task, source.max_len),
   }
   writers.write_json(os.path.join(workdir, SHRINK_JSON), record)
   return record
@@ -245,13 +244,18 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       summary["test_metrics"] = ev["test"]["metrics"]
 
   # --- 4. Report -------------------------------------------------------------------
+  # Teacher and student measured here, one after the other, every time the
+  # run is scored (a resumed run too): latency is only comparable within one
+  # process on one machine state.
   teacher_eval = record["teacher_eval"]
+  teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
+  teacher_deploy = deploy_costs(teacher, task, source.max_len)
   deploy = deploy_costs(student, task, source.max_len)
   t_test = teacher_eval["test"].get("accuracy")
   summary.update(
       method=record["method"], shrink_details=record["details"],
       teacher=record["teacher"],
-      teacher_num_params=record["teacher_deploy"]["num_params"],
+      teacher_num_params=teacher_deploy["num_params"],
       teacher_val_accuracy=teacher_eval["validation"].get("accuracy"),
       teacher_test_accuracy=t_test,
       val_accuracy_before_finetune=record["student_eval_before"][
@@ -261,7 +265,7 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       accuracy_kept=(summary["test_accuracy"] / t_test
                      if t_test and summary.get("test_accuracy") is not None
                      else None),
-      deploy=deploy, teacher_deploy=record["teacher_deploy"])
+      deploy=deploy, teacher_deploy=teacher_deploy)
   writers.write_json(os.path.join(workdir, "summary.json"), summary)
   paths = report.write(workdir, summary)
   writers.say("Shrink report:\n" + report.table(summary) + "\nWrote "
