@@ -217,3 +217,10 @@ def test_paper_mapping_names_real_variants_and_paper_rows():
   with open(os.path.join(REPO, "lightjax", "paper", runs.PAPER_CSV)) as f:
     first = f.readline()
   assert first.startswith("#") and "2011.04006" in first  # citation kept
+
+
+def test_a_run_inside_another_is_named_with_its_parent():
+  assert runs._short_names(["/r/x/theseus", "/r/x/theseus/replacing",
+                            "/r/y/teacher", "/r/x/teacher"]) == [
+                                "theseus", "theseus/replacing", "y/teacher",
+                                "x/teacher"]

@@ -73,9 +73,14 @@ def find_summaries(paths: Iterable[str]) -> list[str]:
 
 
 def _short_names(workdirs: list[str]) -> list[str]:
-  """Each workdir's basename, with parent dirs added only where names clash."""
+  """Each workdir's basename, with parent dirs added where names clash or a
+  run lies inside another (a shrink run's phase: `theseus/replacing`)."""
   parts = [os.path.normpath(os.path.abspath(w)).split(os.sep) for w in workdirs]
   depth = [1] * len(parts)
+  for i, p in enumerate(parts):
+    outer = [len(q) for q in parts if len(q) < len(p) and p[:len(q)] == q]
+    if outer:
+      depth[i] = len(p) - max(outer) + 1
   while True:
     names = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
     clashes = {n for n in names if names.count(n) > 1}
