@@ -42,6 +42,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 _ITEMS = ("state", "meta")
@@ -201,6 +202,25 @@ def abstract(tree):
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def _is_empty(x) -> bool:
+  return hasattr(x, "shape") and 0 in tuple(x.shape)
+
+
+def without_empty(tree):
+  """`tree` with zero-size arrays left out (None): orbax refuses to save
+  them ("Cannot save arrays with zero size"), and a model with a layer
+  pruned to 0 heads or 0 MLP units has some (its [E, 0] projections)."""
+  return jax.tree.map(lambda x: None if _is_empty(x) else x, tree)
+
+
+def with_empty(restored, abstract_state):
+  """Puts back, as zeros of their shape and dtype, the zero-size arrays
+  `without_empty` left out (they hold no numbers, so nothing is lost)."""
+  return jax.tree.map(
+      lambda a, r: jnp.zeros(a.shape, a.dtype) if _is_empty(a) else r,
+      abstract_state, restored)
+
+
 class Checkpointer:
   """Saves/restores {"state": pytree, "meta": json dict} by step."""
 
@@ -212,15 +232,16 @@ class Checkpointer:
   @staticmethod
   def _save(mgr, step: int, state, meta: dict[str, Any], force: bool) -> None:
     mgr.save(step, force=force, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        state=ocp.args.StandardSave(without_empty(state)),
+        meta=ocp.args.JsonSave(meta)))
 
   @staticmethod
   def _restore(mgr, step: int, abstract_state):
     with _settled_reads():
       out = mgr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract_state),
+          state=ocp.args.StandardRestore(without_empty(abstract_state)),
           meta=ocp.args.JsonRestore()))
-    return out["state"], dict(out["meta"])
+    return with_empty(out["state"], abstract_state), dict(out["meta"])
 
   def latest_step(self) -> int | None:
     return self.last.latest_step()

@@ -190,6 +190,10 @@ def _select_params(tree, params: dict[Path, Any], where: str
                for k in keys)] = leaf
   out = {}
   for path, var in params.items():
+    if path not in flat and 0 in tuple(var.shape):
+      # Zero-size arrays are not saved (checkpointing.without_empty).
+      out[path] = np.zeros(var.shape, np.float32)
+      continue
     if path not in flat:
       raise ValueError(f"{where} has no parameter {'/'.join(map(str, path))}")
     out[path] = np.asarray(flat[path], np.float32)

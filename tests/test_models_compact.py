@@ -407,6 +407,30 @@ def test_shared_layers_train_and_resume(tmp_path, data_dir):
   assert again["num_params"] == first["num_params"]
 
 
+def test_empty_layers_checkpoint_resume_and_reload(tmp_path, data_dir):
+  """A layer pruned to 0 heads and another to 0 MLP units trains, resumes
+  and reloads (orbax refuses zero-size arrays; checkpointing leaves them
+  out and puts them back)."""
+  from lightjax import init_from  # pylint: disable=import-outside-toplevel
+  def config(steps):
+    c = load_config("configs/listops.py:tiny")
+    c.data_dir = data_dir
+    c.num_train_steps, c.log_every = steps, 2
+    c.eval_every = c.checkpoint_every = 4
+    c.model.heads_per_layer = (0, 2)
+    c.model.mlp_dims_per_layer = (64, 0)
+    return c
+
+  trainer.train_and_evaluate(config(4), str(tmp_path))
+  trainer.train_and_evaluate(config(8), str(tmp_path))
+  train = [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")
+           if r["split"] == "train"]
+  assert train == [2, 4, 6, 8]  # resumed at 4, not restarted
+  model, source = init_from.load_model(str(tmp_path))
+  assert tuple(source.model["heads_per_layer"]) == (0, 2)
+  assert model.backbone.blocks[0].attn.query.kernel[...].shape == (32, 0)
+
+
 # --- validation --------------------------------------------------------------------
 
 
