@@ -132,7 +132,8 @@ def get_config(arg=None):
     c.latency.update(dict(warmup=1, repeats=2))
     c.model.update(dict(num_layers=1, embed_dim=32, num_heads=2, head_dim=16,
                         mlp_dim=64, classifier_hidden_dim=0))
-    c.decode.update(dict(contexts=(64, 256), steps=4, repeats=2))
+    c.decode.update(dict(contexts=(64, 256), steps=4, repeats=2,
+                         variants=("linear",)))  # + softmax, none: the pair
 
   elif arg == "lra_text":
     # Every registered variant (the base list) at LRA Text's lengths.

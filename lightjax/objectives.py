@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from lightjax.metrics import glue_metrics
 from lightjax.registry import Registry
 
 Sums = dict[str, jax.Array]
@@ -105,10 +107,43 @@ def pearson_sums(logits_Bx1, targets_B, weights_B):
   return {"pearson_sums": sums}, x_B
 
 
+def bits_per_byte_sums(logits_BxLxV, targets_BxL, weights_B, pad_id: int = 0):
+  """"nats_and_count" = (sum of next-token cross-entropies in nats, number of
+  non-pad targets): the statistic of bits per byte (`bits_per_byte`)."""
+  sums = language_model(logits_BxLxV, targets_BxL, weights_B, pad_id)
+  return ({"nats_and_count": jnp.stack([sums["loss_sum"], sums["count"]])},
+          logits_BxLxV.argmax(-1))
+
+
+def bits_per_byte(nats_and_count) -> float:
+  """Mean next-byte cross-entropy in bits: (sum of nats / count) / ln 2.
+
+  For a byte-level model (`lightjax.data.lm`) this is bits per byte, the
+  compression rate an arithmetic coder driven by the model would reach
+  (Shannon 1948; the enwik8 / text8 metric). nan when nothing was counted.
+  """
+  nats, count = (float(x) for x in nats_and_count)
+  return nats / count / math.log(2.0) if count > 0 else float("nan")
+
+
 METRIC_SUMS: dict[str, Callable[..., tuple[Sums, jax.Array]]] = {
     "classification": confusion_sums,
     "regression": pearson_sums,
+    "lm": bits_per_byte_sums,  # read only by tasks that list bits_per_byte
 }
+
+# Task -> the metrics it reports, for tasks outside GLUE's table
+# (`glue_metrics.TASK_METRICS`): the byte-level LM (`lightjax.data.lm`).
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "lm": ("bits_per_byte",),
+}
+
+
+def task_metric_names(task_name: str) -> tuple[str, ...]:
+  """The metrics task `task_name` reports (the trainer's one lookup): GLUE's
+  table, else TASK_METRICS above, else none."""
+  return tuple(glue_metrics.TASK_METRICS.get(task_name)
+               or TASK_METRICS.get(task_name, ()))
 
 
 OBJECTIVES: Registry[Callable[..., Sums]] = Registry("objective")

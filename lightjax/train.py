@@ -12,7 +12,8 @@ Exit codes:
   1        error: non-finite loss (the last good checkpoint is kept), or the
            workdir has checkpoints and none of them reads
   2        bad flag value, bad config (an `init_from` that is no checkpoint,
-           or a size contradicting it), or an unusable --workdir (a file,
+           or a size contradicting it), a task's input files missing (GLUE's
+           TSVs, the lm task's text), or an unusable --workdir (a file,
            not creatable, or holding checkpoints of a different config)
   3        --workdir is in use by another run (<workdir>/.lock is held);
            nothing was written
@@ -64,6 +65,9 @@ def main(argv: list[str]) -> None:
   except FloatingPointError as e:
     print(f"lightjax.train: {e}", file=sys.stderr)
     sys.exit(1)
+  except FileNotFoundError as e:  # a task's data files (its message says which)
+    print(f"lightjax.train: {e}", file=sys.stderr)
+    sys.exit(2)
   except checkpointing.WorkdirError as e:
     print(f"lightjax.train: {e}", file=sys.stderr)
     sys.exit(e.exit_code)

@@ -122,13 +122,14 @@ def eval_step(graphdefs, objective, model_state, batch, *, pad_id: int = 0,
   return sums
 
 
-# Task metric (glue_metrics.TASK_METRICS name) -> (eval sum it is a function
+# Task metric (objectives.task_metric_names) -> (eval sum it is a function
 # of, that function). Metrics not here (Spearman) use all the predictions.
 _FROM_SUMS = {
     "accuracy": ("confusion", glue_metrics.accuracy_from_confusion),
     "f1": ("confusion", glue_metrics.f1_from_confusion),
     "matthews_corrcoef": ("confusion", glue_metrics.mcc_from_confusion),
     "pearson": ("pearson_sums", glue_metrics.pearson_from_sums),
+    "bits_per_byte": ("nats_and_count", objectives.bits_per_byte),
 }
 
 
@@ -177,7 +178,7 @@ def evaluate_model(model, task, split: str = "validation", *,
   jitted `eval_step`, on the default device."""
   graphdef, state = nnx.split(model)
   objective = objectives.get(task.kind)
-  names = tuple(glue_metrics.TASK_METRICS.get(task.name, ()))
+  names = objectives.task_metric_names(task.name)
   step = jax.jit(functools.partial(
       eval_step, {"model": graphdef}, objective, pad_id=task.pad_id,
       metric_sums=objectives.METRIC_SUMS.get(task.kind) if names else None))
@@ -271,7 +272,7 @@ class _Setup:
   objective: Callable[..., Any]  # the task kind's: eval, and train by default
   train_objective: Callable[..., Any]  # config.train_objective, if set
   wrt: Any                       # what training updates (models.trainable)
-  task_metrics: tuple[str, ...]  # glue_metrics.TASK_METRICS[task], or ()
+  task_metrics: tuple[str, ...]  # objectives.task_metric_names(task), or ()
   selection: str                 # see selection_metric
   train_batcher: pipeline.TrainBatcher
   num_params: dict[str, Any]
@@ -386,7 +387,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
                 best_step=best["best_step"])
   objective = objectives.get(task.kind)
   train_objective = objectives.train_objective(config, task.kind)
-  names = tuple(glue_metrics.TASK_METRICS.get(task.name, ()))
+  names = objectives.task_metric_names(task.name)
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
       f" attention={config.model.attention.name}, params={num_params['total']:,}"

@@ -128,7 +128,7 @@ def test_greedy_generation_equals_repeated_full_forward(attention):
 
 def test_generation_needs_a_decodable_attention():
   from lightjax.models.generate import generate
-  model = _build(_cfg(name="decoder_lm", attention="local"), max_len=16)
+  model = _build(_cfg(name="decoder_lm", attention="linformer"), max_len=16)
   with pytest.raises(NotImplementedError, match="softmax"):
     generate(model, _tokens(b=1, l=2), 3, greedy=True)
 

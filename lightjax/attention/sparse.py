@@ -37,6 +37,21 @@ uniform-weight variant of the seed formulation above (a(x_i, Omega_i) with
 the query-key scores dropped). It is NOT normalised: the weights sum to
 sqrt(|Omega_i|), not 1. Rows with no visible key give zeros in both modes.
 
+Incremental decoding (`init_cache` / `decode_step`, one query at position
+`index`): the query attends, under the same softmax (or uniform_sqrt)
+weighting, to the cached keys its pattern allows, stated by the pattern's
+elementwise rule (`sparse_patterns.<pattern>_rule`) at row i = index. WHY two
+cache shapes: a sliding window never looks further back than a fixed
+distance, so `local` (w + 1 blocks) and `longformer` (window // 2 + 1 tokens,
+plus its g global tokens kept apart) keep a ring buffer of that many keys and
+values, slot = position mod size: constant memory however long the
+generation (the point of a local pattern at inference). `strided`, `fixed`
+and `bigbird` reach arbitrarily far back (strided columns, summary columns,
+global and random blocks), so they keep a full cache of max_len positions,
+as softmax does, and a step costs O(max_len) like softmax's; the rule just
+masks more of it. One code path serves both: a full cache is a ring buffer
+of max_len slots that never wraps.
+
 Patterns (dense definitions and citations in `sparse_patterns.py`): `local`,
 `strided`, `fixed` (Child et al. 2019, sec. 4.2-4.3, fig. 3), `bigbird`
 (Zaheer et al. 2020, fig. 1), `longformer` (Beltagy et al. 2020, fig. 2). All
@@ -81,6 +96,29 @@ def _combine(logits, allowed, values, weighting):
     return out * jnp.where(count > 0, jax.lax.rsqrt(jnp.maximum(count, 1.0)),
                            0.0)
   return values(dense.masked_softmax(logits, allowed))
+
+
+def _decode_row(q_Bx1xHxD, k_BxSxHxD, v_BxSxHxD, allowed_S, weighting):
+  """One query against S cached keys, `allowed_S` of them in Omega_i.
+
+  The parallel kernel's arithmetic (float32 scores scaled by 1 / sqrt(d),
+  `_combine`) on a single row, so decoding equals the causal forward.
+  """
+  d = q_Bx1xHxD.shape[-1]
+  logits_Bx1x1xHxS = jnp.einsum(
+      "bqhd,bshd->bqhs", q_Bx1xHxD, k_BxSxHxD.astype(q_Bx1xHxD.dtype),
+      preferred_element_type=jnp.float32)[:, None] * (1.0 / math.sqrt(d))
+  allowed_1x1x1xS = allowed_S[None, None, None, :]
+
+  def values(w_Bx1x1xHxS):
+    return jnp.einsum("bnqhs,bshd->bnqhd",
+                      w_Bx1x1xHxS.astype(q_Bx1xHxD.dtype),
+                      v_BxSxHxD.astype(q_Bx1xHxD.dtype),
+                      preferred_element_type=jnp.float32)
+
+  out_Bx1x1xHxD = _combine(logits_Bx1x1xHxS, allowed_1x1x1xS, values,
+                           weighting)
+  return out_Bx1x1xHxD[:, 0].astype(q_Bx1xHxD.dtype)
 
 
 def _take_blocks(x_BxNb: jax.Array, static_table: np.ndarray,
@@ -502,6 +540,71 @@ class _SparseAttention(AttentionKernel):
     return patterns.dense_mask(self.registry_name, length, causal,
                                **self.options)
 
+  # --- Incremental decoding (module docstring) ---------------------------
+
+  supports_decode = True
+
+  def rule(self, i, j):
+    """Whether query i may see key j: the pattern's elementwise rule."""
+    raise NotImplementedError
+
+  def cache_size(self, max_len: int) -> int:
+    """Key slots of the ring buffer: max_len (a full cache) unless a window
+    bounds how far back a query looks."""
+    return max_len
+
+  def num_global_keys(self) -> int:
+    """Leading positions every query sees, cached apart from the ring."""
+    return 0
+
+  def init_cache(self, batch_size, max_len, dtype=jnp.float32):
+    """Ring buffer {"k", "v"}: [B, cache_size(max_len), H, D], plus the global
+    tokens' keys and values {"global_k", "global_v"}: [B, g, H, D]."""
+    h, d = self.num_heads, self.head_dim
+    slots = max(1, min(self.cache_size(max_len), max_len))
+    cache = {"k": jnp.zeros((batch_size, slots, h, d), dtype),
+             "v": jnp.zeros((batch_size, slots, h, d), dtype)}
+    g = min(self.num_global_keys(), max_len)
+    if g:
+      cache["global_k"] = jnp.zeros((batch_size, g, h, d), dtype)
+      cache["global_v"] = jnp.zeros((batch_size, g, h, d), dtype)
+    return cache
+
+  def decode_step(self, q_Bx1xHxD, k_Bx1xHxD, v_Bx1xHxD, cache, index):
+    """Writes k, v at slot index mod S; attends to the allowed cached keys.
+
+    Slot s holds position index - ((index - s) mod S), the latest position
+    <= index written there (negative: not written yet), so the rule is
+    applied to true positions whether or not the buffer has wrapped.
+    """
+    slots = cache["k"].shape[1]
+    slot = index % slots
+    k_BxSxHxD = jax.lax.dynamic_update_slice_in_dim(
+        cache["k"], k_Bx1xHxD.astype(cache["k"].dtype), slot, 1)
+    v_BxSxHxD = jax.lax.dynamic_update_slice_in_dim(
+        cache["v"], v_Bx1xHxD.astype(cache["v"].dtype), slot, 1)
+    new_cache = {"k": k_BxSxHxD, "v": v_BxSxHxD}
+    pos_S = index - (index - jnp.arange(slots)) % slots
+    # i as a [1] array: the rules broadcast i against j (rank-matched).
+    i_1 = jnp.reshape(index, (1,))
+    allowed_S = (pos_S >= 0) & self.rule(i_1, pos_S)
+    if "global_k" in cache:  # Longformer's global tokens, cached apart.
+      g = cache["global_k"].shape[1]
+      at = jnp.minimum(index, g - 1)
+      write = index < g
+      for name, x in (("global_k", k_Bx1xHxD), ("global_v", v_Bx1xHxD)):
+        new_cache[name] = jnp.where(write, jax.lax.dynamic_update_slice_in_dim(
+            cache[name], x.astype(cache[name].dtype), at, 1), cache[name])
+      allowed_S &= pos_S >= g  # Those keys are the global slots'.
+      gpos_G = jnp.arange(g)
+      allowed_G = (gpos_G <= index) & self.rule(i_1, gpos_G)
+      k_BxSxHxD = jnp.concatenate([new_cache["global_k"], k_BxSxHxD], axis=1)
+      v_BxSxHxD = jnp.concatenate([new_cache["global_v"], v_BxSxHxD], axis=1)
+      allowed_S = jnp.concatenate([allowed_G, allowed_S])
+    out_Bx1xHxD = _decode_row(q_Bx1xHxD, k_BxSxHxD, v_BxSxHxD, allowed_S,
+                              self.weighting)
+    return out_Bx1xHxD, new_cache
+
 
 @register("local")
 class LocalAttention(_SparseAttention):
@@ -512,6 +615,16 @@ class LocalAttention(_SparseAttention):
   @classmethod
   def default_options(cls) -> dict[str, Any]:
     return {"block_size": 64, "num_neighbor_blocks": 1, "weighting": "softmax"}
+
+  def rule(self, i, j):
+    o = self.options
+    return patterns.local_rule(i, j, o["block_size"], o["num_neighbor_blocks"])
+
+  def cache_size(self, max_len):
+    """Causal query i sees back to the start of block(i) - w: at most
+    (w + 1) * block_size keys, itself included."""
+    o = self.options
+    return (o["num_neighbor_blocks"] + 1) * o["block_size"]
 
 
 @register("strided")
@@ -524,6 +637,9 @@ class StridedAttention(_SparseAttention):
   def default_options(cls) -> dict[str, Any]:
     return {"stride": 64, "weighting": "softmax"}
 
+  def rule(self, i, j):
+    return patterns.strided_rule(i, j, self.options["stride"])
+
 
 @register("fixed")
 class FixedAttention(_SparseAttention):
@@ -534,6 +650,10 @@ class FixedAttention(_SparseAttention):
   @classmethod
   def default_options(cls) -> dict[str, Any]:
     return {"stride": 64, "summary": 1, "weighting": "softmax"}
+
+  def rule(self, i, j):
+    o = self.options
+    return patterns.fixed_rule(i, j, o["stride"], o["summary"])
 
 
 @register("longformer")
@@ -549,6 +669,17 @@ class LongformerAttention(_SparseAttention):
     # (max(window // 2, 16)); it changes the cost, never the pattern.
     return {"window": 128, "num_global_tokens": 1, "block_size": 0,
             "weighting": "softmax"}
+
+  def rule(self, i, j):
+    o = self.options
+    return patterns.longformer_rule(i, j, o["window"], o["num_global_tokens"])
+
+  def cache_size(self, max_len):
+    """The causal band: keys i - window // 2 .. i."""
+    return self.options["window"] // 2 + 1
+
+  def num_global_keys(self):
+    return self.options["num_global_tokens"]
 
 
 @register("bigbird")
@@ -599,3 +730,9 @@ class BigBirdAttention(_SparseAttention):
     return patterns.dense_mask("bigbird", length, causal,
                                random_blocks=np.asarray(self._table(causal)),
                                **self.options)
+
+  def rule(self, i, j):
+    """Decoding is causal: the causal (past-only) random table."""
+    o = self.options
+    return patterns.bigbird_rule(i, j, o["block_size"], o["num_global_blocks"],
+                                 o["num_neighbor_blocks"], self._table(True))

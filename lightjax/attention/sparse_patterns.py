@@ -14,6 +14,17 @@ Also here: the block-layout helpers both sides share (block-size clamping,
 sliding-window block tables) and BigBird's random-block draw, so the dense
 reference and the kernel see the same random blocks.
 
+Each pattern is also stated as an elementwise rule `<pattern>_rule(i, j, ...)`
+over broadcastable integer arrays of positions, written only with operators
+numpy and jax.numpy share (`//`, `%`, `abs`, comparisons): the dense masks
+apply it to the [L, L] grid, and incremental decoding
+(`sparse._SparseAttention.decode_step`) to one query row (i = the traced
+decode index, j = the cached key positions), so the pattern is written once.
+The rules use the configured block size: clamping it to a shorter sequence
+(`clamp_block_size`) changes no entry with i, j < length (one block of
+`length` tokens keeps what one padded block would), so a row of the rule does
+not depend on how long the sequence is.
+
 Conventions: i = query position, j = key position, block size b, block index
 i // b. Every mask is the bidirectional pattern intersected with j <= i when
 `causal` (the papers' causal patterns are exactly that; their bidirectional
@@ -125,6 +136,11 @@ def _causal(allowed: np.ndarray, causal: bool) -> np.ndarray:
   return allowed & (j <= i) if causal else allowed
 
 
+def local_rule(i, j, block_size: int, num_neighbor_blocks: int = 1):
+  """|block(i) - block(j)| <= w: the bidirectional blocked window."""
+  return abs(i // block_size - j // block_size) <= num_neighbor_blocks
+
+
 def local_mask(length: int, block_size: int, num_neighbor_blocks: int = 1,
                causal: bool = False) -> np.ndarray:
   """Blocked sliding window: |block(i) - block(j)| <= w (causal: and j <= i).
@@ -132,10 +148,16 @@ def local_mask(length: int, block_size: int, num_neighbor_blocks: int = 1,
   E.g. the local attention of Parmar et al. 2018 ("Image Transformer",
   sec. 3.2) / the window part of BigBird (Zaheer et al. 2020, fig. 1b).
   """
-  b = clamp_block_size(length, block_size)
   i, j = _ij(length)
-  allowed = np.abs(i // b - j // b) <= num_neighbor_blocks
+  allowed = local_rule(i, j, clamp_block_size(length, block_size),
+                       num_neighbor_blocks)
   return _causal(allowed, causal)
+
+
+def strided_rule(i, j, stride: int):
+  """|i - j| <= l or (i - j) mod l = 0 (`strided_mask`)."""
+  d = i - j
+  return (abs(d) <= stride) | (d % stride == 0)
 
 
 def strided_mask(length: int, stride: int, causal: bool = True) -> np.ndarray:
@@ -147,9 +169,13 @@ def strided_mask(length: int, stride: int, causal: bool = True) -> np.ndarray:
   paper. Bidirectional (our mirror): the same two conditions on |i - j|.
   """
   i, j = _ij(length)
-  d = i - j
-  allowed = (np.abs(d) <= stride) | (d % stride == 0)
-  return _causal(allowed, causal)
+  return _causal(strided_rule(i, j, stride), causal)
+
+
+def fixed_rule(i, j, stride: int, summary: int = 1):
+  """Own block of l positions, or one of a block's last c (`fixed_mask`)."""
+  c = min(summary, stride)
+  return (i // stride == j // stride) | (j % stride >= stride - c)
 
 
 def fixed_mask(length: int, stride: int, summary: int = 1,
@@ -162,10 +188,27 @@ def fixed_mask(length: int, stride: int, summary: int = 1,
   the paper. Bidirectional (our mirror): both sets without the j <= i cut, so
   every block's summary is seen by every query.
   """
-  c = min(summary, stride)
   i, j = _ij(length)
-  allowed = (i // stride == j // stride) | (j % stride >= stride - c)
-  return _causal(allowed, causal)
+  return _causal(fixed_rule(i, j, stride, summary), causal)
+
+
+def bigbird_rule(i, j, block_size: int, num_global_blocks: int,
+                 num_neighbor_blocks: int, random_blocks):
+  """Window, global or random block (`bigbird_mask`), elementwise.
+
+  `random_blocks` is an int [rows, r] numpy or jax array; a query block past
+  its last row has no random blocks, entries -1 (or >= the number of blocks)
+  match no key block.
+  """
+  bi, bj = i // block_size, j // block_size
+  allowed = abs(bi - bj) <= num_neighbor_blocks
+  allowed = allowed | (bi < num_global_blocks) | (bj < num_global_blocks)
+  rows = random_blocks.shape[0]
+  if rows and random_blocks.shape[1]:
+    row = random_blocks[bi % rows]  # [..., r]; rows past the table: below
+    hit = (row == bj[..., None]).any(-1) & (bi < rows)
+    allowed = allowed | hit
+  return allowed
 
 
 def bigbird_mask(length: int, block_size: int, num_global_blocks: int,
@@ -182,18 +225,17 @@ def bigbird_mask(length: int, block_size: int, num_global_blocks: int,
     random_blocks: int [>= n_blocks, r] table, e.g. from
       `bigbird_random_blocks` or a BigBird module's stored table.
   """
-  b = clamp_block_size(length, block_size)
-  nb = num_blocks(length, b)
-  bi, bj = _ij(nb)
-  block_allowed = (np.abs(bi - bj) <= num_neighbor_blocks)
-  block_allowed |= (bi < num_global_blocks) | (bj < num_global_blocks)
-  table = np.asarray(random_blocks)
-  for row in range(min(nb, len(table))):
-    for col in table[row]:
-      if 0 <= col < nb:
-        block_allowed[row, col] = True
   i, j = _ij(length)
-  return _causal(block_allowed[i // b, j // b], causal)
+  allowed = bigbird_rule(i, j, clamp_block_size(length, block_size),
+                         num_global_blocks, num_neighbor_blocks,
+                         np.asarray(random_blocks))
+  return _causal(allowed, causal)
+
+
+def longformer_rule(i, j, window: int, num_global_tokens: int = 1):
+  """|i - j| <= window // 2, or i or j a global token (`longformer_mask`)."""
+  g = num_global_tokens
+  return (abs(i - j) <= window // 2) | (i < g) | (j < g)
 
 
 def longformer_mask(length: int, window: int, num_global_tokens: int = 1,
@@ -206,9 +248,7 @@ def longformer_mask(length: int, window: int, num_global_tokens: int = 1,
   half).
   """
   i, j = _ij(length)
-  g = num_global_tokens
-  allowed = (np.abs(i - j) <= window // 2) | (i < g) | (j < g)
-  return _causal(allowed, causal)
+  return _causal(longformer_rule(i, j, window, num_global_tokens), causal)
 
 
 def dense_mask(pattern: str, length: int, causal: bool = False,

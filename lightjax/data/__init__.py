@@ -150,6 +150,11 @@ def load_task(task_config: Any, data_dir: str | None = None) -> TaskData:
 # defined above).
 from lightjax.data import listops  # noqa: E402,F401
 from lightjax.data import glue  # noqa: E402,F401
+from lightjax.data import pathfinder  # noqa: E402,F401
+from lightjax.data import lm  # noqa: E402,F401
+from lightjax.data import lra_image, lra_text  # noqa: E402,F401
+from lightjax.data import lra_retrieval  # noqa: E402,F401
+from lightjax.data import mqar  # noqa: E402,F401
 
 __all__ = [
     "TaskData",

@@ -8,6 +8,7 @@ from flax import nnx
 from lightjax.models.embeddings import POSITION_EMBEDDINGS
 from lightjax.models.hf import from_pretrained  # Hugging Face checkpoints
 from lightjax.models.mlm import EncoderMLM
+from lightjax.models.retrieval import DualEncoderClassifier
 from lightjax.models.theseus import TheseusClassifier
 from lightjax.models.transformer import (ACTIVATIONS, NORM_POSITIONS,
                                          OPTION_DEFAULTS, POOLS, DecoderLM,
@@ -20,6 +21,8 @@ MODELS.register("encoder_mlm", EncoderMLM)  # BERT's masked-LM head, tied
 MODELS.register("decoder_lm", DecoderLM)
 # Trained while its layers replace a predecessor's (BERT-of-Theseus).
 MODELS.register("theseus_classifier", TheseusClassifier)
+# Two documents, one shared encoder, [u, v, u*v, u-v] (LRA Retrieval).
+MODELS.register("dual_encoder_classifier", DualEncoderClassifier)
 register, get, names = MODELS.register, MODELS.get, MODELS.names
 
 # Compute dtypes (`config.model.dtype`); parameters always stay float32.

@@ -622,6 +622,17 @@ class EncoderClassifier(nnx.Module):
       deterministic: False applies dropout (needs the "dropout" rng stream).
       pad_id: the padding token id.
     """
+    pooled_BxE = self.encode(tokens_BxL, segment_ids_BxL=segment_ids_BxL,
+                             deterministic=deterministic, pad_id=pad_id)
+    if self.head_hidden is not None:
+      pooled_BxE = ACTIVATIONS.get(self.activation)(self.head_hidden(pooled_BxE))
+    return self.head(pooled_BxE).astype(jnp.float32)
+
+  def encode(self, tokens_BxL, *, segment_ids_BxL=None, deterministic=True,
+             pad_id=0) -> jax.Array:
+    """The pooled vector [B, E] the head reads (after BERT's pooler, if
+    configured). Uses `backbone`, `pool`, `cls` and `pooler` only, so a
+    model with those parts shares it (`DualEncoderClassifier`'s towers)."""
     mask_BxL = tokens_BxL != pad_id
     b = tokens_BxL.shape[0]
     x_BxLxE = self.backbone.embed_tokens(tokens_BxL, segment_ids_BxL)
@@ -642,9 +653,7 @@ class EncoderClassifier(nnx.Module):
           w_BxL.sum(1, keepdims=True), 1)
     if self.pooler is not None:
       pooled_BxE = jnp.tanh(self.pooler(pooled_BxE))
-    if self.head_hidden is not None:
-      pooled_BxE = ACTIVATIONS.get(self.activation)(self.head_hidden(pooled_BxE))
-    return self.head(pooled_BxE).astype(jnp.float32)
+    return pooled_BxE
 
 
 class DecoderLM(nnx.Module):
