@@ -13,7 +13,7 @@ Exit codes:
            workdir has checkpoints and none of them reads
   2        bad flag value, bad config (an `init_from` that is no checkpoint,
            or a size contradicting it), a task's input files missing (GLUE's
-           TSVs, the lm task's text), or an unusable --workdir (a file,
+           TSVs, the lm task's text) or an optional package it needs, or an unusable --workdir (a file,
            not creatable, or holding checkpoints of a different config)
   3        --workdir is in use by another run (<workdir>/.lock is held);
            nothing was written
@@ -28,7 +28,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lightjax import checkpointing, config_lib, init_from, trainer
+from lightjax import checkpointing, config_lib, data, init_from, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/listops.py or configs/listops.py:linear.",
@@ -65,7 +65,9 @@ def main(argv: list[str]) -> None:
   except FloatingPointError as e:
     print(f"lightjax.train: {e}", file=sys.stderr)
     sys.exit(1)
-  except FileNotFoundError as e:  # a task's data files (its message says which)
+  except (FileNotFoundError, data.MissingPackage) as e:
+    # a task's data files, or an optional package it needs (the message
+    # says which, and what to do)
     print(f"lightjax.train: {e}", file=sys.stderr)
     sys.exit(2)
   except checkpointing.WorkdirError as e:

@@ -433,3 +433,21 @@ def test_cli_missing_data_is_one_line_exit_2(tmp_path, config, folder):
   assert lines[0].startswith("lightjax.train: ")
   assert str(tmp_path / "data" / folder) in lines[0]
   assert "https://" in lines[0]
+
+
+def test_cli_missing_optional_package_is_one_line_exit_2(tmp_path):
+  """task.source=tfds without TensorFlow: what to install, one line."""
+  try:
+    import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    pytest.skip("TensorFlow is installed: nothing is missing")
+  except ImportError:
+    pass
+  r = subprocess.run(
+      [sys.executable, "-m", "lightjax.train", "--config",
+       "configs/lra_text.py:tiny", "--workdir", str(tmp_path / "run"),
+       f"--config.data_dir={tmp_path / 'data'}", "--config.task.source=tfds"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  assert r.returncode == 2, r.stderr[-2000:]
+  assert len(lines) == 1 and "pip install tensorflow-datasets" in lines[0], (
+      r.stderr[-2000:])

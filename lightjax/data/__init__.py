@@ -32,6 +32,11 @@ from lightjax.registry import Registry, with_defaults
 TaskBuilder = Callable[[Any, str], "TaskData"]
 
 
+class MissingPackage(ImportError):
+  """An optional package a task needs is not installed; the message says
+  what to install. `python -m lightjax.train` prints it as one line."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskData:
   """One task's data, fully materialised in memory.
@@ -157,6 +162,7 @@ from lightjax.data import lra_retrieval  # noqa: E402,F401
 from lightjax.data import mqar  # noqa: E402,F401
 
 __all__ = [
+    "MissingPackage",
     "TaskData",
     "default_data_dir",
     "default_task_config",

@@ -61,7 +61,8 @@ from absl import logging
 import numpy as np
 
 from lightjax import files
-from lightjax.data import TaskData, register, resolve_task_config
+from lightjax.data import (MissingPackage, TaskData, register,
+                           resolve_task_config)
 from lightjax.data.glue import holdout_rows
 from lightjax.data.listops import pad_ragged
 
@@ -226,7 +227,7 @@ def import_tfds(dataset: str):
     import tensorflow_datasets as tfds
     import tensorflow  # noqa: F401  (tfds.load runs on TensorFlow)
   except ImportError as e:
-    raise ImportError(
+    raise MissingPackage(
         f"task.source='tfds' reads tfds {dataset!r} with tfds.load, which"
         f" needs tensorflow-datasets and TensorFlow (missing: {e.name}):"
         " pip install tensorflow-datasets tensorflow-cpu, or use"

@@ -102,7 +102,8 @@ from absl import logging
 import numpy as np
 
 from lightjax import files
-from lightjax.data import TaskData, register, resolve_task_config
+from lightjax.data import (MissingPackage, TaskData, register,
+                           resolve_task_config)
 
 
 NAME = "lra_pathfinder"
@@ -492,7 +493,7 @@ def _import_pil():
   try:
     from PIL import Image  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ImportError("reading original Pathfinder PNGs needs Pillow:"
+    raise MissingPackage("reading original Pathfinder PNGs needs Pillow:"
                       " pip install pillow") from None
   return Image
 

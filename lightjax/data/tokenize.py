@@ -35,6 +35,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lightjax import data
+
 TOKENIZER_JSON = "tokenizer.json"
 VOCAB_TXT = "vocab.txt"
 
@@ -49,7 +51,7 @@ def _import_tokenizers():
   try:
     import tokenizers  # pylint: disable=import-outside-toplevel
   except ImportError:
-    raise ImportError(
+    raise data.MissingPackage(
         "text tasks need the `tokenizers` package: pip install -r"
         " requirements.txt (or pip install tokenizers)") from None
   return tokenizers
