@@ -5,7 +5,7 @@
 #   bash experiments/shrink_listops.sh [RUNS_DIR] [OUT_DIR]
 #
 # Each command resumes when rerun (finished runs are only re-scored). About
-# 40 minutes on 2 CPU cores.
+# an hour on 2 CPU cores.
 set -euo pipefail
 RUNS=${1:-runs/shrink_listops}
 OUT=${2:-results/shrink_listops_cpu}
@@ -29,22 +29,36 @@ $S --config configs/shrink/distill.py --workdir "$RUNS/distill" --config.init_fr
 $S --config configs/shrink/distill.py --workdir "$RUNS/distill_scratch_baseline" --config.init_from="$RUNS/teacher" \
    --config.shrink.distill.init=scratch --config.train_objective=classification --config.optim.learning_rate=1e-3 \
    --config.optim.warmup_steps=100
-# Chained (init_from another shrink run): the 1-layer drop_layers student
-# with half its heads removed (no recovery of its own), then distilled from
-# the original teacher: under half the teacher's parameters. Its baseline is
-# that architecture trained from scratch, on labels, with the teacher's
-# optimiser settings, for as many steps as the chained student trained after
-# leaving the teacher (500 drop_layers recovery + 500 distillation).
-$S --config configs/shrink/prune_heads.py --workdir "$RUNS/drop_then_prune_heads" --config.init_from="$RUNS/drop_layers" \
+# Students under half the teacher's size, chained (init_from another shrink
+# run; num_train_steps=0 runs hand their student on untouched), distilled
+# from the original teacher for 1500 steps at the teacher's learning rate.
+# Each one's baseline is the same architecture trained from scratch on the
+# labels for the same 1500 steps with the same optimiser settings.
+D="--config.num_train_steps=1500 --config.optim.learning_rate=1e-3 --config.optim.warmup_steps=100"
+SCRATCH="--config.shrink.distill.init=scratch --config.train_objective=classification"
+# (a) 2 layers, 2 heads and 32 MLP units each (39,882 parameters, 49%)
+$S --config configs/shrink/prune_heads.py --workdir "$RUNS/prune_heads_untuned" --config.init_from="$RUNS/teacher" \
+   --config.shrink.prune_heads.heads_per_layer='(2, 2)' --config.shrink.prune_heads.iterations=1 --config.num_train_steps=0
+$S --config configs/shrink/prune_ffn.py --workdir "$RUNS/prune_heads_ffn_untuned" --config.init_from="$RUNS/prune_heads_untuned" \
+   --config.shrink.prune_ffn.mlp_dims_per_layer='(32, 32)' --config.shrink.prune_ffn.iterations=1 --config.num_train_steps=0
+$S --config configs/shrink/distill.py --workdir "$RUNS/distill_pruned_1500" --config.init_from="$RUNS/teacher" \
+   --config.shrink.distill.student_from="$RUNS/prune_heads_ffn_untuned" $D
+$S --config configs/shrink/distill.py --workdir "$RUNS/distill_pruned_1500_scratch" --config.init_from="$RUNS/teacher" \
+   --config.shrink.distill.student_from="$RUNS/prune_heads_ffn_untuned" $SCRATCH $D
+# (b) 1 layer with 2 heads (39,466 parameters, 49%)
+$S --config configs/shrink/drop_layers.py --workdir "$RUNS/drop_layers_untuned" --config.init_from="$RUNS/teacher" \
+   --config.num_train_steps=0
+$S --config configs/shrink/prune_heads.py --workdir "$RUNS/drop_prune_untuned" --config.init_from="$RUNS/drop_layers_untuned" \
    --config.shrink.prune_heads.heads_per_layer='(2,)' --config.shrink.prune_heads.iterations=1 --config.num_train_steps=0
-$S --config configs/shrink/distill.py --workdir "$RUNS/distill_small" --config.init_from="$RUNS/teacher" \
-   --config.shrink.distill.student_from="$RUNS/drop_then_prune_heads"
-$S --config configs/shrink/distill.py --workdir "$RUNS/distill_small_scratch_baseline" --config.init_from="$RUNS/teacher" \
-   --config.shrink.distill.student_from="$RUNS/drop_then_prune_heads" --config.shrink.distill.init=scratch \
-   --config.train_objective=classification --config.num_train_steps=1000 --config.optim.learning_rate=1e-3 \
-   --config.optim.warmup_steps=100
+$S --config configs/shrink/distill.py --workdir "$RUNS/distill_small_1500" --config.init_from="$RUNS/teacher" \
+   --config.shrink.distill.student_from="$RUNS/drop_prune_untuned" $D
+$S --config configs/shrink/distill.py --workdir "$RUNS/distill_small_1500_scratch" --config.init_from="$RUNS/teacher" \
+   --config.shrink.distill.student_from="$RUNS/drop_prune_untuned" $SCRATCH $D
 $S --config configs/shrink/theseus.py --workdir "$RUNS/theseus" --config.init_from="$RUNS/teacher"
 $S --config configs/shrink/low_rank.py --workdir "$RUNS/low_rank" --config.init_from="$RUNS/teacher"
+# the same factorisation recovered for 1000 steps at the teacher's learning rate
+$S --config configs/shrink/low_rank.py --workdir "$RUNS/low_rank_1000" --config.init_from="$RUNS/teacher" \
+   --config.num_train_steps=1000 --config.optim.learning_rate=1e-3 --config.optim.warmup_steps=100
 
 python -m lightjax.report "$RUNS" --out "$OUT"
 mkdir -p "$OUT/runs"
