@@ -180,3 +180,12 @@ def train_objective(config, kind: str) -> Callable[..., Sums]:
                      f" of the {name!r} objective; valid:"
                      f" {', '.join(valid) or '(none)'}")
   return functools.partial(fn, **options) if options else fn
+
+
+def with_pad(fn: Callable, pad_id: int) -> Callable:
+  """`fn` with the task's padding id bound when it takes one (the lm
+  objective and its metric sums ignore targets equal to `pad_id`); other
+  objectives are returned as they are."""
+  if "pad_id" in inspect.signature(fn).parameters:
+    return functools.partial(fn, pad_id=pad_id)
+  return fn

@@ -177,11 +177,13 @@ def evaluate_model(model, task, split: str = "validation", *,
   recipe's teacher, a student that is not fine-tuned): the trainer's own
   jitted `eval_step`, on the default device."""
   graphdef, state = nnx.split(model)
-  objective = objectives.get(task.kind)
+  objective = objectives.with_pad(objectives.get(task.kind), task.pad_id)
   names = objectives.task_metric_names(task.name)
+  metric_sums = objectives.METRIC_SUMS.get(task.kind) if names else None
   step = jax.jit(functools.partial(
       eval_step, {"model": graphdef}, objective, pad_id=task.pad_id,
-      metric_sums=objectives.METRIC_SUMS.get(task.kind) if names else None))
+      metric_sums=(objectives.with_pad(metric_sums, task.pad_id)
+                   if metric_sums else None)))
   return evaluate_split(functools.partial(step, state), task, split,
                         batch_size, names=names,
                         accuracy=objectives.reports_accuracy(objective))
@@ -385,8 +387,9 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   elif best["best_val_accuracy"] >= meta["best_val_accuracy"]:
     meta.update(best_val_accuracy=best["best_val_accuracy"],
                 best_step=best["best_step"])
-  objective = objectives.get(task.kind)
-  train_objective = objectives.train_objective(config, task.kind)
+  objective = objectives.with_pad(objectives.get(task.kind), task.pad_id)
+  train_objective = objectives.with_pad(
+      objectives.train_objective(config, task.kind), task.pad_id)
   names = objectives.task_metric_names(task.name)
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
@@ -418,6 +421,8 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
                                         pad_id=pad_id, wrt=s.wrt),
                       donate_argnums=(0, 2))
   metric_sums = objectives.METRIC_SUMS.get(s.task.kind) if s.task_metrics else None
+  if metric_sums is not None:
+    metric_sums = objectives.with_pad(metric_sums, s.task.pad_id)
   eval_jit = jax.jit(functools.partial(eval_step, s.graphdefs, s.objective,
                                        pad_id=pad_id, metric_sums=metric_sums))
 

@@ -342,3 +342,17 @@ def test_every_causal_variant_decodes():
   for name in attention.names():
     cls = attention.get(name)
     assert cls.supports_decode == cls.supports_causal, name
+
+
+def test_lm_objective_masks_the_tasks_own_pad_id():
+  """The trainer binds the task's pad id (`objectives.with_pad`): targets
+  equal to it are not scored, whatever id the task pads with."""
+  from lightjax import objectives  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.normal(size=(2, 5, 7)), jnp.float32)
+  targets = jnp.asarray([[3, 1, 2, 3, 3], [4, 5, 6, 1, 3]])
+  weights = jnp.ones(2)
+  sums = objectives.with_pad(objectives.get("lm"), 3)(logits, targets, weights)
+  assert float(sums["count"]) == 6  # the four 3s are padding
+  assert objectives.with_pad(objectives.classification, 3) is (
+      objectives.classification)
