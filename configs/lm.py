@@ -24,7 +24,7 @@ all of those also decode incrementally (`python -m lightjax.sample`).
 
 import os
 
-from lightjax import attention, config_lib
+from lightjax import config_lib
 
 PRESETS = ("tiny",)
 DEFAULT_TEXT = os.path.join(os.path.dirname(os.path.dirname(
@@ -33,10 +33,6 @@ DEFAULT_TEXT = os.path.join(os.path.dirname(os.path.dirname(
 
 def get_config(arg=None):
   name, presets = config_lib.parse_arg(arg, PRESETS)
-  if not attention.get(name).supports_causal:
-    causal = [n for n in attention.names() if attention.get(n).supports_causal]
-    raise ValueError(f"attention {name!r} cannot be causal, and the language"
-                     f" model is; valid: {', '.join(causal)}")
   c = config_lib.base_config()
   c.config_name = "lm" + (f":{arg}" if arg else "")
   c.model.name = "decoder_lm"

@@ -133,7 +133,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   m = config.model
   attention.check_options(m.attention.name,
                           m.attention.get(m.attention.name, {}))
-  models.get(m.name)
+  if getattr(models.get(m.name), "causal", False) and not attention.get(
+      m.attention.name).supports_causal:
+    causal = [n for n in attention.names() if attention.get(n).supports_causal]
+    raise ValueError(f"attention {m.attention.name!r} cannot be causal, and"
+                     f" model {m.name!r} is; valid: {', '.join(causal)}")
   models.DTYPES.get(m.dtype)
   models.POOLS.get(m.pool)
   models.POSITION_EMBEDDINGS.get(m.pos_embedding)

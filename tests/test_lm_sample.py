@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lightjax import attention, data, init_from, models, trainer
+from lightjax import attention, config_lib, data, init_from, models, trainer
 from lightjax.data import lm
 from lightjax.models import generate
 from lightjax.sample import check_workdir
@@ -116,9 +116,16 @@ def test_config_refuses_a_non_causal_variant():
                 if not attention.get(n).supports_causal]
   assert "linformer" in non_causal
   with pytest.raises(ValueError, match="'linformer' cannot be causal"):
-    load_config("configs/lm.py:linformer,tiny")
+    config_lib.validate(load_config("configs/lm.py:linformer,tiny"))
+  c = load_config("configs/lm.py:tiny")  # the variant as a field override
+  c.model.attention.name = "linformer"
+  with pytest.raises(ValueError, match="'linformer' cannot be causal, and"
+                     " model 'decoder_lm' is; valid: "):
+    config_lib.validate(c)
   for name in ("softmax", "performer", "local"):
-    assert load_config(f"configs/lm.py:{name},tiny").model.attention.name == name
+    c = load_config(f"configs/lm.py:{name},tiny")
+    config_lib.validate(c)
+    assert c.model.attention.name == name
 
 
 def test_missing_text_via_the_cli_exits_2_with_one_line(tmp_path):

@@ -667,6 +667,9 @@ class DecoderLM(nnx.Module):
   embeddings, if configured, are all segment 0.
   """
 
+  causal = True  # config_lib.validate: its attention must support causal
+
+
   def __init__(self, cfg, *, vocab_size: int, max_len: int, rngs: nnx.Rngs,
                dtype=jnp.float32, num_classes: int = 0):
     del num_classes
