@@ -64,3 +64,22 @@ def write_glue_tsvs(glue_dir, n: int = 40, seed: int = 0) -> None:
     for name, rows in tables.items():
       with open(os.path.join(glue_dir, folder, name), "w", encoding="utf-8") as f:
         f.write("".join("\t".join(r) + "\n" for r in rows))
+
+
+def check_seeded_task(task_config: dict, tmp_path, splits) -> tuple:
+  """A generated task's data: the same seed gives identical arrays (built
+  again in another data dir, not read from the cache), another seed other
+  inputs, and validation and test differ. Returns (seed-0 task, seed-1 task)."""
+  from lightjax import data  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  a = data.load_task(task_config, str(tmp_path / "a"))
+  b = data.load_task(task_config, str(tmp_path / "b"))
+  c = data.load_task({**task_config, "seed": 1}, str(tmp_path / "a"))
+  for split in splits:
+    for key in ("inputs", "targets"):
+      np.testing.assert_array_equal(a.splits[split][key], b.splits[split][key])
+    assert not np.array_equal(a.splits[split]["inputs"],
+                              c.splits[split]["inputs"])
+  assert not np.array_equal(a.splits["validation"]["inputs"],
+                            a.splits["test"]["inputs"])
+  return a, c

@@ -11,7 +11,7 @@ import pytest
 
 from lightjax import data, trainer
 from lightjax.data import pathfinder
-from tests.helpers import REPO, load_config
+from tests.helpers import REPO, check_seeded_task, load_config
 
 GEOMETRY = dict(contour_length=14, num_distractors=2, distractor_length=4,
                 max_turn_degrees=60.0)
@@ -103,17 +103,7 @@ def test_task_shapes_vocab_and_balance(task):
 
 
 def test_same_seed_identical_other_seed_differs(tmp_path):
-  a = data.load_task(SMALL, str(tmp_path / "a"))
-  b = data.load_task(SMALL, str(tmp_path / "b"))  # generated again
-  c = data.load_task({**SMALL, "seed": 1}, str(tmp_path / "a"))
-  for split in pathfinder.SPLITS:
-    for key in ("inputs", "targets"):
-      np.testing.assert_array_equal(a.splits[split][key], b.splits[split][key])
-    assert not np.array_equal(a.splits[split]["inputs"],
-                              c.splits[split]["inputs"])
-  # Splits are distinct images.
-  assert not np.array_equal(a.splits["validation"]["inputs"],
-                            a.splits["test"]["inputs"])
+  check_seeded_task(SMALL, tmp_path, pathfinder.SPLITS)
 
 
 def test_eval_splits_do_not_depend_on_num_train():
