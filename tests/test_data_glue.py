@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("tokenizers")
 
 from lightjax import data  # noqa: E402
-from lightjax.data import glue  # noqa: E402
+from lightjax.data import arrays, glue  # noqa: E402
 from lightjax.data import tokenize  # noqa: E402
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat",
@@ -266,7 +266,7 @@ def test_validation_is_a_seeded_holdout_of_train(glue_dir):
   task = data.load_task(config("glue_sst2", glue_dir,
                                validation_fraction=0.5, seed=3),
                         str(glue_dir))
-  held = glue.holdout_rows(4, 0.5, 3)
+  held = arrays.holdout_rows(4, 0.5, 3)
   assert held.sum() == 2
   train = full.splits["train"]
   for k in ("inputs", "segment_ids", "targets"):
@@ -279,8 +279,8 @@ def test_validation_is_a_seeded_holdout_of_train(glue_dir):
   np.testing.assert_array_equal(again.splits["validation"]["inputs"],
                                 task.splits["validation"]["inputs"])
   # Any fraction > 0 holds out at least one row.
-  assert glue.holdout_rows(4, 0.01, 0).sum() == 1
-  assert glue.holdout_rows(4, 0.0, 0).sum() == 0
+  assert arrays.holdout_rows(4, 0.01, 0).sum() == 1
+  assert arrays.holdout_rows(4, 0.0, 0).sum() == 0
 
 
 def test_cache_is_written_once_and_keyed_by_config(glue_dir):

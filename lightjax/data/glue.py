@@ -68,6 +68,7 @@ import numpy as np
 from lightjax import files
 from lightjax.data import TaskData, register, resolve_task_config
 from lightjax.data import tokenize
+from lightjax.data.arrays import holdout_rows
 
 # Bump when the arrays produced for a given config change.
 ENCODING_VERSION = 1
@@ -238,16 +239,6 @@ def parse_labels(spec: GlueSpec, labels: list[str], path: str) -> np.ndarray:
         f"GLUE {spec.name}: unknown label(s) {bad[:5]} in {path}; expected"
         f" {list(spec.labels)}")
   return np.asarray([ids[x] for x in labels], np.int32)
-
-
-def holdout_rows(num_rows: int, fraction: float, seed: int) -> np.ndarray:
-  """Boolean[num_rows]: the train rows held out as validation."""
-  held = np.zeros(num_rows, bool)
-  # At least one row when asked for any: an empty validation split would
-  # leave nothing to select on.
-  count = max(1, int(round(fraction * num_rows))) if fraction > 0 else 0
-  held[np.random.default_rng(seed).permutation(num_rows)[:count]] = True
-  return held
 
 
 # ----------------------------------------------------------------- building

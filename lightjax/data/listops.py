@@ -60,6 +60,7 @@ import numpy as np
 
 from lightjax import files
 from lightjax.data import TaskData, register, resolve_task_config
+from lightjax.data.arrays import pad_ragged
 
 NAME = "listops"
 
@@ -406,16 +407,6 @@ def generate_splits(
         "targets": targets,
     }
   return {split: out[split] for split in SPLITS}
-
-
-def pad_ragged(
-    tokens: np.ndarray, lengths: np.ndarray, max_len: int
-) -> np.ndarray:
-  """Concatenated sequences -> int32[N, max_len], zero (pad) after each."""
-  inputs = np.zeros((len(lengths), max_len), np.int32)
-  mask = np.arange(max_len)[None, :] < lengths[:, None]
-  inputs[mask] = tokens  # Boolean assignment fills row-major: in order.
-  return inputs
 
 
 # ----------------------------------------------------------------- cache

@@ -39,7 +39,7 @@ Splits. "test" is CIFAR-10's test_batch (10,000 images). "validation" is a
 seeded `validation_fraction` of the 50,000 train images held out (LRA:
 `train[90%:]`, the last 5,000; the batches are in random order, so a seeded
 hold-out of the same size is the same kind of sample); 0 makes validation
-the test split. The same rule as LRA Text (`lra_text.hold_out`).
+the test split. The same rule as LRA Text (`arrays.hold_out`).
 
 No cache: reading the six pickles and converting 60k images is vectorised
 numpy and takes about a second.
@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from lightjax.data import TaskData, register, resolve_task_config
-from lightjax.data import lra_text
+from lightjax.data import arrays
 
 NAME = "lra_image"
 
@@ -73,7 +73,7 @@ VOCAB_SIZE = 256 + GREY_OFFSET
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
            "horse", "ship", "truck")
 NUM_CLASSES = len(CLASSES)
-SOURCES = lra_text.SOURCES
+SOURCES = ("files", "tfds")
 
 # tf.image.rgb_to_grayscale's weights (ITU-R BT.601 luma), R, G, B.
 RGB_WEIGHTS = np.asarray([0.2989, 0.5870, 0.1140], np.float32)
@@ -200,11 +200,11 @@ def read_split(paths: list[str]) -> dict[str, np.ndarray]:
 
 
 def _read_tfds_split(split: str) -> dict[str, np.ndarray]:
-  arrays = lra_text.tfds_arrays(TFDS_NAME, split)
-  images = np.asarray(arrays["image"], np.uint8)  # [N, 32, 32, 3]
+  loaded = arrays.tfds_arrays(TFDS_NAME, split)
+  images = np.asarray(loaded["image"], np.uint8)  # [N, 32, 32, 3]
   grey = grayscale(images).reshape(len(images), SEQ_LEN)
   return {"inputs": tokens(grey),
-          "targets": np.asarray(arrays["label"], np.int32)}
+          "targets": np.asarray(loaded["label"], np.int32)}
 
 
 # ----------------------------------------------------------------- building
@@ -237,7 +237,7 @@ def build(task_config: Any, data_dir: str) -> TaskData:
       vocab_size=VOCAB_SIZE,
       num_classes=NUM_CLASSES,
       max_len=SEQ_LEN,
-      splits=lra_text.hold_out(train, test, config),
+      splits=arrays.hold_out(train, test, config),
       vocab=("<pad>",) + tuple(str(v) for v in range(256)),
       pad_id=PAD_ID,
   )

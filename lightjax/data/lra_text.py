@@ -35,7 +35,7 @@ evaluates on test and selects on test too (`valid_raw = data["test"]`).
 Here "test" is IMDb test, and "validation", the split checkpoints are
 selected on, is a seeded `validation_fraction` of IMDb train held out (and
 removed from "train"), so the reported test number is not selected on. The
-hold-out is `lightjax.data.glue.holdout_rows` (the same rule as GLUE's).
+hold-out is `lightjax.data.arrays.holdout_rows` (the same rule as GLUE's).
 `validation_fraction=0` makes "validation" the test split, as in LRA: all of
 train is used, and the selection then looks at the reported split.
 
@@ -61,10 +61,8 @@ from absl import logging
 import numpy as np
 
 from lightjax import files
-from lightjax.data import (MissingPackage, TaskData, register,
-                           resolve_task_config)
-from lightjax.data.glue import holdout_rows
-from lightjax.data.listops import pad_ragged
+from lightjax.data import TaskData, register, resolve_task_config
+from lightjax.data.arrays import hold_out, import_tfds, pad_ragged, tfds_arrays
 
 NAME = "lra_text"
 
@@ -219,29 +217,6 @@ def read_split(imdb_dir: str, split: str,
   return texts, np.asarray(labels, np.int32)
 
 
-def import_tfds(dataset: str):
-  """tensorflow_datasets, checked to be usable with `tfds.load` (which needs
-  TensorFlow); otherwise one line naming what to install."""
-  # pylint: disable=import-outside-toplevel,unused-import
-  try:
-    import tensorflow_datasets as tfds
-    import tensorflow  # noqa: F401  (tfds.load runs on TensorFlow)
-  except ImportError as e:
-    raise MissingPackage(
-        f"task.source='tfds' reads tfds {dataset!r} with tfds.load, which"
-        f" needs tensorflow-datasets and TensorFlow (missing: {e.name}):"
-        " pip install tensorflow-datasets tensorflow-cpu, or use"
-        " task.source='files'") from None
-  return tfds
-
-
-def tfds_arrays(dataset: str, split: str) -> dict[str, np.ndarray]:
-  """All of tfds `dataset`'s `split` as numpy arrays (tfds.load, whole split
-  in one batch; downloads into tfds' data dir if not prepared yet)."""
-  tfds = import_tfds(dataset)
-  return tfds.as_numpy(tfds.load(dataset, split=split, batch_size=-1))
-
-
 def _read_tfds_split(split: str) -> tuple[list[bytes], np.ndarray]:
   arrays = tfds_arrays(TFDS_NAME, split)
   texts = [bytes(t).strip() for t in arrays["text"]]
@@ -348,22 +323,6 @@ def build_splits(config: dict[str, Any], data_dir: str
               "targets": r["targets"].astype(np.int32)}
       for split, r in ragged.items()}
   return hold_out(padded["train"], padded["test"], config)
-
-
-def hold_out(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
-             config: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
-  """{"train", "validation", "test"}: validation is a seeded
-  `validation_fraction` of train (removed from it), or test itself when the
-  fraction is 0 (LRA's own practice, optimistic by the selection)."""
-  fraction = float(config["validation_fraction"])
-  if fraction == 0:
-    return {"train": train, "validation": dict(test), "test": test}
-  held = holdout_rows(len(train["targets"]), fraction, int(config["seed"]))
-  return {
-      "train": {k: v[~held] for k, v in train.items()},
-      "validation": {k: v[held] for k, v in train.items()},
-      "test": test,
-  }
 
 
 @register(NAME, default_config=default_config)
