@@ -13,8 +13,9 @@ Exit codes:
            workdir has checkpoints and none of them reads
   2        bad flag value, bad config (an `init_from` that is no checkpoint,
            or a size contradicting it), a task's input files missing (GLUE's
-           TSVs, the lm task's text) or an optional package it needs, or an unusable --workdir (a file,
-           not creatable, or holding checkpoints of a different config)
+           TSVs, the lm task's text) or an optional package it needs, or an
+           unusable --workdir (a file, not creatable, or holding checkpoints
+           of a different config)
   3        --workdir is in use by another run (<workdir>/.lock is held);
            nothing was written
   128+sig  stopped by SIGTERM/SIGINT after saving a checkpoint
@@ -28,7 +29,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lightjax import checkpointing, config_lib, data, init_from, trainer
+from lightjax import cli, config_lib, init_from, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/listops.py or configs/listops.py:linear.",
@@ -56,23 +57,8 @@ def main(argv: list[str]) -> None:
   except ValueError as e:
     print(f"lightjax.train: invalid config: {e}", file=sys.stderr)
     sys.exit(2)
-  try:
+  with cli.exit_codes("lightjax.train"):
     trainer.train_and_evaluate(config, _WORKDIR.value)
-  except trainer.Interrupted as e:
-    logging.warning(str(e))
-    print(f"lightjax.train: {e}", file=sys.stderr)
-    sys.exit(128 + e.signum)
-  except FloatingPointError as e:
-    print(f"lightjax.train: {e}", file=sys.stderr)
-    sys.exit(1)
-  except (FileNotFoundError, data.MissingPackage) as e:
-    # a task's data files, or an optional package it needs (the message
-    # says which, and what to do)
-    print(f"lightjax.train: {e}", file=sys.stderr)
-    sys.exit(2)
-  except checkpointing.WorkdirError as e:
-    print(f"lightjax.train: {e}", file=sys.stderr)
-    sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

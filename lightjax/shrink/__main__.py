@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lightjax import checkpointing, config_lib, trainer
+from lightjax import cli, config_lib
 from lightjax.shrink import run
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -36,20 +36,8 @@ def main(argv: list[str]) -> None:
   if named:  # runs that differ must not share a name (reports group by it)
     with config.unlocked():
       config.config_name += "[" + ",".join(named) + "]"
-  try:
+  with cli.exit_codes("lightjax.shrink", bad_input=(ValueError, KeyError)):
     run.shrink_and_evaluate(config, _WORKDIR.value, explicit=overrides)
-  except trainer.Interrupted as e:
-    print(f"lightjax.shrink: {e}", file=sys.stderr)
-    sys.exit(128 + e.signum)
-  except FloatingPointError as e:
-    print(f"lightjax.shrink: {e}", file=sys.stderr)
-    sys.exit(1)
-  except checkpointing.WorkdirError as e:
-    print(f"lightjax.shrink: {e}", file=sys.stderr)
-    sys.exit(e.exit_code)
-  except (ValueError, KeyError) as e:
-    print(f"lightjax.shrink: {e}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":
