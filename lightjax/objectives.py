@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -189,3 +189,14 @@ def with_pad(fn: Callable, pad_id: int) -> Callable:
   if "pad_id" in inspect.signature(fn).parameters:
     return functools.partial(fn, pad_id=pad_id)
   return fn
+
+
+def for_task(task) -> tuple[Callable[..., Sums], tuple[str, ...],
+                            Callable[..., Any] | None]:
+  """What evaluating `task` (a `data.TaskData`) uses: its kind's objective,
+  its metric names (`task_metric_names`) and, when it has any, its kind's
+  metric sums; each with the task's pad id bound (`with_pad`)."""
+  names = task_metric_names(task.name)
+  metric_sums = METRIC_SUMS.get(task.kind) if names else None
+  return (with_pad(get(task.kind), task.pad_id), names,
+          with_pad(metric_sums, task.pad_id) if metric_sums else None)

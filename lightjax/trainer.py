@@ -177,13 +177,10 @@ def evaluate_model(model, task, split: str = "validation", *,
   recipe's teacher, a student that is not fine-tuned): the trainer's own
   jitted `eval_step`, on the default device."""
   graphdef, state = nnx.split(model)
-  objective = objectives.with_pad(objectives.get(task.kind), task.pad_id)
-  names = objectives.task_metric_names(task.name)
-  metric_sums = objectives.METRIC_SUMS.get(task.kind) if names else None
+  objective, names, metric_sums = objectives.for_task(task)
   step = jax.jit(functools.partial(
       eval_step, {"model": graphdef}, objective, pad_id=task.pad_id,
-      metric_sums=(objectives.with_pad(metric_sums, task.pad_id)
-                   if metric_sums else None)))
+      metric_sums=metric_sums))
   return evaluate_split(functools.partial(step, state), task, split,
                         batch_size, names=names,
                         accuracy=objectives.reports_accuracy(objective))
@@ -275,6 +272,7 @@ class _Setup:
   train_objective: Callable[..., Any]  # config.train_objective, if set
   wrt: Any                       # what training updates (models.trainable)
   task_metrics: tuple[str, ...]  # objectives.task_metric_names(task), or ()
+  metric_sums: Callable[..., Any] | None  # what task_metrics need, if any
   selection: str                 # see selection_metric
   train_batcher: pipeline.TrainBatcher
   num_params: dict[str, Any]
@@ -387,10 +385,9 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   elif best["best_val_accuracy"] >= meta["best_val_accuracy"]:
     meta.update(best_val_accuracy=best["best_val_accuracy"],
                 best_step=best["best_step"])
-  objective = objectives.with_pad(objectives.get(task.kind), task.pad_id)
+  objective, names, metric_sums = objectives.for_task(task)
   train_objective = objectives.with_pad(
       objectives.train_objective(config, task.kind), task.pad_id)
-  names = objectives.task_metric_names(task.name)
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
       f" attention={config.model.attention.name}, params={num_params['total']:,}"
@@ -402,7 +399,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
       put_batch=functools.partial(jax.device_put, device=batch_sharding),
       zero_acc=zero_acc, task=task, objective=objective,
       train_objective=train_objective,
-      task_metrics=names,
+      task_metrics=names, metric_sums=metric_sums,
       selection=selection_metric(objectives.reports_accuracy(objective), names),
       train_batcher=train_batcher, num_params=num_params, schedule=schedule,
       wrt=wrt, graphdefs={"model": gd_model, "opt": gd_opt}, state=state,
@@ -420,11 +417,9 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
                                         s.train_objective,
                                         pad_id=pad_id, wrt=s.wrt),
                       donate_argnums=(0, 2))
-  metric_sums = objectives.METRIC_SUMS.get(s.task.kind) if s.task_metrics else None
-  if metric_sums is not None:
-    metric_sums = objectives.with_pad(metric_sums, s.task.pad_id)
   eval_jit = jax.jit(functools.partial(eval_step, s.graphdefs, s.objective,
-                                       pad_id=pad_id, metric_sums=metric_sums))
+                                       pad_id=pad_id,
+                                       metric_sums=s.metric_sums))
 
   def spec(batch):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
