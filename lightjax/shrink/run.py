@@ -121,6 +121,22 @@ def _evaluate(model, task, batch_size: int) -> dict[str, Any]:
           for split in ("validation", "test")}
 
 
+def _run_config(config, init_dir: str, **changes) -> ml_collections.ConfigDict:
+  """A copy of `config` (with `changes`) for a trainer run that starts from
+  the model saved in `init_dir`: its sizes from that model.json, the
+  attention variant this run's."""
+  cfg = copy.deepcopy(config)
+  with cfg.unlocked():
+    cfg.init_from = init_dir
+    for key, value in changes.items():
+      cfg[key] = value
+    attention = cfg.model.attention
+  init_from.resolve_config(cfg)
+  with cfg.unlocked():
+    cfg.model.attention = attention
+  return cfg
+
+
 def _prepare(config, workdir: str, source, task, out: shrink.Shrunk
              ) -> shrink.Shrunk:
   """A two-phase method's first phase (Theseus' module replacement): trains
@@ -131,14 +147,8 @@ def _prepare(config, workdir: str, source, task, out: shrink.Shrunk
                        vocab_size=source.vocab_size,
                        num_classes=source.num_classes, max_len=source.max_len,
                        pad_id=source.pad_id, tokenizer=source.tokenizer)
-  cfg = copy.deepcopy(config)
-  with cfg.unlocked():
-    cfg.init_from, cfg.num_train_steps = init_dir, out.prepare_steps
-    cfg.train_objective = ""  # module replacing needs no extra loss
-    attention = cfg.model.attention
-  init_from.resolve_config(cfg)
-  with cfg.unlocked():
-    cfg.model.attention = attention
+  cfg = _run_config(config, init_dir, num_train_steps=out.prepare_steps,
+                    train_objective="")  # module replacing: no extra loss
   writers.say(f"Phase 1: {out.prepare_steps} steps of training"
               f" {out.model_cfg.name} in {workdir}/replacing.")
   trainer.train_and_evaluate(cfg, os.path.join(workdir, "replacing"),
@@ -149,11 +159,10 @@ def _prepare(config, workdir: str, source, task, out: shrink.Shrunk
   return student
 
 
-def _shrink(config, workdir: str, source, task) -> dict[str, Any]:
+def _shrink(config, workdir: str, teacher, source, task) -> dict[str, Any]:
   """Steps 1-2: teacher scored, student made, saved and scored."""
   method = config.shrink.method
   shrink.get(method)  # an unknown method lists the valid ones
-  teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
   writers.say(f"Teacher {source.spec}: {count_params(teacher)['total']:,}"
               " parameters; scoring it.")
   teacher_eval = _evaluate(teacher, task, config.eval_batch_size)
@@ -202,26 +211,22 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   os.makedirs(workdir, exist_ok=True)
   record_path = os.path.join(workdir, SHRINK_JSON)
   with checkpointing.WorkdirLock(workdir):
+    # Read once: scored and shrunk (never modified), the distillation
+    # targets, and measured beside the student.
+    teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
     if os.path.exists(record_path) and os.path.exists(
         os.path.join(workdir, STUDENT, init_from.MODEL_JSON)):
       with open(record_path) as f:
         record = json.load(f)
       writers.say(f"Resuming: the student in {workdir}/{STUDENT} ({record['method']}).")
     else:
-      record = _shrink(config, workdir, source, task)
+      record = _shrink(config, workdir, teacher, source, task)
 
   # --- 3. Recover ---------------------------------------------------------------
   student_dir = os.path.join(workdir, STUDENT)
   if config.num_train_steps > 0:
-    ft = copy.deepcopy(config)
-    with ft.unlocked():
-      ft.init_from = student_dir
-      attention = ft.model.attention
-    init_from.resolve_config(ft)  # the student's sizes
-    with ft.unlocked():
-      ft.model.attention = attention
+    ft = _run_config(config, student_dir)  # the student's sizes
     if config.get("train_objective") == "distillation":
-      teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
       writers.say("Computing the teacher's logits on the train split.")
       task.splits["train"]["teacher_logits"] = _teacher_logits(
           teacher, task, config.eval_batch_size)
@@ -248,7 +253,6 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # run is scored (a resumed run too): latency is only comparable within one
   # process on one machine state.
   teacher_eval = record["teacher_eval"]
-  teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
   teacher_deploy = deploy_costs(teacher, task, source.max_len)
   deploy = deploy_costs(student, task, source.max_len)
   t_test = teacher_eval["test"].get("accuracy")
