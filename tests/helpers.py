@@ -15,6 +15,25 @@ def load_config(spec: str):
   return config_lib.load_config_file(os.path.join(REPO, spec))
 
 
+def full_config(**model):
+  """The base config on ListOps with `model` fields set: what
+  `config_lib.validate` checks, without a config file's presets."""
+  c = config_lib.base_config()
+  c.task = config_lib.task_config("listops")
+  for k, v in model.items():
+    c.model[k] = v
+  return c
+
+
+def set_fields(config, overrides: dict):
+  """Sets each dotted field ("model.num_layers") of `config`; returns it."""
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config_lib.lookup(config, ".".join(parents)) if parents else config
+    node[leaf] = value
+  return config
+
+
 # --- GLUE-format files ----------------------------------------------------------
 
 WORDS = ["the", "cat", "sat", "a", "dog", "ran", "is", "movie"]

@@ -17,7 +17,7 @@ pytest.importorskip("tokenizers")
 
 from lightjax import init_from, models, save_pretrained, trainer  # noqa: E402
 from lightjax.models import hf  # noqa: E402
-from tests.helpers import REPO, load_config, write_glue_tsvs  # noqa: E402
+from tests.helpers import REPO, load_config, set_fields, write_glue_tsvs  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 BERT = os.path.join(FIXTURES, "bert_tiny")
@@ -37,13 +37,7 @@ def _sst2(root, **overrides):
   c = load_config("configs/glue.py:sst2,tiny")
   c.data_dir = str(root / "data")
   c.task.glue_dir = str(root / "glue")
-  for key, value in overrides.items():
-    node = c
-    *parents, last = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[last] = value
-  return c
+  return set_fields(c, overrides)
 
 
 def _params(model):

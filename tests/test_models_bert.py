@@ -14,6 +14,7 @@ from flax import nnx
 from lightjax import config_lib, models, objectives, trainer
 from lightjax.metrics.params import count_params
 from lightjax.models import transformer
+from tests.helpers import full_config
 
 E, V, C, L = 16, 11, 3, 8
 NEW_FIELDS = ("norm_position", "activation", "layer_norm_eps",
@@ -315,16 +316,8 @@ def test_post_ln_decoder_is_causal_and_decodes(attention):
 # --- validation -----------------------------------------------------------------
 
 
-def _full_config(**model):
-  c = config_lib.base_config()
-  c.task = config_lib.task_config("listops")
-  for k, v in model.items():
-    c.model[k] = v
-  return c
-
-
 def test_bert_options_pass_validation():
-  config_lib.validate(_full_config(
+  config_lib.validate(full_config(
       norm_position="post", activation="gelu", layer_norm_eps=1e-12,
       type_vocab_size=2, pool="first", pooler=True))
 
@@ -338,7 +331,7 @@ def test_bert_options_pass_validation():
 ])
 def test_bad_option_values_fail_validation_in_one_line(key, value, match):
   with pytest.raises(ValueError) as e:
-    config_lib.validate(_full_config(**{key: value}))
+    config_lib.validate(full_config(**{key: value}))
   assert match in str(e.value) and "\n" not in str(e.value)
 
 

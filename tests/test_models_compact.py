@@ -13,7 +13,7 @@ from flax import nnx
 from lightjax import config_lib, models, trainer
 from lightjax.metrics.params import count_params
 from lightjax.models import generate, hf, transformer
-from tests.helpers import load_config, read_jsonl
+from tests.helpers import full_config, load_config, read_jsonl
 
 E, V, C, L, D = 16, 11, 3, 8, 8  # embed, vocab, classes, length, head_dim
 NEW_FIELDS = ("heads_per_layer", "mlp_dims_per_layer", "layerdrop",
@@ -434,19 +434,11 @@ def test_empty_layers_checkpoint_resume_and_reload(tmp_path, data_dir):
 # --- validation --------------------------------------------------------------------
 
 
-def _full_config(**model):
-  c = config_lib.base_config()
-  c.task = config_lib.task_config("listops")
-  for k, v in model.items():
-    c.model[k] = v
-  return c
-
-
 def test_compact_options_pass_validation():
-  config_lib.validate(_full_config(
+  config_lib.validate(full_config(
       heads_per_layer=(4, 0), mlp_dims_per_layer=(0, 256), layerdrop=0.2,
       embed_factor_dim=32))
-  config_lib.validate(_full_config(share_layers=True, heads_per_layer=(2, 2)))
+  config_lib.validate(full_config(share_layers=True, heads_per_layer=(2, 2)))
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -463,7 +455,7 @@ def test_compact_options_pass_validation():
 ])
 def test_bad_compact_options_fail_validation_in_one_line(kw, match):
   with pytest.raises(ValueError) as e:
-    config_lib.validate(_full_config(**kw))
+    config_lib.validate(full_config(**kw))
   assert match in str(e.value) and "\n" not in str(e.value)
 
 

@@ -13,7 +13,7 @@ from flax import nnx
 
 from lightjax import init_from, objectives, shrink, trainer
 from lightjax.shrink import distill, layers, run
-from tests.helpers import REPO, load_config
+from tests.helpers import REPO, load_config, set_fields
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +35,7 @@ def data_dir_module(tmp_path_factory):
 def _recipe(name, data_dir, teacher_dir, **overrides):
   c = load_config(f"configs/shrink/{name}.py:tiny")
   c.data_dir, c.init_from = data_dir, teacher_dir
-  for key, value in overrides.items():
-    node = c
-    *parents, last = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[last] = value
-  return c
+  return set_fields(c, overrides)
 
 
 # --- layer choices ------------------------------------------------------------------

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lightjax import attention, config_lib
-from tests.helpers import REPO, load_config, read_jsonl
+from tests.helpers import REPO, load_config, read_jsonl, set_fields
 
 
 def _run(args, data_dir, env=None, **kw):
@@ -99,14 +99,9 @@ def test_unusable_workdir_is_one_line(tmp_path, data_dir):
 ])
 def test_bad_option_values_fail_validation(field, value, message):
   """Checked before anything is built, with the valid values listed."""
-  c = load_config("configs/listops.py:tiny")
-  *parents, leaf = field.split(".")
-  node = c
-  for part in parents:
-    node = node[part]
-  node[leaf] = value
+  c = set_fields(load_config("configs/listops.py:tiny"), {field: value})
   if ".attention." in field:
-    c.model.attention.name = parents[-1]
+    c.model.attention.name = field.split(".")[-2]
   with pytest.raises(ValueError) as e:
     config_lib.validate(c)
   assert message in str(e.value)

@@ -11,19 +11,13 @@ import numpy as np
 import pytest
 
 from lightjax import trainer, writers
-from tests.helpers import load_config, read_jsonl
+from tests.helpers import load_config, read_jsonl, set_fields
 
 
 def _config(data_dir, **overrides):
   c = load_config("configs/listops.py:tiny")
   c.data_dir = data_dir
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return set_fields(c, overrides)
 
 
 def test_tiny_run_writes_everything_and_learns(tmp_path, data_dir):
