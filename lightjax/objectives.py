@@ -56,16 +56,23 @@ regression.reports_accuracy = False
 
 
 def distillation(logits_BxC, targets_B, weights_B, *, teacher_logits_BxC,
-                 temperature: float = 2.0, alpha: float = 0.5) -> Sums:
+                 hidden_BxLxE=None, teacher_hidden_BxLxE=None, mask_BxL=None,
+                 temperature: float = 2.0, alpha: float = 0.5,
+                 cosine: float = 0.0) -> Sums:
   """Knowledge distillation (Hinton et al. 2015, sec. 2; DistilBERT, Sanh et
   al. 2019, sec. 2): alpha * T^2 * KL(p_teacher^T || p_student^T) +
-  (1 - alpha) * cross-entropy with the labels, p^T = softmax(logits / T).
+  (1 - alpha) * cross-entropy with the labels, p^T = softmax(logits / T),
+  + cosine * (1 - cos(h_student, h_teacher)).
 
   T^2 keeps the soft term's gradient scale independent of T (Hinton et al.
-  2015, end of sec. 2). The teacher's logits come with the batch
-  (`trainer.OBJECTIVE_INPUTS`), computed once before training: the teacher is
-  fixed and in eval mode, so its logits per example never change. Accuracy is
-  the student's against the labels.
+  2015, end of sec. 2). The last term is DistilBERT's cosine embedding loss
+  ("aligns the directions of the student and teacher hidden states
+  vectors", sec. 2; their distiller applies it to the last layer's states
+  of the real tokens): the mean over an example's non-pad positions, so it
+  needs a student as wide as the teacher. The teacher runs frozen in eval
+  mode inside the train step (`trainer.train_step`'s `teacher`), which
+  passes its logits and both models' last hidden states. Accuracy is the
+  student's against the labels.
   """
   t = temperature
   log_p_BxC = jax.nn.log_softmax(logits_BxC.astype(jnp.float32) / t)
@@ -74,12 +81,46 @@ def distillation(logits_BxC, targets_B, weights_B, *, teacher_logits_BxC,
   hard = classification(logits_BxC, targets_B, weights_B)
   hard_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, targets_B)
   loss_B = alpha * t * t * kl_B + (1.0 - alpha) * hard_B
+  if cosine:
+    if hidden_BxLxE is None or teacher_hidden_BxLxE is None:
+      raise ValueError("objective_options.distillation.cosine needs the"
+                       " hidden states of student and teacher: both must be"
+                       " encoder_classifier models")
+    if hidden_BxLxE.shape != teacher_hidden_BxLxE.shape:
+      raise ValueError(
+          f"objective_options.distillation.cosine compares hidden states of"
+          f" the same shape; student {hidden_BxLxE.shape}, teacher"
+          f" {teacher_hidden_BxLxE.shape} (the student must keep the"
+          " teacher's embed_dim and pooling)")
+    cos_BxL = optax.cosine_similarity(hidden_BxLxE.astype(jnp.float32),
+                                      teacher_hidden_BxLxE.astype(jnp.float32),
+                                      epsilon=1e-8)
+    w_BxL = mask_BxL.astype(jnp.float32)
+    cos_loss_B = ((1.0 - cos_BxL) * w_BxL).sum(-1) / jnp.maximum(
+        w_BxL.sum(-1), 1.0)
+    loss_B = loss_B + cosine * cos_loss_B
   return {**hard, "loss_sum": (loss_B * weights_B).sum()}
+
+
+distillation.needs_teacher = True
+
+# Keyword arguments the train step passes (`trainer.train_step`), not
+# options a config may set.
+STEP_INPUTS = ("teacher_logits_BxC", "teacher_hidden_BxLxE", "hidden_BxLxE",
+               "mask_BxL")
+
+
+def needs_teacher(objective: Callable[..., Sums]) -> bool:
+  """Whether `objective` reads a teacher's outputs (distillation): the
+  trainer then needs a `teacher` model (`lightjax.shrink` gives it one)."""
+  fn = getattr(objective, "func", objective)  # through functools.partial
+  return getattr(fn, "needs_teacher", False)
 
 
 def reports_accuracy(objective: Callable[..., Sums]) -> bool:
   """Whether `objective` returns a "correct_sum" (all but regression)."""
-  return getattr(objective, "reports_accuracy", True)
+  return getattr(getattr(objective, "func", objective), "reports_accuracy",
+                 True)
 
 
 # --- What a task's evaluation metric needs (see lightjax.metrics.glue_metrics)
@@ -173,7 +214,8 @@ def train_objective(config, kind: str) -> Callable[..., Sums]:
   options = dict(all_options.get(name) or {})
   params = inspect.signature(fn).parameters
   valid = [p for p, v in params.items()
-           if v.kind == v.KEYWORD_ONLY and v.default is not v.empty]
+           if v.kind == v.KEYWORD_ONLY and v.default is not v.empty
+           and p not in STEP_INPUTS]
   bad = sorted(set(options) - set(valid))
   if bad:
     raise ValueError(f"config.objective_options.{name} {bad} are not options"

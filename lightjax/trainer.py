@@ -59,9 +59,6 @@ def zero_metrics() -> dict[str, jax.Array]:
 # argument that takes them (GLUE's token types); a batch without one leaves
 # the model's default.
 MODEL_INPUTS = {"segment_ids": "segment_ids_BxL"}
-# Batch arrays the train objective takes as keyword arguments (a
-# distillation teacher's logits, precomputed into the train split).
-OBJECTIVE_INPUTS = {"teacher_logits": "teacher_logits_BxC"}
 
 
 def apply_model(model, batch, *, deterministic: bool, pad_id: int = 0):
@@ -71,20 +68,57 @@ def apply_model(model, batch, *, deterministic: bool, pad_id: int = 0):
                pad_id=pad_id)
 
 
-def train_step(graphdefs, objective, state, batch, acc, *, pad_id: int = 0,
-               wrt=nnx.Param):
+def apply_with_hidden(model, batch, *, deterministic: bool, pad_id: int = 0):
+  """(logits, {"hidden_BxLxE", "mask_BxL"}): the model's last hidden states
+  too where it gives them (`EncoderClassifier.with_hidden`), else only the
+  logits and {}."""
+  if not hasattr(model, "with_hidden"):
+    return apply_model(model, batch, deterministic=deterministic,
+                       pad_id=pad_id), {}
+  extra = {arg: batch[key] for key, arg in MODEL_INPUTS.items() if key in batch}
+  logits, hidden, mask = model.with_hidden(
+      batch["inputs"], **extra, deterministic=deterministic, pad_id=pad_id)
+  return logits, {"hidden_BxLxE": hidden, "mask_BxL": mask}
+
+
+def teacher_outputs(graphdef, teacher_state, batch, *, pad_id: int = 0):
+  """What a distillation objective reads of a frozen teacher (eval mode, no
+  gradient): "teacher_logits_BxC" and, where it has them, its last hidden
+  states "teacher_hidden_BxLxE"."""
+  teacher = nnx.merge(graphdef, jax.lax.stop_gradient(teacher_state))
+  logits, hidden = apply_with_hidden(teacher, batch, deterministic=True,
+                                     pad_id=pad_id)
+  out = {"teacher_logits_BxC": logits}
+  if hidden:
+    out["teacher_hidden_BxLxE"] = hidden["hidden_BxLxE"]
+  return out
+
+
+def train_step(graphdefs, objective, state, batch, acc, teacher_state=None, *,
+               pad_id: int = 0, wrt=nnx.Param):
   """One AdamW step; a non-finite loss or gradient leaves the state untouched.
 
   `pad_id` is the task's padding id (`TaskData.pad_id`), masked out of
-  attention; `wrt` what is trained (`models.trainable`)."""
+  attention; `wrt` what is trained (`models.trainable`); `teacher_state`
+  (graphdef `graphdefs["teacher"]`) a frozen teacher whose outputs the
+  objective reads (`objectives.needs_teacher`, distillation): it runs here,
+  in the same compiled step, so nothing is precomputed or stored per
+  example, and its hidden states are available to the loss.
+  """
   model = nnx.merge(graphdefs["model"], state["model"])
   opt = nnx.merge(graphdefs["opt"], state["opt"])
   step_before = opt.step[...]
+  teacher = ({} if teacher_state is None else teacher_outputs(
+      graphdefs["teacher"], teacher_state, batch, pad_id=pad_id))
 
   def loss_fn(model):
-    logits = apply_model(model, batch, deterministic=False, pad_id=pad_id)
-    extra = {arg: batch[key] for key, arg in OBJECTIVE_INPUTS.items()
-             if key in batch}
+    if teacher:
+      logits, hidden = apply_with_hidden(model, batch, deterministic=False,
+                                         pad_id=pad_id)
+      extra = {**teacher, **hidden}
+    else:
+      logits = apply_model(model, batch, deterministic=False, pad_id=pad_id)
+      extra = {}
     sums = objective(logits, batch["targets"], batch["weights"], **extra)
     return sums["loss_sum"] / jnp.maximum(sums["count"], 1.0), sums
 
@@ -279,6 +313,7 @@ class _Setup:
   schedule: optax.Schedule
   graphdefs: dict[str, Any]
   state: Any               # {"model", "opt"}: restored if resuming
+  teacher_state: Any       # a frozen teacher's (distillation), or None
   acc: dict[str, jax.Array]
   meta: dict[str, Any]     # best_val_accuracy, best_step, elapsed_s
   start_step: int
@@ -304,13 +339,13 @@ def _open_workdir(workdir: str, stack: contextlib.ExitStack) -> None:
 def _setup(config: ml_collections.ConfigDict, workdir: str,
            stack: contextlib.ExitStack,
            source: init_from.Source | None = None,
-           task: data.TaskData | None = None) -> _Setup:
+           task: data.TaskData | None = None, teacher=None) -> _Setup:
   """Workdir, mesh, data, model, optimizer and (if resuming) their state.
 
   `source`: the checkpoint `config.init_from` names (its fields already
   resolved into `config`), loaded unless the workdir has a train state.
-  `task`: the task's data when the caller prepared it (a distillation run
-  adds the teacher's logits to the train split), else loaded here.
+  `task`: the task's data when the caller has it loaded, else loaded here.
+  `teacher`: the frozen model a distillation objective learns from.
 
   What needs closing (lock, writer, checkpointer) goes on `stack`, so an error
   anywhere in setup or training still releases the workdir.
@@ -388,6 +423,16 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   objective, names, metric_sums = objectives.for_task(task)
   train_objective = objectives.with_pad(
       objectives.train_objective(config, task.kind), task.pad_id)
+  graphdefs = {"model": gd_model, "opt": gd_opt}
+  teacher_state = None
+  if objectives.needs_teacher(train_objective):
+    if teacher is None:
+      raise ValueError(
+          f"train_objective={config.train_objective!r} learns from a teacher;"
+          " run it through lightjax.shrink (configs/shrink/distill.py), which"
+          " gives the trainer the init_from model as the teacher")
+    graphdefs["teacher"], teacher_state = nnx.split(teacher)
+    teacher_state = jax.device_put(teacher_state, replicated)
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
       f" attention={config.model.attention.name}, params={num_params['total']:,}"
@@ -402,7 +447,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
       task_metrics=names, metric_sums=metric_sums,
       selection=selection_metric(objectives.reports_accuracy(objective), names),
       train_batcher=train_batcher, num_params=num_params, schedule=schedule,
-      wrt=wrt, graphdefs={"model": gd_model, "opt": gd_opt}, state=state,
+      wrt=wrt, graphdefs=graphdefs, state=state, teacher_state=teacher_state,
       acc=acc,
       meta=meta, start_step=start_step, ckpt=ckpt, writer=writer)
 
@@ -425,7 +470,8 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
         x.shape, x.dtype, sharding=s.batch_sharding), batch)
   train_exec, train_cost = cost.compile_with_stats(
-      train_jit, s.state, spec(s.train_batcher.batch(0)), s.zero_acc())
+      train_jit, s.state, spec(s.train_batcher.batch(0)), s.zero_acc(),
+      s.teacher_state)
   eval_exec, eval_cost = cost.compile_with_stats(
       eval_jit, s.state["model"], spec(next(pipeline.eval_batches(
           s.task.splits["validation"], config.eval_batch_size))))
@@ -439,10 +485,14 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       task: data.TaskData | None = None) -> dict[str, Any]:
+                       task: data.TaskData | None = None,
+                       teacher=None) -> dict[str, Any]:
   """Trains, evaluates, checkpoints; returns (and writes) summary.json.
 
   `task`: already loaded data for `config.task` (else loaded here).
+  `teacher`: a frozen model for a train objective that learns from one
+  (`objectives.needs_teacher`: distillation); not checkpointed, so a
+  resumed run is given it again (lightjax.shrink reloads it).
 
   Raises `checkpointing.WorkdirError` (one-line message) when the workdir is a
   file, cannot be created, is in use by another run, holds another config's
@@ -452,7 +502,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   source = init_from.resolve_config(config)  # its sizes, before the checks
   config_lib.validate(config)
   with contextlib.ExitStack() as stack:
-    s = _setup(config, workdir, stack, source, task)
+    s = _setup(config, workdir, stack, source, task, teacher)
     train_exec, eval_exec, train_cost, eval_cost = _compile(config, s)
     ckpt, writer, meta = s.ckpt, s.writer, s.meta
     state, acc = s.state, s.acc
@@ -506,7 +556,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       for step in range(s.start_step + 1, config.num_train_steps + 1):
         batch = next(batches)
         with jax.transfer_guard("disallow"):
-          state, acc = train_exec(state, batch, acc)
+          state, acc = train_exec(state, batch, acc, s.teacher_state)
         is_last = step == config.num_train_steps
 
         if step % config.log_every == 0 or is_last:

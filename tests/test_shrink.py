@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -155,6 +156,94 @@ def test_distillation_objective():
   assert float(other["correct_sum"]) == float(hard["correct_sum"])
 
 
+def test_distillation_cosine_term():
+  """DistilBERT's cosine loss: mean over an example's real tokens of
+  1 - cos(h_student, h_teacher), weighted by `cosine`."""
+  rng = np.random.default_rng(1)
+  s, y, w = jnp.asarray(rng.normal(size=(3, 4))), jnp.asarray([0, 1, 2]), jnp.ones(3)
+  h = rng.normal(size=(3, 5, 8)).astype(np.float32)
+  mask = np.ones((3, 5), bool)
+  mask[1, 3:] = False
+  other = h.copy()
+  other[1, 3:] = rng.normal(size=(2, 8))  # differs only at pad positions
+  other[2] = -h[2]                        # opposite: 1 - cos = 2
+  base = objectives.distillation(s, y, w, teacher_logits_BxC=s)
+  with_cos = objectives.distillation(
+      s, y, w, teacher_logits_BxC=s, hidden_BxLxE=jnp.asarray(h),
+      teacher_hidden_BxLxE=jnp.asarray(other), mask_BxL=jnp.asarray(mask),
+      cosine=0.5)
+  np.testing.assert_allclose(float(with_cos["loss_sum"] - base["loss_sum"]),
+                             0.5 * 2.0, rtol=1e-5)
+  with pytest.raises(ValueError, match="needs the hidden states"):
+    objectives.distillation(s, y, w, teacher_logits_BxC=s, cosine=1.0)
+  with pytest.raises(ValueError, match="same shape"):
+    objectives.distillation(
+        s, y, w, teacher_logits_BxC=s, hidden_BxLxE=jnp.asarray(h),
+        teacher_hidden_BxLxE=jnp.asarray(h[..., :4]), mask_BxL=mask, cosine=1.0)
+
+
+def test_train_step_runs_the_frozen_teacher(teacher, data_dir_module):
+  """The teacher runs inside the compiled step: a student equal to its
+  teacher has zero distillation loss (KL and cosine); another teacher
+  gives the KL of their logits plus the cosine of their hidden states, as
+  computed here from the models; the teacher is never updated."""
+  import functools  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  from lightjax import data  # pylint: disable=import-outside-toplevel
+  task = data.load_task(load_config("configs/listops.py:tiny").task,
+                        data_dir_module)
+  model, _ = init_from.load_model(teacher)
+  batch = {k: jnp.asarray(v[:8]) for k, v in task.splits["train"].items()}
+  batch["weights"] = jnp.ones(8)
+  objective = functools.partial(objectives.distillation, alpha=1.0,
+                                temperature=1.0, cosine=1.0)
+
+  def first_loss(teacher_model):
+    student, _ = init_from.load_model(teacher)
+    for _, m in nnx.iter_modules(student):  # no dropout: compare exactly
+      if isinstance(m, nnx.Dropout):
+        m.rate = 0.0
+    opt = nnx.Optimizer(student, optax.sgd(0.0), wrt=nnx.Param)
+    gd_t, t_state = nnx.split(teacher_model)
+    graphdefs = {"model": nnx.graphdef(student), "opt": nnx.graphdef(opt),
+                 "teacher": gd_t}
+    state = {"model": nnx.state(student), "opt": nnx.state(opt)}
+    _, acc = trainer.train_step(graphdefs, objective, state, batch,
+                                trainer.zero_metrics(), t_state,
+                                pad_id=task.pad_id)
+    return float(acc["loss_sum"]) / float(acc["count"])
+
+  assert abs(first_loss(model)) < 1e-5
+  other = layers.keep_layers(model, _ctx_for(teacher, task), [0, 1]).model
+  got = first_loss(other)
+  logits, h_s, mask = model.with_hidden(batch["inputs"], pad_id=task.pad_id)
+  t_logits, h_t, _ = other.with_hidden(batch["inputs"], pad_id=task.pad_id)
+  kl = (jax.nn.softmax(t_logits) * (jax.nn.log_softmax(t_logits)
+                                     - jax.nn.log_softmax(logits))).sum(-1)
+  cos = (optax.cosine_similarity(h_s, h_t) * mask).sum(-1) / mask.sum(-1)
+  np.testing.assert_allclose(got, float((kl + 1 - cos).mean()), rtol=1e-4)
+
+
+def _ctx_for(teacher_dir, task):
+  """A shrink Context for `keep_layers` on the teacher (only its config and
+  sizes are read)."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  _, source = init_from.load_model(teacher_dir)
+  return shrink.Context(
+      config=load_config("configs/shrink/distill.py:tiny"), options={},
+      teacher_cfg=ml_collections.ConfigDict(source.model), task=task,
+      vocab_size=source.vocab_size, num_classes=source.num_classes,
+      max_len=source.max_len, evaluate=None)
+
+
+def test_distillation_needs_a_teacher(tmp_path, data_dir_module):
+  c = load_config("configs/listops.py:tiny")
+  c.data_dir, c.train_objective = data_dir_module, "distillation"
+  with pytest.raises(ValueError, match="learns from a teacher; run it through"
+                     " lightjax.shrink"):
+    trainer.train_and_evaluate(c, str(tmp_path / "w"))
+
+
 def test_distill_run_uses_the_teachers_logits(tmp_path, teacher, data_dir_module):
   c = _recipe("distill", data_dir_module, teacher)
   s = run.shrink_and_evaluate(c, str(tmp_path / "d"))
@@ -163,6 +252,16 @@ def test_distill_run_uses_the_teachers_logits(tmp_path, teacher, data_dir_module
   saved = json.loads(open(tmp_path / "d" / "config.json").read())
   assert saved["train_objective"] == "distillation"
   assert saved["model"]["num_layers"] == 1
+  # With DistilBERT's cosine term on the last hidden states.
+  c = _recipe("distill", data_dir_module, teacher,
+              **{"objective_options.distillation.cosine": 1.0})
+  cos = run.shrink_and_evaluate(c, str(tmp_path / "cos"))
+  assert cos["num_params"] == s["num_params"]
+  train = [json.loads(line) for line in open(tmp_path / "cos" / "metrics.jsonl")
+           if '"train"' in line]
+  plain = [json.loads(line) for line in open(tmp_path / "d" / "metrics.jsonl")
+           if '"train"' in line]
+  assert train[0]["loss"] > plain[0]["loss"]  # the cosine term adds to it
   # The scratch baseline: same student, fresh weights.
   c = _recipe("distill", data_dir_module, teacher,
               **{"shrink.distill.init": "scratch", "train_objective": ""})
@@ -211,7 +310,7 @@ def test_objective_options_are_checked():
                    ) is objectives.classification
   with pytest.raises(ValueError, match=r"distillation \['temp'\] are not"
                      r" options of the 'distillation' objective; valid:"
-                     r" temperature, alpha"):
+                     r" temperature, alpha, cosine$"):
     objective("distillation", {"distillation": {"temp": 3.0}})
   with pytest.raises(ValueError, match=r"unknown objective\(s\) \['distil'\];"
                      r" valid: classification, distillation"):

@@ -13,9 +13,17 @@ Sanh et al. 2019; soft targets of Hinton et al. 2015).
       --config.init_from=runs/listops \
       --config.shrink.distill.student_from=runs/shrink/prune_heads
 
+  # DistilBERT's cosine loss on the last hidden states, too:
+  python -m lightjax.shrink --config configs/shrink/distill.py --workdir ... \
+      --config.init_from=runs/listops \
+      --config.objective_options.distillation.cosine=1.0
+
 The student keeps one teacher layer of every two (`num_layers`, default half;
 lightjax/shrink/distill.py) and trains on alpha * T^2 * KL(teacher || student)
-at temperature T + (1 - alpha) * cross-entropy (`objective_options.distillation`).
+at temperature T + (1 - alpha) * cross-entropy + cosine * (1 - cos(h_student,
+h_teacher)) (`objective_options.distillation`; the teacher runs frozen inside
+each train step). The cosine term needs a student as wide as the teacher
+(embed_dim), which every student made here is.
 """
 
 import ml_collections
@@ -28,5 +36,5 @@ def get_config(arg=None):
                     student_from="")
   c.train_objective = "distillation"
   c.objective_options = ml_collections.ConfigDict(
-      {"distillation": {"temperature": 2.0, "alpha": 0.5}})
+      {"distillation": {"temperature": 2.0, "alpha": 0.5, "cosine": 0.0}})
   return c

@@ -96,6 +96,8 @@ class DualEncoderClassifier(nnx.Module):
   # out, "mean" the average over real tokens, "first" position 0), then
   # BERT's pooler if configured. The same function, not a copy.
   encode = EncoderClassifier.encode
+  encode_sequence = EncoderClassifier.encode_sequence
+  pool_sequence = EncoderClassifier.pool_sequence
 
   def encode_pair(self, tokens_Bx2L, *, segment_ids_BxL=None,
                   deterministic=True, pad_id=0) -> tuple[jax.Array, jax.Array]:

@@ -622,8 +622,23 @@ class EncoderClassifier(nnx.Module):
       deterministic: False applies dropout (needs the "dropout" rng stream).
       pad_id: the padding token id.
     """
-    pooled_BxE = self.encode(tokens_BxL, segment_ids_BxL=segment_ids_BxL,
-                             deterministic=deterministic, pad_id=pad_id)
+    return self.classify(self.encode(
+        tokens_BxL, segment_ids_BxL=segment_ids_BxL,
+        deterministic=deterministic, pad_id=pad_id))
+
+  def with_hidden(self, tokens_BxL, *, segment_ids_BxL=None,
+                  deterministic=True, pad_id=0):
+    """(logits, last hidden states [B, L', E], their mask [B, L']): one
+    forward pass, for losses on the hidden states (DistilBERT's cosine
+    term, `objectives.distillation`). L' = L + 1 with "cls" pooling (the
+    prepended vector is position 0)."""
+    x_BxLxE, mask_BxL = self.encode_sequence(
+        tokens_BxL, segment_ids_BxL=segment_ids_BxL,
+        deterministic=deterministic, pad_id=pad_id)
+    return self.classify(self.pool_sequence(x_BxLxE, mask_BxL)), x_BxLxE, mask_BxL
+
+  def classify(self, pooled_BxE) -> jax.Array:
+    """The head: pooled vector [B, E] -> logits [B, C] (float32)."""
     if self.head_hidden is not None:
       pooled_BxE = ACTIVATIONS.get(self.activation)(self.head_hidden(pooled_BxE))
     return self.head(pooled_BxE).astype(jnp.float32)
@@ -633,6 +648,14 @@ class EncoderClassifier(nnx.Module):
     """The pooled vector [B, E] the head reads (after BERT's pooler, if
     configured). Uses `backbone`, `pool`, `cls` and `pooler` only, so a
     model with those parts shares it (`DualEncoderClassifier`'s towers)."""
+    return self.pool_sequence(*self.encode_sequence(
+        tokens_BxL, segment_ids_BxL=segment_ids_BxL,
+        deterministic=deterministic, pad_id=pad_id))
+
+  def encode_sequence(self, tokens_BxL, *, segment_ids_BxL=None,
+                      deterministic=True, pad_id=0):
+    """The last layer's hidden states [B, L', E] and their mask [B, L']
+    (with "cls" pooling the learned vector is prepended: L' = L + 1)."""
     mask_BxL = tokens_BxL != pad_id
     b = tokens_BxL.shape[0]
     x_BxLxE = self.backbone.embed_tokens(tokens_BxL, segment_ids_BxL)
@@ -645,6 +668,10 @@ class EncoderClassifier(nnx.Module):
     x_BxLxE = self.backbone.run_blocks(
         x_BxLxE, mask_BxL=mask_BxL, causal=False, deterministic=deterministic
     )
+    return x_BxLxE, mask_BxL
+
+  def pool_sequence(self, x_BxLxE, mask_BxL) -> jax.Array:
+    """`pool` (then BERT's pooler, if configured): [B, L', E] -> [B, E]."""
     if self.pool in ("cls", "first"):  # the prepended vector / input token 0
       pooled_BxE = x_BxLxE[:, 0]
     else:

@@ -12,9 +12,9 @@ report.
      the method did and the teacher's deployment costs.
   3. Recover: `config.num_train_steps > 0` fine-tunes the student with the
      trainer in `<workdir>` (`init_from=<workdir>/student`), by distillation
-     from the teacher when `config.train_objective == "distillation"` (its
-     logits on the train split are computed once and ride along with the
-     batches). 0 steps: the student is scored as it is (LayerDrop cuts).
+     from the teacher when `config.train_objective == "distillation"` (the
+     teacher runs frozen inside the train step: its logits, and its hidden
+     states for DistilBERT's cosine term). 0 steps: the student is scored as it is (LayerDrop cuts).
   4. Report: summary.json (the trainer's keys plus `method`,
      `teacher_num_params`, `teacher_val_accuracy`, `teacher_test_accuracy`,
      `accuracy_kept`, `deploy` and `teacher_deploy`), shrink_report.md and
@@ -35,11 +35,8 @@ import json
 import os
 from typing import Any, Iterable
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 
 from lightjax import checkpointing, data, init_from, shrink, trainer, writers
 from lightjax.metrics import latency
@@ -75,23 +72,6 @@ def deploy_costs(model, task, max_len: int, repeats: int = 200
     if length == "task":
       out["forward_flops"] = lat["forward_flops"]
   return out
-
-
-def _teacher_logits(teacher, task, batch_size: int) -> np.ndarray:
-  """The teacher's logits on every train example (eval mode), [N, C]."""
-  graphdef, state = nnx.split(teacher)
-
-  @jax.jit
-  def forward(state, batch):
-    model = nnx.merge(graphdef, state)
-    return trainer.apply_model(model, batch, deterministic=True,
-                               pad_id=task.pad_id)
-  train = task.splits["train"]
-  n, out = len(train["targets"]), []
-  for lo in range(0, n, batch_size):
-    batch = {k: jnp.asarray(v[lo:lo + batch_size]) for k, v in train.items()}
-    out.append(np.asarray(forward(state, batch)))
-  return np.concatenate(out)
 
 
 def _resolve(config, explicit: Iterable[str]):
@@ -226,11 +206,10 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   student_dir = os.path.join(workdir, STUDENT)
   if config.num_train_steps > 0:
     ft = _run_config(config, student_dir)  # the student's sizes
-    if config.get("train_objective") == "distillation":
-      writers.say("Computing the teacher's logits on the train split.")
-      task.splits["train"]["teacher_logits"] = _teacher_logits(
-          teacher, task, config.eval_batch_size)
-    summary = trainer.train_and_evaluate(ft, workdir, task=task)
+    # The teacher runs frozen inside each train step when the objective
+    # learns from it (distillation); other objectives ignore it.
+    summary = trainer.train_and_evaluate(ft, workdir, task=task,
+                                         teacher=teacher)
     student, _ = init_from.load_model(workdir)
   else:
     student, _ = init_from.load_model(student_dir)
