@@ -12,6 +12,11 @@ ARG is a comma-separated list of an attention variant (any name in
           96k examples of 501..1999 tokens, 4 layers, 8 heads, embedding 512,
           MLP 1024, batch 32, 5k steps, lr 0.05 with rsqrt decay and 1000
           warm-up steps, weight decay 0.1. Needs an accelerator.
+  long    the CPU-sized long-sequence setup: examples of 500..1023 tokens
+          (LRA's lower half), the default 2-layer model, batch 8, 300 steps:
+          about 10 minutes for softmax on 2 CPU cores and 1-3 for the
+          efficient variants (results/listops_long_cpu/). A short budget:
+          it shows the cost side; accuracy needs many more steps.
   tiny    a seconds-long smoke run (tests use it).
 Measured results of these commands, with device and date, are in results/
 (main job: results/main_job/; every variant: results/listops_cpu/).
@@ -19,7 +24,7 @@ Measured results of these commands, with device and date, are in results/
 
 from lightjax import config_lib
 
-PRESETS = ("lra", "tiny")
+PRESETS = ("long", "lra", "tiny")
 
 
 def get_config(arg=None):
@@ -63,6 +68,18 @@ def get_config(arg=None):
     c.model.mlp_dim = 1024
     c.model.num_layers = 4
     c.model.classifier_hidden_dim = 512
+  if "long" in presets:
+    # Sequences up to 1K: long enough that softmax's L x L scores dominate
+    # a 64-wide model, short enough that its run fits a CPU.
+    c.task = config_lib.task_config(
+        "listops", num_train=10_000, num_validation=500, num_test=500,
+        min_length=500, max_length=1024)
+    c.num_train_steps = 300
+    c.batch_size = 8
+    c.eval_batch_size = 50
+    c.log_every = 25
+    c.eval_every = c.checkpoint_every = 100
+    c.optim.warmup_steps = 30
   if "tiny" in presets:
     c.task = config_lib.task_config(
         "listops", num_train=512, num_validation=64, num_test=64,
