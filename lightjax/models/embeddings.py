@@ -47,5 +47,13 @@ class PositionEmbedding(nnx.Module):
       self.table = PositionTable(jnp.asarray(sinusoidal_table(max_len, dim)))
 
   def __call__(self, length: int, offset: jax.Array | int = 0) -> jax.Array:
-    """Returns positions [offset, offset + length) as [length, dim]."""
-    return jax.lax.dynamic_slice_in_dim(self.table[...], offset, length, 0)
+    """Returns positions [offset, offset + length) as [length, dim].
+
+    A gather of those rows rather than a slice: the same values, and an
+    exported graph then reads the table through a Gather, which int8
+    quantizers handle (onnxruntime's dynamic quantization skips a Slice's
+    input), so the position table is quantized like the token table.
+    Positions past the table are clipped to its last row, as a slice
+    clamps its start."""
+    positions_L = jnp.minimum(offset + jnp.arange(length), self.table.shape[0] - 1)
+    return self.table[...].at[positions_L].get(mode="promise_in_bounds")

@@ -212,6 +212,9 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                          teacher=teacher)
     student, _ = init_from.load_model(workdir)
   else:
+    # The run's config, as a trained run has one (what its task was: an
+    # export reads it to check the model on that task's data).
+    writers.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     student, _ = init_from.load_model(student_dir)
     ev = record["student_eval_before"]
     summary = {

@@ -1,0 +1,292 @@
+"""Edge export: a trained or shrunk model out of JAX, checked against it.
+
+  python -m lightjax.export --workdir RUN --format onnx --out DIR [--int8]
+  python -m lightjax.export --workdir RUN --format stablehlo --out DIR
+  python -m lightjax.export --workdir LM_RUN --format onnx --out DIR --decode
+
+What is exported (`signature`), in eval mode with the run's pad id built in:
+  * a classifier: tokens int32 [B, L] (+ segment ids [B, L] where the model
+    has token types) -> logits float32 [B, C];
+  * a decoder LM: tokens [B, L] -> logits [B, L, V], or with `decode` its
+    single-token decode step, every layer's decode state an explicit input
+    and output: (token [1], index [], state_0 ...) -> (logits [1, V],
+    state_0' ...). An edge runtime generates with it by feeding the states
+    back (constant memory for linear, Performer, local and Longformer;
+    `models.generate` explains each state). The initial states go in
+    DIR/decode_state.npz.
+
+Any model `init_from.load_model` reads exports: shrunk ones (uneven heads
+per layer, dropped layers, low-rank factors) are plain models with other
+sizes. Each export is checked where it is written (`check`): the exported
+model runs in its runtime (onnxruntime; `jax.export`'s deserialized
+artifact) on the run's validation split, or, for a decode step, greedily
+generates from a prompt, and DIR/export.json records the largest logit
+difference from the JAX model and whether every argmax (every token)
+agrees. Formats: `FORMATS` (onnx.py, stablehlo.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lightjax import init_from
+from lightjax.registry import Registry
+
+EXPORT_JSON = "export.json"
+DECODE_STATE = "decode_state.npz"
+
+
+class ExportError(ValueError):
+  """What cannot be exported, said in one line (the CLI exits 2)."""
+
+
+@dataclasses.dataclass
+class Signature:
+  """The exported function and its argument specs.
+
+  `fn(*args) -> tuple of arrays`; `names` name the inputs and outputs in
+  the exported file; `dynamic` the axes that may vary at run time, per
+  input ("batch", "length" or None per axis)."""
+  fn: Callable[..., tuple[jax.Array, ...]]
+  specs: list[jax.ShapeDtypeStruct]
+  input_names: list[str]
+  output_names: list[str]
+  dynamic: list[tuple[str | None, ...]]
+  kind: str                      # "forward" or "decode_step"
+  decode_state: list[np.ndarray] | None = None  # initial states (decode)
+
+
+def _has_token_types(model) -> bool:
+  bb = getattr(model, "backbone", None)
+  return bb is not None and getattr(bb, "type_embed", None) is not None
+
+
+def forward_signature(model, *, length: int, pad_id: int) -> Signature:
+  """tokens [B, L] (+ segment ids) -> logits, eval mode."""
+  names, specs, dynamic = ["tokens"], [jax.ShapeDtypeStruct((1, length),
+                                                            jnp.int32)], [
+                                                                ("batch", "length")]
+  if _has_token_types(model):
+    names.append("segment_ids")
+    specs.append(specs[0])
+    dynamic.append(("batch", "length"))
+
+    def fn(tokens, segment_ids):
+      return (model(tokens, segment_ids_BxL=segment_ids, deterministic=True,
+                    pad_id=pad_id),)
+  else:
+    def fn(tokens):
+      return (model(tokens, deterministic=True, pad_id=pad_id),)
+  return Signature(fn, specs, names, ["logits"], dynamic, "forward")
+
+
+def decode_signature(model, *, max_len: int) -> Signature:
+  """(token [1], index [], *states) -> (logits [1, V], *states'): one step
+  of `DecoderLM.decode_step` with the decode state flattened into arrays."""
+  if not hasattr(model, "decode_step"):
+    raise ExportError(f"--decode exports a decoder LM's decode step; this"
+                      f" run holds a {type(model).__name__}")
+  for block in model.backbone.blocks:
+    kernel = block.attn.kernel
+    if not kernel.supports_decode:
+      try:
+        kernel.init_cache(1, 1)
+      except NotImplementedError as e:  # names the variants that decode
+        raise ExportError(str(e)) from None
+  cache = model.init_cache(1, max_len, jnp.float32)
+  leaves, treedef = jax.tree.flatten(cache)
+
+  def fn(token, index, *states):
+    logits, new = model.decode_step(token, jax.tree.unflatten(treedef, states),
+                                    index)
+    return (logits, *jax.tree.leaves(new))
+
+  state_names = [f"state_{i}" for i in range(len(leaves))]
+  specs = ([jax.ShapeDtypeStruct((1,), jnp.int32),
+            jax.ShapeDtypeStruct((), jnp.int32)]
+           + [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves])
+  return Signature(
+      fn, specs, ["token", "index", *state_names],
+      ["logits", *[n + "_out" for n in state_names]],
+      [(None,), ()] + [(None,) * x.ndim for x in leaves], "decode_step",
+      decode_state=[np.asarray(x) for x in leaves])
+
+
+# --- formats ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Format:
+  """`write(signature, out_dir) -> (file path, details)`;
+  `runner(path, signature) -> fn(*numpy args) -> tuple of numpy outputs`."""
+  write: Callable[[Signature, str], tuple[str, dict[str, Any]]]
+  runner: Callable[[str, Signature], Callable[..., tuple[np.ndarray, ...]]]
+
+
+FORMATS: Registry[Format] = Registry("export format")
+
+
+def _register_formats() -> None:
+  from lightjax.export import onnx, stablehlo  # pylint: disable=import-outside-toplevel
+  if "onnx" not in FORMATS.names():
+    FORMATS.register("onnx", Format(onnx.write, onnx.runner))
+    FORMATS.register("stablehlo", Format(stablehlo.write, stablehlo.runner))
+
+
+# --- checks -----------------------------------------------------------------------
+
+
+def check_forward(run: Callable, jax_fn: Callable, inputs: dict[str, np.ndarray],
+                  labels: np.ndarray | None, batch_size: int = 50
+                  ) -> dict[str, Any]:
+  """Runs both on every example (in batches): the largest |logit
+  difference|, how many argmaxes agree, and each one's accuracy."""
+  names = list(inputs)
+  n = len(inputs[names[0]])
+  jit_fn = jax.jit(jax_fn)
+  max_diff, agree, ref_argmax, got_argmax = 0.0, 0, [], []
+  for lo in range(0, n, batch_size):
+    args = [np.asarray(inputs[k][lo:lo + batch_size], np.int32) for k in names]
+    ref = np.asarray(jit_fn(*args)[0])
+    got = np.asarray(run(*args)[0])
+    max_diff = max(max_diff, float(np.abs(ref - got).max()))
+    ref_argmax.append(ref.argmax(-1))
+    got_argmax.append(got.argmax(-1))
+  ref_a, got_a = np.concatenate(ref_argmax), np.concatenate(got_argmax)
+  agree = int((ref_a == got_a).all(axis=tuple(range(1, ref_a.ndim))).sum())
+  out = {"examples": n, "max_abs_logit_diff": max_diff,
+         "argmax_agree": agree, "argmax_all_equal": agree == n}
+  if labels is not None and ref_a.ndim == 1:
+    out["jax_accuracy"] = float((ref_a == labels).mean())
+    out["accuracy"] = float((got_a == labels).mean())
+  return out
+
+
+def greedy_tokens(step: Callable, state: list[np.ndarray], prompt: np.ndarray,
+                  num_new: int) -> list[int]:
+  """Greedy generation with an exported decode step (how an edge runtime
+  uses it): the prompt fed token by token, then each argmax fed back."""
+  tokens, state = [int(prompt[0])], list(state)
+  for t in range(len(prompt) + num_new - 1):
+    logits, *state = step(np.asarray([tokens[t]], np.int32),
+                          np.asarray(t, np.int32), *state)
+    nxt = int(prompt[t + 1]) if t + 1 < len(prompt) else int(
+        np.asarray(logits)[0].argmax())
+    tokens.append(nxt)
+  return tokens[len(prompt):]
+
+
+def check_decode(run: Callable, model, sig: Signature, prompt: np.ndarray,
+                 num_new: int) -> dict[str, Any]:
+  """The exported step's greedy tokens against `models.generate`'s."""
+  from lightjax.models import generate  # pylint: disable=import-outside-toplevel
+  want = np.asarray(generate.generate(model, jnp.asarray(prompt)[None], num_new,
+                                      greedy=True))[0, len(prompt):]
+  got = greedy_tokens(run, sig.decode_state, prompt, num_new)
+  return {"prompt_tokens": len(prompt), "new_tokens": num_new,
+          "tokens_equal": [int(x) for x in want] == got,
+          "tokens": got}
+
+
+# --- the whole job ---------------------------------------------------------------
+
+
+def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
+               int8: bool = False, check: bool = True, length: int = 0,
+               data_dir: str | None = None, decode_tokens: int = 32
+               ) -> dict[str, Any]:
+  """Exports the model of `workdir` (a train or shrink run, or a saved
+  student) to `out_dir`; returns (and writes) export.json.
+
+  `length`: the sequence length of the forward's example input (default
+  the model's max_len; a format keeps it symbolic where it can). `int8`
+  (ONNX): also write model.int8.onnx by onnxruntime's dynamic
+  quantization, checked the same way.
+  """
+  _register_formats()
+  form = FORMATS.get(fmt)  # unknown: the registry lists the valid ones
+  if int8 and fmt != "onnx":
+    raise ExportError(f"--int8 quantizes an ONNX model; got --format={fmt}")
+  model, source = init_from.load_model(workdir)
+  if decode:
+    sig = decode_signature(model, max_len=source.max_len)
+  else:
+    sig = forward_signature(model, length=length or source.max_len,
+                            pad_id=source.pad_id)
+  os.makedirs(out_dir, exist_ok=True)
+  path, details = form.write(sig, out_dir)
+  record: dict[str, Any] = {
+      "workdir": workdir, "format": fmt, "kind": sig.kind,
+      "file": os.path.basename(path), "bytes": os.path.getsize(path),
+      "inputs": {n: list(map(str, s.shape)) + [str(s.dtype)]
+                 for n, s in zip(sig.input_names, sig.specs)},
+      "outputs": sig.output_names, **details}
+  if sig.decode_state is not None:
+    np.savez(os.path.join(out_dir, DECODE_STATE),
+             **dict(zip(sig.input_names[2:], sig.decode_state)))
+  files = {"fp32": path}
+  if int8:
+    from lightjax.export import quantize  # pylint: disable=import-outside-toplevel
+    q_path = os.path.join(out_dir, "model.int8.onnx")
+    record["int8"] = quantize.quantize_int8(path, q_path)
+    files["int8"] = q_path
+  if check:
+    record["check"] = {}
+    for which, p in files.items():
+      run = form.runner(p, sig)
+      if decode:
+        prompt = np.arange(1, 5, dtype=np.int32) % max(source.vocab_size, 2)
+        n = min(decode_tokens, source.max_len - len(prompt))
+        record["check"][which] = check_decode(run, model, sig, prompt, n)
+      else:
+        inputs, labels, where = _check_inputs(source, data_dir,
+                                              sig.input_names)
+        record["check"][which] = {"data": where, **check_forward(
+            run, sig.fn, inputs, labels)}
+  with open(os.path.join(out_dir, EXPORT_JSON), "w") as f:
+    json.dump(record, f, indent=2)
+  return record
+
+
+def _check_inputs(source, data_dir: str | None, names: list[str]):
+  """(inputs by name, labels, where from): the run's validation split when
+  its task loads here (config.json in the run or, for a saved student, the
+  directory above), else 64 random token sequences (export.json says
+  which)."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from lightjax import data  # pylint: disable=import-outside-toplevel
+  inputs, labels, where = None, None, "64 random sequences"
+  for directory in (source.spec, os.path.dirname(source.spec.rstrip("/"))):
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+      continue
+    with open(path) as f:
+      task_cfg = json.load(f).get("task")
+    try:
+      task = data.load_task(ml_collections.ConfigDict(task_cfg),
+                            data_dir or data.default_data_dir())
+    except (FileNotFoundError, data.MissingPackage, ValueError, TypeError):
+      break
+    split = task.splits["validation"]
+    inputs = {k: np.asarray(split[k]) for k in ("inputs", "segment_ids")
+              if k in split}
+    inputs["tokens"] = inputs.pop("inputs")
+    if task.kind == "classification":
+      labels = np.asarray(split["targets"])
+    where = f"{task.name} validation split"
+    break
+  if inputs is None:
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, max(source.vocab_size, 2), (64, source.max_len))
+    tokens[::2, source.max_len // 2:] = source.pad_id
+    inputs = {"tokens": tokens.astype(np.int32)}
+  # A model with token types whose data has none: all segment 0.
+  return ({n: inputs.get(n, np.zeros_like(inputs["tokens"])) for n in names},
+          labels, where)

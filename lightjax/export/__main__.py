@@ -1,0 +1,74 @@
+"""Command line: `python -m lightjax.export --workdir RUN --format onnx|stablehlo --out DIR`.
+
+  --int8      (onnx) also write model.int8.onnx, onnxruntime's dynamic int8
+  --decode    a decoder LM's single-token decode step instead of its forward
+  --nocheck   skip running the export against the JAX model
+  --length N  the forward's sequence length (default: the model's max_len)
+
+The work is `lightjax.export.export_run`; this file parses flags, prints
+what export.json records, and turns failures into one line on stderr with
+exit code 2 (a workdir without a model or checkpoint, a model a format
+cannot express, a missing optional package: the line names what to
+install).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from lightjax import cli, config_lib, export
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A lightjax run (train or"
+                               " shrink workdir, or a saved student).")
+_FORMAT = flags.DEFINE_string("format", "onnx", "onnx or stablehlo.")
+_OUT = flags.DEFINE_string("out", None, "Output directory.")
+_INT8 = flags.DEFINE_bool("int8", False, "ONNX: also an int8 model.")
+_DECODE = flags.DEFINE_bool("decode", False, "Export a decoder LM's decode"
+                            " step (state as inputs/outputs).")
+_CHECK = flags.DEFINE_bool("check", True, "Run the export against the JAX"
+                           " model (validation split, or greedy decoding).")
+_LENGTH = flags.DEFINE_integer("length", 0, "Forward sequence length (0 ="
+                               " the model's max_len).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the run's task data"
+                                " is (for the check).")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def _line(name: str, check: dict) -> str:
+  if "tokens_equal" in check:
+    return (f"  {name}: greedy tokens {'equal' if check['tokens_equal'] else 'DIFFER'}"
+            f" over {check['new_tokens']} new tokens")
+  acc = (f", accuracy {check['accuracy']:.4f} (JAX {check['jax_accuracy']:.4f})"
+         if "accuracy" in check else "")
+  return (f"  {name}: max |logit diff| {check['max_abs_logit_diff']:.2e},"
+          f" argmax equal on {check['argmax_agree']}/{check['examples']}"
+          f" ({check['data']}){acc}")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  with cli.exit_codes("lightjax.export", bad_input=(ValueError,)):
+    record = export.export_run(
+        _WORKDIR.value, _FORMAT.value, _OUT.value, decode=_DECODE.value,
+        int8=_INT8.value, check=_CHECK.value, length=_LENGTH.value,
+        data_dir=_DATA_DIR.value)
+  print(f"Wrote {_OUT.value}/{record['file']} ({record['bytes']:,} bytes,"
+        f" {record['kind']}, {record.get('converter')}, symbolic dims"
+        f" {record.get('symbolic_dims')})")
+  if "int8" in record:
+    q = record["int8"]
+    print(f"Wrote {_OUT.value}/{q['file']} ({q['bytes']:,} bytes,"
+          f" {q['size_ratio']:.1%} of fp32; {q['weight_values_8bit_share']:.1%}"
+          " of weight values in 8 bits)")
+  for name, check in record.get("check", {}).items():
+    print(_line(name, check))
+  print(f"Details: {_OUT.value}/{export.EXPORT_JSON}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=config_lib.flags_parser("lightjax.export"))
