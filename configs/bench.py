@@ -3,6 +3,7 @@ r"""Speed / memory benchmark of the attention variants (LRA Table 2 style).
   python -m lightjax.bench --config configs/bench.py:cpu_quick --out results/bench_cpu_quick
   python -m lightjax.bench --config configs/bench.py:cpu_tiny --out /tmp/bench_tiny
   python -m lightjax.bench --config configs/bench.py:lra_text --out runs/bench_lra
+  python -m lightjax.bench --config configs/bench.py:edge --out /tmp/edge_bench
   python -m lightjax.bench --config configs/bench.py:cpu_quick --out /tmp/b \
       --config.variants=softmax,softmax:implementation=einsum,linear \
       --config.lengths=1024,4096
@@ -21,6 +22,24 @@ ARG is one preset:
   lra_text   the accelerator preset, LRA's Text setup (Tay et al. 2021, Table 2:
              byte level, 4 layers, 4 heads, embedding 256, MLP 1024, batch 32,
              lengths 1K-4K), every variant; bf16 matmul peak for MFU.
+  edge       2 CPU cores, < 8 minutes: the `edge` benchmark alone (batch-1
+             latency p50 / p95 of the JAX-jitted forward, the ONNX fp32 model
+             and its int8 quantization in onnxruntime, file sizes, 8-bit
+             weight share; needs `pip install jax2onnx==0.13.0 onnx
+             onnxruntime`) for every variant on the default ListOps model
+             (configs/listops.py: 2 layers, embedding 64, 4 heads x 16, MLP
+             128, classifier hidden 64, CLS pooling, vocab 16, 10 classes)
+             at ListOps' length 128 and at 512, plus the shrunk ListOps
+             models of results/shrink_listops_cpu/runs (the teacher, 5 of 8
+             heads pruned, low rank, pruned + distilled, one layer dropped;
+             paths relative to the repository root), built from each run's
+             config.json with random weights. With CLS pooling the attention
+             length is L + 1. onnxruntime runs with one intra-op thread
+             (`edge.threads=1`), what a batch-1 edge server or phone app
+             sets: its default pool spins a thread per core, which on a
+             2-core host shared with anything else gives ms-long p95 tails
+             (--config.edge.threads=0 measures that default). Its last run:
+             results/edge_bench_cpu/.
 
 Every preset measures softmax first at each length, with its default
 `implementation="auto"` (the fastest exact kernel on the platform, see
@@ -40,8 +59,9 @@ lengths: the model pools by mean (no extra CLS position), so L = 8192 is an
 import ml_collections
 
 from lightjax import config_lib
+from lightjax.data import listops
 
-PRESETS = ("cpu_quick", "cpu_tiny", "lra_text")
+PRESETS = ("cpu_quick", "cpu_tiny", "lra_text", "edge")
 BENCHMARKS = ("train_step", "forward", "latency_b1", "decode")
 
 
@@ -80,6 +100,18 @@ def _base() -> ml_collections.ConfigDict:
   c.decode.steps = 32             # decode steps per timed call (one lax.scan)
   c.decode.warmup = 1
   c.decode.repeats = 5
+
+  # The edge benchmark (`lightjax.bench.measure.edge`): JAX vs onnxruntime
+  # fp32 / int8 at batch 1, all three with these warm-up and repeats.
+  c.edge = ml_collections.ConfigDict()
+  c.edge.warmup = 2
+  c.edge.repeats = 20
+  c.edge.threads = 0     # onnxruntime intra-op threads; 0 = its default
+  # Run directories (each with a config.json holding a `model` section:
+  # trained or shrunk models) measured besides the variants, one row each,
+  # labelled by the directory's name. Built with random weights and the
+  # bench's vocab_size / num_classes.
+  c.edge.models = ()
 
   c.mfu = ml_collections.ConfigDict()
   c.mfu.matmul_dim = 8192         # square bf16 matmul for the device peak
@@ -134,6 +166,23 @@ def get_config(arg=None):
                         mlp_dim=64, classifier_hidden_dim=0))
     c.decode.update(dict(contexts=(64, 256), steps=4, repeats=2,
                          variants=("linear",)))  # + softmax, none: the pair
+
+  elif arg == "edge":
+    # Every variant (the base list) on the ListOps model as configs/listops.py
+    # trains it: its sizes and the training configs' CLS pooling (the pinned
+    # attention options above are the training defaults).
+    c.model.update(dict(num_layers=2, embed_dim=64, num_heads=4, head_dim=16,
+                        mlp_dim=128, classifier_hidden_dim=64, pool="cls"))
+    # 100 calls give p95 a handful of samples above it; the slowest ONNX
+    # graphs (~40 ms at 512) stop at 3 s of timed calls per runtime.
+    c.update(dict(benchmarks=("edge",), lengths=(128, 512), batch_size=1,
+                  vocab_size=listops.VOCAB_SIZE,
+                  num_classes=listops.NUM_CLASSES, max_timed_s=3.0))
+    c.edge.update(dict(warmup=5, repeats=100, threads=1))
+    runs = "results/shrink_listops_cpu/runs/"
+    c.edge.models = tuple(runs + name for name in (
+        "teacher", "prune_heads_5of8", "low_rank_1000", "distill_pruned_1500",
+        "drop_layers"))
 
   elif arg == "lra_text":
     # Every registered variant (the base list) at LRA Text's lengths.

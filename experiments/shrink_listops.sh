@@ -43,6 +43,9 @@ $S --config configs/shrink/prune_ffn.py --workdir "$RUNS/prune_heads_ffn_untuned
    --config.shrink.prune_ffn.mlp_dims_per_layer='(32, 32)' --config.shrink.prune_ffn.iterations=1 --config.num_train_steps=0
 $S --config configs/shrink/distill.py --workdir "$RUNS/distill_pruned_1500" --config.init_from="$RUNS/teacher" \
    --config.shrink.distill.student_from="$RUNS/prune_heads_ffn_untuned" $D
+# the same with DistilBERT's cosine loss on the last hidden states
+$S --config configs/shrink/distill.py --workdir "$RUNS/distill_pruned_1500_cos" --config.init_from="$RUNS/teacher" \
+   --config.shrink.distill.student_from="$RUNS/prune_heads_ffn_untuned" $D --config.objective_options.distillation.cosine=1.0
 $S --config configs/shrink/distill.py --workdir "$RUNS/distill_pruned_1500_scratch" --config.init_from="$RUNS/teacher" \
    --config.shrink.distill.student_from="$RUNS/prune_heads_ffn_untuned" $SCRATCH $D
 # (b) 1 layer with 2 heads (39,466 parameters, 49%)

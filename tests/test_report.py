@@ -224,3 +224,23 @@ def test_a_run_inside_another_is_named_with_its_parent():
                             "/r/y/teacher", "/r/x/teacher"]) == [
                                 "theseus", "theseus/replacing", "y/teacher",
                                 "x/teacher"]
+
+
+def test_speedup_over_the_softmax_run_of_the_same_setup(tmp_path):
+  """Steps/s over softmax's, matched on task and config less the variant;
+  a run of another setup, or without a softmax beside it, gets none."""
+  def write(name, config_name, attention_name, sps, task="listops"):
+    _write_summary(tmp_path / "runs" / name, {
+        "task": task, "config_name": config_name, "attention": attention_name,
+        "cost": {"train_steps_per_s": sps}})
+  write("softmax", "listops:long", "softmax", 2.0)
+  write("linear", "listops:long,linear", "linear", 5.0)
+  write("local", "listops:local,long", "local", 3.0)
+  write("linear_short", "listops:linear", "linear", 9.0)
+  write("mqar_linear", "mqar:cpu,linear", "linear", 7.0, task="mqar")
+  report.make_report([str(tmp_path / "runs")], str(tmp_path / "out"))
+  rows = {r["run"]: r for r in
+          _md_tables((tmp_path / "out" / "table.md").read_text())[0]}
+  got = {k: r["steps/s vs softmax (x)"] for k, r in rows.items()}
+  assert got == {"softmax": "1.00", "linear": "2.50", "local": "1.50",
+                 "linear_short": tables.MISSING, "mqar_linear": tables.MISSING}

@@ -17,6 +17,10 @@ for lightjax's real kernels, and more:
   * compile time apart from run time; XLA FLOPs; MFU on accelerators;
   * batch-1 forward latency (edge use) and autoregressive decode tokens/s
     (KV-cached softmax vs recurrent linear attention);
+  * edge deployment (`edge`): batch-1 latency p50 / p95 of the JAX-jitted
+    forward against the same model exported to ONNX, fp32 and int8, in
+    onnxruntime, with the file sizes, also for trained or shrunk run
+    directories (`configs/bench.py:edge`);
   * failures (OOM or other) recorded per point, the sweep carries on.
 
 `python -m lightjax.bench` (`__main__.py`) parses flags and calls `run`.

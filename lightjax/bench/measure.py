@@ -21,6 +21,27 @@ Each benchmark is a function registered in `BENCHMARKS` (a
               eq. 8-9) makes it O(1). The cache content is zeros: the cost of
               a step does not depend on the values, so no prefill is needed.
               XLA counts a scan body once, so decode `flops` are per step.
+  edge        the batch-1 forward three ways, on the CPU an edge device has:
+              the jitted JAX forward (latency_b1's program), the same model
+              exported to ONNX (`lightjax.export.forward_signature` +
+              `export.onnx.write`: eval mode, tokens -> logits) in
+              onnxruntime's CPUExecutionProvider, and that file after
+              onnxruntime's dynamic int8 quantization
+              (`export.quantize.quantize_int8`: int8 MatMul/Gemm weights,
+              8-bit embedding tables). Each is timed with the same warm-up
+              and repeats (`config.edge`), one runtime after the other; the
+              record's own median / p95 are JAX's, `onnx_fp32_*` /
+              `onnx_int8_*` onnxruntime's, with the file sizes, the share of
+              weight values stored in 8 bits, each runtime's speed-up over
+              JAX and its largest logit difference from JAX on the timed
+              input (fp32: float rounding; int8: quantization error).
+              onnxruntime keeps its default threading (`edge.threads` = 0,
+              recorded) unless told otherwise. Besides
+              the attention variants, `edge.models` names trained or shrunk
+              run directories: each `config.json`'s `model` section (per-layer
+              heads, MLP widths, low-rank factors, layer count) is built with
+              random weights (latency and size do not depend on the values)
+              and measured as a row labelled by the directory's name.
 
 How each is measured, top to bottom in this file:
 
@@ -32,10 +53,10 @@ How each is measured, top to bottom in this file:
   Compiling  AOT, `metrics.cost.compile_with_stats`: the executable timed is
              the one whose FLOPs and memory plan are reported, and compile
              time is kept apart from run time.
-  Timing     median with min / IQR / max after warm-up. On a shared, noisy
-             machine other jobs skew single runs (always upwards), so the
-             median is the robust centre and the spread says how far to trust
-             it. Every timed call ends in `jax.block_until_ready`: JAX
+  Timing     median (p50) with min / IQR / p95 / max after warm-up. On a
+             shared, noisy machine other jobs skew single runs (always
+             upwards), so the median is the robust centre and the spread says
+             how far to trust it. Every timed call ends in `jax.block_until_ready`: JAX
              dispatches asynchronously, and an unblocked timer measures only
              the dispatch.
   Failures   a sweep exists to find where variants stop fitting, so running
@@ -58,7 +79,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
+import tempfile
 import time
 import traceback
 from typing import Any, Callable
@@ -89,7 +112,9 @@ class Job:
   name ("linear") or one with option overrides
   ("softmax:implementation=einsum"), parsed by `plan` into `attention` (the
   registered name) and `options` (overrides of
-  `config.model.attention.<attention>`).
+  `config.model.attention.<attention>`). A job with `model_dir` measures
+  the model that directory's `config.json` describes instead of
+  `config.model` (its `variant` is the directory's name).
   """
   benchmark: str
   variant: str
@@ -97,6 +122,7 @@ class Job:
   batch_size: int
   attention: str
   options: tuple[tuple[str, Any], ...] = ()
+  model_dir: str = ""
 
 
 # --- Building -----------------------------------------------------------------
@@ -105,10 +131,34 @@ class Job:
 _SCHEDULE_STEPS = 1000
 
 
+RUN_CONFIG = "config.json"  # what `lightjax.train` / `lightjax.shrink` write
+
+
+def run_model(directory: str) -> dict[str, Any]:
+  """The `model` section of a run directory's config.json.
+
+  Raises:
+    ValueError: no config.json, or one without a `model` section.
+  """
+  path = os.path.join(directory, RUN_CONFIG)
+  if not os.path.isfile(path):
+    raise ValueError(f"model directory {directory!r} has no {RUN_CONFIG}")
+  with open(path) as f:
+    model = json.load(f).get("model")
+  if not isinstance(model, dict):
+    raise ValueError(f"{path} has no `model` section")
+  return model
+
+
 def model_config(config: ml_collections.ConfigDict, job: Job,
                  model_name: str = "encoder_classifier"
                  ) -> ml_collections.ConfigDict:
-  """A copy of `config.model` for the job's attention and option overrides."""
+  """A copy of `config.model` for the job's attention and option overrides;
+  for a `model_dir` job, that run's model section over `config.model`
+  (fields the run does not name keep the bench's values)."""
+  if job.model_dir:
+    return ml_collections.ConfigDict({**config.model.to_dict(),
+                                      **run_model(job.model_dir)})
   m = ml_collections.ConfigDict(config.model.to_dict())
   m.name = model_name
   m.attention.name = job.attention
@@ -163,11 +213,15 @@ def _model_len(config, seq_len: int) -> int:
 
 
 def summarize(times_s: list[float], warmup: int = 0) -> Record:
-  """Median, min, max and interquartile range of per-call seconds."""
+  """Median, min, max, interquartile range and 95th percentile of per-call
+  seconds (p95: the tail a user waiting on one request sees; numpy's
+  linear interpolation, so with fewer than 20 calls it lies between the two
+  slowest)."""
   t = np.asarray(times_s, np.float64)
-  q25, med, q75 = np.percentile(t, [25, 50, 75])
+  q25, med, q75, p95 = np.percentile(t, [25, 50, 75, 95])
   return {"median_s": float(med), "min_s": float(t.min()),
           "max_s": float(t.max()), "iqr_s": float(q75 - q25),
+          "p95_s": float(p95),
           "times_s": [float(x) for x in t], "warmup": int(warmup),
           "repeats": len(t)}
 
@@ -420,6 +474,68 @@ def decode(config: ml_collections.ConfigDict, job: Job, memo: Memo) -> Record:
   out = _result(stats, per_step, job.batch_size, built.num_params,
                 peak_before)
   out["decode_steps"] = steps
+  return out
+
+
+# The pad id `trainer.eval_step` masks by default; `random_batch` draws none,
+# so every position is attended in all three runtimes.
+_PAD_ID = 0
+_RUNTIMES = ("onnx_fp32", "onnx_int8")
+
+
+@BENCHMARKS.register("edge")
+def edge(config: ml_collections.ConfigDict, job: Job, memo: Memo) -> Record:
+  """JAX-jit vs onnxruntime fp32 vs onnxruntime int8 at batch 1 (docstring
+  at the top of this module)."""
+  del memo  # its own build: the model is exported after it is timed
+  # Optional packages, only here (ARCHITECTURE.md): missing, the point fails
+  # with `export.onnx.INSTALL` in its message before anything compiles.
+  from lightjax.export import forward_signature  # pylint: disable=import-outside-toplevel
+  from lightjax.export import onnx as onnx_export  # pylint: disable=import-outside-toplevel
+  from lightjax.export import quantize  # pylint: disable=import-outside-toplevel
+  ort = onnx_export._require("onnxruntime")  # pylint: disable=protected-access
+  onnx_export._require("jax2onnx")  # pylint: disable=protected-access
+
+  e = config.edge
+  peak_before = cost.device_peak_bytes()
+  built = build(config, job, _model_len(config, job.seq_len),
+                with_optimizer=False)
+  batch = random_batch(config, 1, job.seq_len)
+  step = jax.jit(functools.partial(trainer.eval_step, built.graphdefs,
+                                   objectives.get("classification")))
+  exe, stats = _compile(config, step, built.state["model"], batch)
+  jax_times = time_calls(lambda: exe(built.state["model"], batch), e.warmup,
+                         e.repeats, config.max_timed_s)
+  out = _result(stats, jax_times, job.seq_len, built.num_params, peak_before)
+
+  model = nnx.merge(built.graphdefs["model"], built.state["model"])
+  sig = forward_signature(model, length=job.seq_len, pad_id=_PAD_ID)
+  with tempfile.TemporaryDirectory() as tmp:  # sessions hold the graphs
+    fp32_path, details = onnx_export.write(sig, tmp)
+    int8_path = os.path.join(tmp, "model.int8.onnx")
+    q = quantize.quantize_int8(fp32_path, int8_path)
+    sessions = {"onnx_fp32": onnx_export.session(fp32_path, int(e.threads)),
+                "onnx_int8": onnx_export.session(int8_path, int(e.threads))}
+  feed = {sig.input_names[0]: np.asarray(batch["inputs"])}
+  # The timed graphs compute the JAX model's logits (int8: up to its
+  # quantization error), so no broken export is timed unnoticed.
+  want = np.asarray(jax.jit(sig.fn)(batch["inputs"])[0])
+  for name in _RUNTIMES:
+    got = sessions[name].run(None, feed)[0]
+    t = time_calls(lambda s=sessions[name]: s.run(None, feed), e.warmup,
+                   e.repeats, config.max_timed_s)
+    out.update({f"{name}_median_s": t["median_s"], f"{name}_p95_s": t["p95_s"],
+                f"{name}_max_abs_diff": float(np.abs(got - want).max()),
+                f"{name}_times_s": t["times_s"]})
+  out.update({
+      "fp32_speedup_vs_jax": out["median_s"] / out["onnx_fp32_median_s"],
+      "int8_speedup_vs_jax": out["median_s"] / out["onnx_int8_median_s"],
+      "onnx_fp32_bytes": q["fp32_bytes"], "onnx_int8_bytes": q["bytes"],
+      "int8_size_ratio": q["size_ratio"],
+      "int8_weight_share": q["weight_values_8bit_share"],
+      "ort_threads": int(e.threads), "onnxruntime": ort.__version__,
+      "converter": details["converter"], "opset": details["opset"],
+      "model_dir": job.model_dir or None})
   return out
 
 

@@ -16,11 +16,16 @@ Options are `key=value`, several joined by ';' or '+' (',' already separates
 entries); each value is read as the type of the option's default, and the
 names are checked by `attention.check_options`. Without overrides a variant
 uses `config.model.attention.<name>`, as training does.
+
+The edge benchmark also measures `config.edge.models`, run directories
+(trained or shrunk models), each after the variants at the same length and
+labelled by the directory's name (`model_label`).
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 import time
 from typing import Any, Sequence
@@ -29,11 +34,11 @@ import ml_collections
 
 from lightjax import attention, config_lib, writers
 from lightjax.attention.base import decoding_variants
-from lightjax.bench.measure import BENCHMARKS, Job, Record
+from lightjax.bench.measure import BENCHMARKS, Job, Record, run_model
 
 BASELINE = "softmax"   # every ratio's denominator, measured first
 FLOOR = "none"         # no token mixing: the cost of everything but attention
-_ENCODER = ("train_step", "forward", "latency_b1")
+_ENCODER = ("train_step", "forward", "latency_b1", "edge")
 
 
 def listed(values) -> list:
@@ -131,6 +136,35 @@ def _job(benchmark: str, variant: str, seq_len: int, batch_size: int) -> Job:
   return Job(benchmark, variant, int(seq_len), int(batch_size), name, options)
 
 
+def model_label(directory: str) -> str:
+  """A run directory's row label: its name (`runs/prune_heads_5of8/` ->
+  "prune_heads_5of8")."""
+  return os.path.basename(os.path.normpath(directory))
+
+
+def model_dirs(config: ml_collections.ConfigDict) -> list[str]:
+  """config.edge.models, each checked to hold a run's model section.
+
+  Raises:
+    ValueError: a directory without config.json or its `model` section, a
+      label used twice, or one that is also a variant's (a row each).
+  """
+  dirs = listed(config.edge.models)
+  labels = [model_label(d) for d in dirs]
+  for d, label in zip(dirs, labels):
+    run_model(d)
+    if labels.count(label) > 1 or label in variants(config):
+      raise ValueError(f"config.edge.models: row label {label!r} (from {d!r})"
+                       " is not unique; rename the directory")
+  return dirs
+
+
+def _model_job(benchmark: str, directory: str, seq_len: int) -> Job:
+  attention_name = run_model(directory).get("attention", {}).get("name", "")
+  return Job(benchmark, model_label(directory), int(seq_len), 1,
+             attention_name, model_dir=directory)
+
+
 def jobs(config: ml_collections.ConfigDict) -> list[Job]:
   """Every measurement, in run order (module docstring)."""
   benchmarks = listed(config.benchmarks)
@@ -138,11 +172,13 @@ def jobs(config: ml_collections.ConfigDict) -> list[Job]:
     BENCHMARKS.get(b)  # unknown benchmark: valid ones listed
   out = []
   encoder = [b for b in _ENCODER if b in benchmarks]
+  runs = model_dirs(config) if "edge" in benchmarks else []
   for length in lengths(config.lengths):
     for v in variants(config):
       for b in encoder:
-        batch = 1 if b == "latency_b1" else config.batch_size
+        batch = 1 if b in ("latency_b1", "edge") else config.batch_size
         out.append(_job(b, v, length, batch))
+    out += [_model_job("edge", d, length) for d in runs]
   if "decode" in benchmarks:
     for t in lengths(config.decode.contexts, "decode.contexts"):
       for v in decode_variants(config):
@@ -153,12 +189,14 @@ def jobs(config: ml_collections.ConfigDict) -> list[Job]:
 def check(config: ml_collections.ConfigDict) -> None:
   """Fails fast (ValueError, valid choices listed) before anything compiles."""
   for job in jobs(config):  # benchmark, variant and option names
-    attention.check_options(job.attention, {
-        **config.model.attention.get(job.attention, {}), **dict(job.options)})
+    if not job.model_dir:  # a run's own options were checked when it trained
+      attention.check_options(job.attention, {
+          **config.model.attention.get(job.attention, {}),
+          **dict(job.options)})
   if not lengths(config.lengths):
     raise ValueError("config.lengths is empty")
   for k in ("batch_size", "repeats", "latency.repeats", "decode.repeats",
-            "decode.steps", "decode.batch_size"):
+            "decode.steps", "decode.batch_size", "edge.repeats"):
     value = config_lib.lookup(config, k)
     if int(value) < 1:
       raise ValueError(f"config.{k} must be >= 1, got {value}")
@@ -180,7 +218,10 @@ def weight(job: Job) -> float:
   tokens_k = job.batch_size * job.seq_len / 1024
   if job.attention == BASELINE:
     tokens_k *= job.seq_len / 1024
-  compile_s, per_k = {"train_step": (6.0, 0.15)}.get(job.benchmark, (1.0, 0.05))
+  # edge: a forward compile plus the ONNX export, quantization and two
+  # sessions, and three runtimes timed.
+  compile_s, per_k = {"train_step": (6.0, 0.15), "edge": (3.0, 0.15)}.get(
+      job.benchmark, (1.0, 0.05))
   return compile_s + per_k * tokens_k
 
 
@@ -213,6 +254,9 @@ class Progress:
     if status == "ok":
       speed = rec.get("speedup_vs_softmax")
       body = f"{rec['median_s']:.4g} s" + (f" ({speed:.1f}x)" if speed else "")
+      if rec.get("onnx_int8_median_s"):  # edge: onnxruntime beside JAX
+        body += (f" | onnx fp32 {rec['onnx_fp32_median_s']:.4g} s, int8"
+                 f" {rec['onnx_int8_median_s']:.4g} s")
       body += f" | compile {rec.get('compile_s') or 0:.1f} s"
     else:
       body = f"{status.upper()}: {rec.get('error', '')}"

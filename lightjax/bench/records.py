@@ -11,6 +11,9 @@ same run (softmax first at every length, `none` right after it):
   x_floor_time             variant median_s / none median_s
   x_floor_memory           variant peak_bytes / none peak_bytes
 
+(the edge benchmark's ratios of onnxruntime to JAX are measured within one
+record: `EDGE_COLUMNS`)
+
 so machine noise between runs never enters a ratio; softmax's own speed-up
 and none's own floor multiples are exactly 1.0. `none` replaces attention by
 the identity (out_i = v_i), so a floor multiple of 1.0 means attention costs
@@ -28,14 +31,25 @@ from lightjax.bench.plan import BASELINE, FLOOR
 
 Record = dict[str, Any]
 
+# The edge benchmark's own fields (`measure.edge`): onnxruntime's timings
+# beside the record's JAX ones, the ONNX files and the int8 quantization.
+EDGE_COLUMNS = (
+    "onnx_fp32_median_s", "onnx_fp32_p95_s", "onnx_int8_median_s",
+    "onnx_int8_p95_s", "fp32_speedup_vs_jax", "int8_speedup_vs_jax",
+    "onnx_fp32_bytes", "onnx_int8_bytes", "int8_size_ratio",
+    "int8_weight_share", "onnx_fp32_max_abs_diff", "onnx_int8_max_abs_diff",
+    "ort_threads", "model_dir",
+)
+
 COLUMNS = (
     "benchmark", "variant", "seq_len", "batch_size", "status", "median_s",
-    "min_s", "max_s", "iqr_s", "steps_per_s", "tokens_per_s",
+    "p95_s", "min_s", "max_s", "iqr_s", "steps_per_s", "tokens_per_s",
     "speedup_vs_softmax", "memory_ratio_vs_softmax", "x_floor_time",
     "x_floor_memory", "flops", "mfu", "peak_bytes", "temp_bytes",
     "argument_bytes", "output_bytes", "device_peak_bytes", "compile_s",
-    "warmup", "repeats", "decode_steps", "num_params", "same_as", "device",
-    "platform", "preset", "error", "error_at", "times_s",
+    "warmup", "repeats", "decode_steps", "num_params", "same_as",
+    *EDGE_COLUMNS, "device", "platform", "preset", "error", "error_at",
+    "times_s",
 )
 
 

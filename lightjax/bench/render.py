@@ -151,7 +151,11 @@ def _header(meta: Record, recs: list[Record]) -> str:
   mfu = (f"peak of a {peak['dim']}^2 {peak['dtype']} matmul in this run:"
          f" {peak['peak_flops'] / 1e12:.1f} TFLOP/s" if peak else
          "not measured on CPU (null)")
-  train = next((r for r in recs if r["benchmark"] == "train_step"), {})
+  # The parameter count of the baseline's model: train step's, else the
+  # first encoder record's (a run of one benchmark, e.g. edge).
+  train = next((r for r in recs if r["benchmark"] == "train_step"), None) or (
+      next((r for r in recs if r["benchmark"] != "decode"
+            and r.get("num_params")), {}))
   implementation = m["attention"]["softmax"].get("implementation")
   kernel = meta.get("softmax_kernel")
   return "\n".join([
@@ -203,6 +207,70 @@ def floor_cell(rec: Record | None) -> str:
       f" / {m:.2f}x" if m is not None else "")
 
 
+# --- Edge: JAX vs onnxruntime fp32 / int8 -------------------------------------
+
+
+def _measured(cell: Callable[[Record], str]) -> Callable[[Record], str]:
+  """A cell of a measured quantity: the failure ("OOM", "error") instead."""
+  return lambda rec: _failed(rec) or cell(rec)
+
+
+def _p50_p95(prefix: str) -> Callable[[Record], str]:
+  """"p50 / p95" in ms of the record's `<prefix>median_s` / `<prefix>p95_s`."""
+  return _measured(lambda r: f"{short(r[prefix + 'median_s'] * 1e3)} /"
+                             f" {short(r[prefix + 'p95_s'] * 1e3)}")
+
+
+# One declaration per column: (header, cell of one edge record).
+EDGE_COLUMNS: tuple[tuple[str, Callable[[Record], str]], ...] = (
+    ("variant / model", lambda r: r["variant"]),
+    ("L", lambda r: str(r["seq_len"])),
+    ("params", lambda r: f"{r['num_params']:,}" if r.get("num_params")
+     else tables.MISSING),
+    ("JAX jit p50 / p95 ms", _p50_p95("")),
+    ("ONNX fp32 p50 / p95 ms", _p50_p95("onnx_fp32_")),
+    ("ONNX int8 p50 / p95 ms", _p50_p95("onnx_int8_")),
+    ("int8 speed-up vs JAX", _measured(
+        lambda r: f"{r['int8_speedup_vs_jax']:.2f}x")),
+    ("fp32 speed-up vs JAX", _measured(
+        lambda r: f"{r['fp32_speedup_vs_jax']:.2f}x")),
+    ("fp32 bytes", _measured(lambda r: f"{r['onnx_fp32_bytes']:,}")),
+    ("int8 bytes", _measured(lambda r: f"{r['onnx_int8_bytes']:,}")),
+    ("int8 / fp32 size", _measured(lambda r: f"{r['int8_size_ratio']:.2f}")),
+    ("8-bit weight share", _measured(
+        lambda r: f"{r['int8_weight_share']:.1%}")),
+)
+
+
+def edge_table(meta: Record, recs: list[Record]) -> str:
+  """What was run, then one row per (variant or run directory, length)."""
+  sel = [r for r in recs if r["benchmark"] == "edge"]
+  if not sel:
+    return "(not measured)\n"
+  c = meta["config"]
+  e = c["edge"]
+  ok = next((r for r in sel if r.get("status") == "ok"), {})
+  threads = e["threads"] or "onnxruntime's default (one per physical core)"
+  budget = (f", fewer once timed calls add up to {c['max_timed_s']:g} s"
+            if c.get("max_timed_s") else "")
+  intro = (
+      "Batch 1, random non-pad tokens. JAX: the jitted eval forward"
+      " (latency_b1's program). ONNX fp32: the same model through"
+      f" `lightjax.export` ({ok.get('converter', '?')}, opset"
+      f" {ok.get('opset', '?')}) in onnxruntime {ok.get('onnxruntime', '?')}"
+      f" CPUExecutionProvider, intra-op threads: {threads}. ONNX int8: that"
+      " file after onnxruntime's dynamic quantization (QInt8 weights). Each"
+      f" timed {e['repeats']} times after {e['warmup']} warm-up{budget}, one"
+      " runtime after the other. Speed-up = JAX p50 / ONNX p50 (> 1:"
+      " onnxruntime is faster). Size ratio = int8 bytes / fp32 bytes; 8-bit"
+      " share = weight values stored in 8 bits. Rows after the variants are"
+      " `edge.models` run directories, built from their config.json with"
+      " random weights.\n\n")
+  return intro + tables.markdown([h for h, _ in EDGE_COLUMNS],
+                                 [[cell(r) for _, cell in EDGE_COLUMNS]
+                                  for r in sel])
+
+
 def _failures(recs: list[Record]) -> str:
   bad = [r for r in recs if r.get("status") != "ok"]
   if not bad:
@@ -239,6 +307,8 @@ def markdown(meta: Record, recs: list[Record]) -> str:
        + grid("decode", tokens_cell, "t=")),
       (f"Decode over the floor: {floor} (per token)",
        grid("decode", floor_cell, "t=")),
+      ("Edge: batch-1 latency, JAX jit vs ONNX fp32 / int8 (onnxruntime),"
+       " and file sizes", edge_table(meta, recs)),
       ("Train step cost: XLA GFLOP / compile time",
        grid("train_step", cost_cell, "L=")),
       ("Failed measurements", _failures(recs)),

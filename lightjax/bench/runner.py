@@ -53,8 +53,8 @@ def metadata(config: ml_collections.ConfigDict,
 
 def _planned(config, job: measure.Job) -> dict[str, int]:
   """Warm-up / repeats asked for (a measurement overrides with what it did)."""
-  c = {"decode": config.decode,
-       "latency_b1": config.latency}.get(job.benchmark, config)
+  c = {"decode": config.decode, "latency_b1": config.latency,
+       "edge": config.edge}.get(job.benchmark, config)
   return {"warmup": int(c.warmup), "repeats": int(c.repeats)}
 
 

@@ -120,9 +120,42 @@ def tidy(proto) -> None:
   graph.doc_string = ""
 
 
+def bias_every_gemm(proto) -> int:
+  """Gives each bias-free Gemm with a constant weight a zero bias (beta 1);
+  returns how many. The same function, and onnxruntime's dynamic
+  quantization then reaches it: it rewrites only Gemms with beta = 1 into
+  quantizable MatMuls, and jax2onnx writes a dense layer without a bias
+  (the low-rank factors' `down` [in, r], `models.transformer.
+  LowRankLinear`) as a Gemm with beta = 0."""
+  from onnx import helper, numpy_helper  # pylint: disable=import-outside-toplevel
+  weights = {t.name: t for t in proto.graph.initializer}
+  changed = 0
+  for node in proto.graph.node:
+    if node.op_type != "Gemm" or node.input[1] not in weights:
+      continue
+    attrs = {a.name: a for a in node.attribute}
+    beta = attrs["beta"].f if "beta" in attrs else 1.0
+    if len(node.input) == 3 and node.input[2] and beta == 1.0:
+      continue
+    w = weights[node.input[1]]
+    trans_b = attrs["transB"].i if "transB" in attrs else 0
+    n = w.dims[0] if trans_b else w.dims[1]
+    bias = numpy_helper.from_array(
+        np.zeros((n,), helper.tensor_dtype_to_np_dtype(w.data_type)),
+        f"{node.input[1]}_zero_bias")
+    proto.graph.initializer.append(bias)
+    del node.input[2:]
+    node.input.append(bias.name)
+    if "beta" in attrs:
+      attrs["beta"].f = 1.0
+    changed += 1
+  return changed
+
+
 def write(sig: Signature, out_dir: str) -> tuple[str, dict[str, Any]]:
   onnx = _require("onnx")
   proto = to_proto(sig)
+  bias_every_gemm(proto)
   tidy(proto)
   onnx.checker.check_model(proto)
   path = os.path.join(out_dir, "model.onnx")

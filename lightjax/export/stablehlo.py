@@ -24,8 +24,12 @@ FILE = "model.stablehlo"
 
 
 def _specs(sig: Signature, symbolic_length: bool):
+  """Symbolic B (and L, at most the export length: the model's positions)."""
   dims = "B, L" if symbolic_length else "B"
-  scope = jax_export.SymbolicScope()
+  max_len = max((n for spec, dyn in zip(sig.specs, sig.dynamic)
+                 for n, d in zip(spec.shape, dyn) if d == "length"), default=0)
+  scope = jax_export.SymbolicScope(
+      [f"L <= {max_len}"] if symbolic_length else [])
   syms = dict(zip(("B", "L"), jax_export.symbolic_shape(dims, scope=scope)))
   out = []
   for spec, dyn in zip(sig.specs, sig.dynamic):

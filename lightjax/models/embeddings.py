@@ -53,7 +53,13 @@ class PositionEmbedding(nnx.Module):
     exported graph then reads the table through a Gather, which int8
     quantizers handle (onnxruntime's dynamic quantization skips a Slice's
     input), so the position table is quantized like the token table.
-    Positions past the table are clipped to its last row, as a slice
-    clamps its start."""
-    positions_L = jnp.minimum(offset + jnp.arange(length), self.table.shape[0] - 1)
+    An input longer than the table is refused here (its length is
+    static); a traced decode offset past it is clipped to the last row,
+    as a slice clamps its start (generation checks the length first)."""
+    rows = self.table.shape[0]
+    if isinstance(length, int) and length > rows:  # (a symbolic length: its
+      # exported shape carries the bound, see lightjax/export/stablehlo.py)
+      raise ValueError(f"an input of {length} positions is longer than the"
+                       f" model's position table ({rows} rows: its max_len)")
+    positions_L = jnp.minimum(offset + jnp.arange(length), rows - 1)
     return self.table[...].at[positions_L].get(mode="promise_in_bounds")

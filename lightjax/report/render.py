@@ -62,6 +62,10 @@ COLUMNS = (
     _field("wall time (s)", "wall_time_s", "wall_time_s", fmt=".0f"),
 )
 
+# Added where a run has a softmax counterpart among the runs (`_with_speedup`).
+SPEEDUP = Column("steps/s vs softmax (x)", "speedup_vs_softmax",
+                 lambda r: None, ".2f")
+
 # Shrinking runs' columns (lightjax.shrink): shown when a run has them.
 SHRINK_COLUMNS = (
     _text("shrink method", "shrink_method", "method"),
@@ -82,11 +86,43 @@ def _formatted(x: Any, fmt: str) -> Any:
   return x
 
 
+def _setup_key(summary: dict[str, Any]) -> tuple[Any, ...]:
+  """What two runs must share to be compared as variants: the task and the
+  config with the attention variant taken out of its argument
+  ("listops:long,linear" and "listops:long" are the same setup)."""
+  from lightjax import attention  # pylint: disable=import-outside-toplevel
+  name = str(get(summary, "config_name") or "")
+  base, _, arg = name.partition(":")
+  rest = sorted(t for t in arg.split(",") if t and t not in attention.names())
+  return get(summary, "task"), base, tuple(rest)
+
+
+def speedup_vs_softmax(runs: list[Run]) -> dict[str, float]:
+  """Run name -> its train steps/s over the softmax run's of the same setup
+  (`_setup_key`), measured by the same command on the same machine: the
+  one speed comparison that holds across hardware (a ratio)."""
+  softmax = {_setup_key(r.summary): num(r.summary, "cost.train_steps_per_s")
+             for r in runs if get(r.summary, "attention") == "softmax"
+             and not get(r.summary, "method")}
+  out = {}
+  for r in runs:
+    base = softmax.get(_setup_key(r.summary))
+    mine = num(r.summary, "cost.train_steps_per_s")
+    if base and mine is not None and not get(r.summary, "method"):
+      out[r.name] = mine / base
+  return out
+
+
 def columns(runs: list[Run]) -> tuple[Column, ...]:
-  """COLUMNS, and SHRINK_COLUMNS when any run is a shrinking run."""
+  """COLUMNS (with the speed-up over softmax where a run has a softmax
+  counterpart), and SHRINK_COLUMNS when any run is a shrinking run."""
+  cols = COLUMNS
+  ratios = speedup_vs_softmax(runs)
+  if len(ratios) > 1:
+    cols += (SPEEDUP._replace(value=lambda r: ratios.get(r.name)),)
   if any(get(r.summary, "method") for r in runs):
-    return COLUMNS + SHRINK_COLUMNS
-  return COLUMNS
+    cols += SHRINK_COLUMNS
+  return cols
 
 
 def run_table(runs: list[Run]) -> str:
