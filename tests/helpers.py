@@ -102,3 +102,16 @@ def check_seeded_task(task_config: dict, tmp_path, splits) -> tuple:
   assert not np.array_equal(a.splits["validation"]["inputs"],
                             a.splits["test"]["inputs"])
   return a, c
+
+
+def train_tiny_listops(workdir: str, data_dir: str, **model) -> str:
+  """Trains `configs/listops.py:tiny` (with `model` fields changed) in
+  `workdir`: the small real teacher that shrink and export tests start
+  from. Returns the workdir."""
+  from lightjax import trainer  # pylint: disable=import-outside-toplevel
+  c = load_config("configs/listops.py:tiny")
+  c.data_dir = data_dir
+  for key, value in model.items():
+    c.model[key] = value
+  trainer.train_and_evaluate(c, workdir)
+  return workdir

@@ -21,7 +21,7 @@ from lightjax.export import onnx as onnx_export
 from lightjax.export import stablehlo
 from lightjax.models import generate
 from lightjax.shrink import run as shrink_run
-from tests.helpers import REPO, load_config, set_fields
+from tests.helpers import REPO, load_config, set_fields, train_tiny_listops
 
 TOLERANCE = 1e-4  # max |logit difference| in float32 (the issue's bound)
 
@@ -34,11 +34,8 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def listops_run(tmp_path_factory, data_dir):
   """The README's ListOps model, tiny: a trained run."""
-  workdir = str(tmp_path_factory.mktemp("listops") / "run")
-  c = load_config("configs/listops.py:tiny")
-  c.data_dir = data_dir
-  trainer.train_and_evaluate(c, workdir)
-  return workdir
+  return train_tiny_listops(str(tmp_path_factory.mktemp("listops") / "run"),
+                            data_dir)
 
 
 def _assert_parity(record, which="fp32"):

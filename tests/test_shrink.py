@@ -14,18 +14,14 @@ from flax import nnx
 
 from lightjax import init_from, objectives, shrink, trainer
 from lightjax.shrink import distill, layers, run
-from tests.helpers import REPO, load_config, set_fields
+from tests.helpers import REPO, load_config, set_fields, train_tiny_listops
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, data_dir_module):
   """A tiny 3-layer ListOps teacher (so dropping and cutting have choices)."""
-  workdir = str(tmp_path_factory.mktemp("teacher") / "run")
-  c = load_config("configs/listops.py:tiny")
-  c.data_dir = data_dir_module
-  c.model.num_layers = 3
-  trainer.train_and_evaluate(c, workdir)
-  return workdir
+  return train_tiny_listops(str(tmp_path_factory.mktemp("teacher") / "run"),
+                            data_dir_module, num_layers=3)
 
 
 @pytest.fixture(scope="module")

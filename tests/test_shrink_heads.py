@@ -18,7 +18,7 @@ from lightjax import init_from, models, objectives, shrink, trainer
 from lightjax.metrics.params import count_params
 from lightjax.models import transformer
 from lightjax.shrink import heads, importance, run
-from tests.helpers import REPO, load_config
+from tests.helpers import REPO, load_config, train_tiny_listops
 
 E, H, D, M = 32, 4, 8, 64  # the teacher: embed, heads, head_dim, mlp_dim
 BERT = os.path.join(REPO, "tests", "fixtures", "bert_tiny")
@@ -32,12 +32,8 @@ def data_dir_module(tmp_path_factory):
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory, data_dir_module):
   """A tiny 2-layer x 4-head ListOps teacher, trained a few steps."""
-  workdir = str(tmp_path_factory.mktemp("teacher") / "run")
-  c = load_config("configs/listops.py:tiny")
-  c.data_dir = data_dir_module
-  c.model.num_heads, c.model.head_dim = H, D
-  trainer.train_and_evaluate(c, workdir)
-  return workdir
+  return train_tiny_listops(str(tmp_path_factory.mktemp("teacher") / "run"),
+                            data_dir_module, num_heads=H, head_dim=D)
 
 
 def _ctx(teacher_dir, data_dir, method="prune_heads", **options):
