@@ -249,3 +249,13 @@ def test_cli(listops_run, data_dir, tmp_path):
   lines = [l for l in proc.stderr.splitlines() if l.startswith("lightjax.export")]
   assert lines == [f"lightjax.export: no checkpoint in {empty}/best or"
                    f" {empty}/checkpoints"], proc.stderr[-2000:]
+
+
+def test_causal_chunked_forward_exports_at_a_fixed_batch(lm_runs, tmp_path):
+  """A causal linear LM's parallel forward (its chunk scan) converts only
+  with a concrete batch: the export says so and still matches."""
+  record = export.export_run(lm_runs["linear"], "onnx", str(tmp_path))
+  assert record["symbolic_dims"] == []
+  check = record["check"]["fp32"]
+  assert check["data"] == "lm validation split"
+  assert check["max_abs_logit_diff"] <= TOLERANCE and check["argmax_all_equal"]

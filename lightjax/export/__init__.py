@@ -248,8 +248,11 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
       else:
         inputs, labels, where = _check_inputs(source, data_dir,
                                               sig.input_names)
+        # A fixed batch (see onnx.to_proto) is checked at that batch size.
+        batch = (50 if "B" in details.get("symbolic_dims", ())
+                 else sig.specs[0].shape[0])
         record["check"][which] = {"data": where, **check_forward(
-            run, sig.fn, inputs, labels)}
+            run, sig.fn, inputs, labels, batch_size=batch)}
   with open(os.path.join(out_dir, EXPORT_JSON), "w") as f:
     json.dump(record, f, indent=2)
   return record

@@ -41,25 +41,33 @@ def _require(module: str):
     ) from None
 
 
-def _specs(sig: Signature) -> list[jax.ShapeDtypeStruct]:
-  return [jax.ShapeDtypeStruct(tuple("B" if d == "batch" else n
-                                     for n, d in zip(spec.shape, dyn)),
-                               spec.dtype)
+def _specs(sig: Signature, symbolic_batch: bool) -> list[jax.ShapeDtypeStruct]:
+  return [jax.ShapeDtypeStruct(
+      tuple("B" if d == "batch" and symbolic_batch else n
+            for n, d in zip(spec.shape, dyn)), spec.dtype)
           for spec, dyn in zip(sig.specs, sig.dynamic)]
 
 
 def to_proto(sig: Signature):
-  """The ONNX ModelProto of `sig`, batch symbolic."""
+  """(the ONNX ModelProto of `sig`, whether its batch is symbolic): batch
+  symbolic where jax2onnx can keep it so, else fixed at the signature's
+  (a causal linear or Performer forward computes its chunk scan with
+  shapes jax2onnx needs concrete)."""
   j2o = _require("jax2onnx")
-  try:
-    return j2o.to_onnx(sig.fn, inputs=_specs(sig),
-                       model_name=f"lightjax_{sig.kind}", opset=OPSET,
-                       input_names=sig.input_names,
-                       output_names=sig.output_names)
-  except Exception as e:  # pylint: disable=broad-except
-    line = (str(e).strip().splitlines() or [""])[0]
-    raise ExportError(f"jax2onnx cannot convert this model's {sig.kind}:"
-                      f" {type(e).__name__}: {line[:300]}") from None
+  first = None
+  for symbolic_batch in (True, False):
+    if symbolic_batch and "batch" not in sum(sig.dynamic, ()):
+      continue
+    try:
+      return j2o.to_onnx(sig.fn, inputs=_specs(sig, symbolic_batch),
+                         model_name=f"lightjax_{sig.kind}", opset=OPSET,
+                         input_names=sig.input_names,
+                         output_names=sig.output_names), symbolic_batch
+    except Exception as e:  # pylint: disable=broad-except
+      first = first or e
+  line = (str(first).strip().splitlines() or [""])[0]
+  raise ExportError(f"jax2onnx cannot convert this model's {sig.kind}:"
+                    f" {type(first).__name__}: {line[:300]}") from None
 
 
 def _graphs(graph):
@@ -152,7 +160,7 @@ def bias_every_gemm(proto) -> int:
 
 def write(sig: Signature, out_dir: str) -> tuple[str, dict[str, Any]]:
   onnx = _require("onnx")
-  proto = to_proto(sig)
+  proto, symbolic_batch = to_proto(sig)
   bias_every_gemm(proto)
   tidy(proto)
   onnx.checker.check_model(proto)
@@ -162,7 +170,7 @@ def write(sig: Signature, out_dir: str) -> tuple[str, dict[str, Any]]:
   for node in proto.graph.node:
     ops[node.op_type] = ops.get(node.op_type, 0) + 1
   return path, {"opset": OPSET, "converter": "jax2onnx " + _version("jax2onnx"),
-                "symbolic_dims": ["B"] if "batch" in sum(sig.dynamic, ()) else [],
+                "symbolic_dims": ["B"] if symbolic_batch else [],
                 "onnx_ops": dict(sorted(ops.items()))}
 
 
