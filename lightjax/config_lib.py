@@ -35,6 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 250          # validation pass, best-checkpoint tracking
   c.checkpoint_every = 250    # resumable train-state checkpoint
   c.keep_checkpoints = 2      # last N train states kept (best kept apart)
+  # Device mesh (lightjax/sharding.py): the batch is split over data x fsdp;
+  # fsdp > 1 also splits parameters and optimizer state. -1 = the rest.
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-3

@@ -27,11 +27,11 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
 
 from lightjax import attention as attention_lib
 from lightjax import checkpointing, config_lib, data, init_from, models
-from lightjax import objectives, optim
+from lightjax import objectives, optim, sharding
 from lightjax import writers
 from lightjax.data import pipeline
 from lightjax.metrics import cost, glue_metrics
@@ -358,15 +358,16 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   writer = writers.MetricWriter(workdir)
   stack.callback(writer.close)
 
-  # --- Devices and mesh: data parallel over every device --------------------
+  # --- Devices and mesh (`config.mesh`: data parallel by default) ----------
   devices = jax.devices()
   if config.batch_size % len(devices) or config.eval_batch_size % len(devices):
     raise ValueError(f"batch_size ({config.batch_size}) and eval_batch_size"
                      f" ({config.eval_batch_size}) must be divisible by the"
                      f" {len(devices)} devices")
-  mesh = Mesh(np.asarray(devices), ("data",))
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P("data"))
+  mesh = sharding.make_mesh(config.get("mesh") or {}, devices)
+  replicated = sharding.replicated(mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
+  writers.say(sharding.describe(mesh, config.batch_size))
 
   # --- Data -------------------------------------------------------------------
   if task is None:
@@ -399,7 +400,14 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   opt = nnx.Optimizer(model, tx, wrt=wrt)
   gd_model, model_state = nnx.split(model)
   gd_opt, opt_state = nnx.split(opt)
-  state = jax.device_put({"model": model_state, "opt": opt_state}, replicated)
+  state = {"model": model_state, "opt": opt_state}
+  # Parameters and optimizer state: whole on every device, or split over
+  # the fsdp axis (sharding.spec_for); a restore below lands in the same
+  # layout whatever the layout it was saved from.
+  shardings = sharding.state_shardings(state, mesh)
+  state = jax.device_put(state, shardings)
+  if mesh.shape["fsdp"] > 1:
+    writers.say(sharding.describe_state(shardings))
   del model, opt  # from here on the state pytree is the only copy
 
   # --- Restore ------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""The device mesh a run trains on, and where each array lives on it.
+
+`config.mesh` names the axes and their sizes: `data` (the batch is split
+over it; every device holds the whole model) and `fsdp` (the batch is split
+over it too, and so are parameters and optimizer state: each device keeps
+1/fsdp of every large array, as in ZeRO-3 / FSDP, Rajbhandari et al. 2020,
+"ZeRO: Memory Optimizations Toward Training Trillion Parameter Models",
+sec. 5). One size may be -1: the devices left over. Data parallel over every
+device (`data=-1, fsdp=1`) is the default.
+
+XLA's SPMD partitioner does the rest: the jitted steps are compiled for
+the shardings their arguments carry (gathering a parameter where a layer
+needs it whole, reducing gradients across the batch axes), so the train
+step is the same Python function on 1 device or 8.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXES = ("data", "fsdp")
+BATCH_AXES = ("data", "fsdp")  # both split the batch
+# Arrays smaller than this stay whole on every device: sharding a bias or a
+# LayerNorm scale saves nothing and costs a gather per use.
+MIN_SHARDED_SIZE = 2 ** 12
+
+
+def axis_sizes(mesh_cfg, num_devices: int) -> dict[str, int]:
+  """{axis: size} with the -1 resolved; one-line ValueError unless the sizes
+  multiply to `num_devices`."""
+  sizes = {axis: int(dict(mesh_cfg).get(axis, 1)) for axis in AXES}
+  unknown = sorted(set(dict(mesh_cfg)) - set(AXES))
+  if unknown:
+    raise ValueError(f"config.mesh has unknown axes {unknown}; valid:"
+                     f" {', '.join(AXES)}")
+  free = [a for a, n in sizes.items() if n == -1]
+  if len(free) > 1 or any(n == 0 or n < -1 for n in sizes.values()):
+    raise ValueError(f"config.mesh sizes must be positive, with at most one"
+                     f" -1 (the devices left over); got {sizes}")
+  fixed = math.prod(n for n in sizes.values() if n != -1)
+  if free:
+    if num_devices % fixed:
+      raise ValueError(f"config.mesh {sizes}: {num_devices} devices are not"
+                       f" a multiple of {fixed}")
+    sizes[free[0]] = num_devices // fixed
+  if math.prod(sizes.values()) != num_devices:
+    raise ValueError(f"config.mesh {sizes} needs {math.prod(sizes.values())}"
+                     f" devices; there are {num_devices}")
+  return sizes
+
+
+def make_mesh(mesh_cfg, devices) -> Mesh:
+  sizes = axis_sizes(mesh_cfg, len(devices))
+  return Mesh(np.asarray(devices).reshape(tuple(sizes.values())), AXES)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Examples split over every batch axis (data x fsdp devices)."""
+  return NamedSharding(mesh, P(BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def spec_for(shape: tuple[int, ...], fsdp: int) -> P:
+  """FSDP's rule: the largest dimension that `fsdp` divides is split over
+  the fsdp axis; small arrays (and everything when fsdp = 1) stay whole."""
+  if fsdp == 1 or math.prod(shape) < MIN_SHARDED_SIZE:
+    return P()
+  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
+    if shape[dim] % fsdp == 0:
+      return P(*([None] * dim + ["fsdp"]))
+  return P()
+
+
+def state_shardings(tree: Any, mesh: Mesh) -> Any:
+  """A NamedSharding per array of `tree` (parameters, optimizer state)."""
+  fsdp = mesh.shape["fsdp"]
+  return jax.tree.map(
+      lambda x: NamedSharding(mesh, spec_for(tuple(np.shape(x)), fsdp)), tree)
+
+
+def describe(mesh: Mesh, batch_size: int) -> str:
+  """The line a run logs at start: mesh shape and per-device batch."""
+  n = mesh.devices.size
+  return (f"Mesh {dict(mesh.shape)} over {n} {mesh.devices.flat[0].platform}"
+          f" device{'s' if n > 1 else ''}: global batch {batch_size},"
+          f" {batch_size // n} per device.")
+
+
+def describe_state(shardings: Any) -> str:
+  """How much of the train state each device holds whole or split."""
+  specs = [s.spec for s in jax.tree.leaves(shardings)]
+  split = sum(1 for spec in specs if spec != P())
+  return (f"Train state: {split} of {len(specs)} arrays split over fsdp,"
+          f" the rest whole on every device.")
