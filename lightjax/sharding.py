@@ -30,6 +30,65 @@ BATCH_AXES = ("data", "fsdp")  # both split the batch
 MIN_SHARDED_SIZE = 2 ** 12
 
 
+def initialize_distributed(coordinator_address: str = "",
+                           num_processes: int = 0, process_id: int = -1,
+                           auto: bool = False) -> None:
+  """Joins JAX's distributed runtime, before anything touches a device.
+
+  `coordinator_address` (host:port of process 0) with `num_processes` and
+  `process_id` starts a job by hand (several processes on one machine, or
+  hosts without a cluster manager); `auto` lets JAX detect the cluster
+  (Cloud TPU VMs, Slurm, Open MPI). Neither: one process, nothing to do.
+  Each process then sees every device of the job in `jax.devices()` and
+  its own in `jax.local_devices()`; CPU processes exchange through gloo.
+  """
+  if coordinator_address:
+    if num_processes < 1 or not 0 <= process_id < num_processes:
+      raise ValueError(f"--coordinator_address needs --num_processes >= 1"
+                       f" and 0 <= --process_id < num_processes; got"
+                       f" {num_processes} and {process_id}")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  elif auto:
+    jax.distributed.initialize()
+
+
+def put_global(tree: Any, shardings: Any) -> Any:
+  """`tree` (the same values on every process: seeded init, zeros) placed
+  with `shardings`, which may span every process's devices; each process
+  fills only the shards on its own devices (`jax.device_put` accepts
+  addressable devices only)."""
+  if jax.process_count() == 1:
+    return jax.device_put(tree, shardings)
+  if isinstance(shardings, NamedSharding):
+    shardings = jax.tree.map(lambda _: shardings, tree)
+
+  def put(x, s):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):  # RNG state
+      return jax.random.wrap_key_data(put(jax.random.key_data(x), s),
+                                      impl=jax.random.key_impl(x))
+    host = np.asarray(jax.device_get(x))
+    return jax.make_array_from_callback(host.shape, s, lambda idx: host[idx])
+  return jax.tree.map(put, tree, shardings)
+
+
+def put_batch(batch: dict[str, np.ndarray], sharding: NamedSharding
+              ) -> dict[str, jax.Array]:
+  """A global host batch (every process computes the same one: the order
+  is a function of the step) as arrays split over the batch axes. With
+  several processes each puts only its own rows on its own devices
+  (`jax.make_array_from_process_local_data`): the rows of the devices it
+  holds, which `make_mesh` lays out contiguously, process by process."""
+  if jax.process_count() == 1:
+    return jax.device_put(batch, sharding)
+  n, p = jax.process_count(), jax.process_index()
+  out = {}
+  for key, value in batch.items():
+    rows = value.shape[0] // n
+    out[key] = jax.make_array_from_process_local_data(
+        sharding, value[p * rows:(p + 1) * rows], value.shape)
+  return out
+
+
 def axis_sizes(mesh_cfg, num_devices: int) -> dict[str, int]:
   """{axis: size} with the -1 resolved; one-line ValueError unless the sizes
   multiply to `num_devices`."""

@@ -405,14 +405,14 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   # the fsdp axis (sharding.spec_for); a restore below lands in the same
   # layout whatever the layout it was saved from.
   shardings = sharding.state_shardings(state, mesh)
-  state = jax.device_put(state, shardings)
+  state = sharding.put_global(state, shardings)
   if mesh.shape["fsdp"] > 1:
     writers.say(sharding.describe_state(shardings))
   del model, opt  # from here on the state pytree is the only copy
 
   # --- Restore ------------------------------------------------------------------
   meta = {"best_val_accuracy": -1.0, "best_step": -1, "elapsed_s": 0.0}
-  zero_acc = lambda: jax.device_put(zero_metrics(), replicated)
+  zero_acc = lambda: sharding.put_global(zero_metrics(), replicated)
   acc, start_step = zero_acc(), 0
   # Falls back past unreadable checkpoints (moved aside, with a warning).
   restored = ckpt.restore_latest(checkpointing.abstract(
@@ -440,7 +440,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
           " run it through lightjax.shrink (configs/shrink/distill.py), which"
           " gives the trainer the init_from model as the teacher")
     graphdefs["teacher"], teacher_state = nnx.split(teacher)
-    teacher_state = jax.device_put(teacher_state, replicated)
+    teacher_state = sharding.put_global(teacher_state, replicated)
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
       f" attention={config.model.attention.name}, params={num_params['total']:,}"
@@ -449,7 +449,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
       f"{devices[0].device_kind}")
   return _Setup(
       devices=devices, batch_sharding=batch_sharding,
-      put_batch=functools.partial(jax.device_put, device=batch_sharding),
+      put_batch=functools.partial(sharding.put_batch, sharding=batch_sharding),
       zero_acc=zero_acc, task=task, objective=objective,
       train_objective=train_objective,
       task_metrics=names, metric_sums=metric_sums,

@@ -130,3 +130,53 @@ def test_checkpoints_move_between_device_counts(tmp_path, data_dir, first,
     assert abs(got[step] - ref[step]) < 1e-4, (step, got[step], ref[step])
   summary = json.loads(open(os.path.join(work, "summary.json")).read())
   assert summary["device"]["count"] == (8 if then == "fsdp8" else 1)
+
+
+def _free_port() -> int:
+  import socket  # pylint: disable=import-outside-toplevel
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_match_one(tmp_path, data_dir):
+  """Two real processes joined by jax.distributed over localhost (one CPU
+  device each, gloo collectives), each putting only its half of every
+  batch on its device: the same losses as one process; process 0 alone
+  writes the logs; orbax checkpoints from both."""
+  args = ["--config.num_train_steps=10"]
+  _train([*args, "--workdir", str(tmp_path / "one")], data_dir)
+  port = _free_port()
+  env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir}
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "lightjax.train", *TINY, *args, "--workdir",
+       str(tmp_path / "two"), f"--coordinator_address=localhost:{port}",
+       "--num_processes=2", f"--process_id={i}"],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True) for i in range(2)]
+  outs = [p.communicate(timeout=300)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
+  assert "Mesh {'data': 2, 'fsdp': 1} over 2 cpu devices: global batch 16," \
+      " 8 per device." in outs[0]
+  assert "step     10/10" in outs[0] and "step     10/10" not in outs[1]
+  one = read_jsonl(tmp_path / "one" / "metrics.jsonl")
+  two = read_jsonl(tmp_path / "two" / "metrics.jsonl")
+  assert [(r["step"], r["split"]) for r in one] == [
+      (r["step"], r["split"]) for r in two]
+  for a, b in zip(one, two):
+    assert abs(a["loss"] - b["loss"]) < 1e-5, (a, b)
+  summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+  assert summary["device"]["process_count"] == 2
+  assert os.path.isdir(tmp_path / "two" / "checkpoints" / "10")
+
+
+def test_bad_distributed_flags_are_one_line(tmp_path, data_dir):
+  env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir}
+  proc = subprocess.run(
+      [sys.executable, "-m", "lightjax.train", *TINY, "--workdir",
+       str(tmp_path), "--coordinator_address=localhost:1234"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "lightjax.train: --coordinator_address needs --num_processes >= 1 and"
+      " 0 <= --process_id < num_processes; got 0 and -1")
