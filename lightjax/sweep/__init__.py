@@ -1,0 +1,181 @@
+"""Sweeps: a Python file in experiments/ lists trials; one command runs them.
+
+  python -m lightjax.sweep experiments/lra_table1.py --workdir runs/lra
+  python -m lightjax.sweep experiments/lra_table1.py:smoke --workdir /tmp/s
+  python -m lightjax.sweep experiments/lra_table1.py --workdir runs/lra --dry_run
+  python -m lightjax.sweep experiments/lra_table1.py --workdir runs/lra \
+      --launcher tpu_vm --tpu my-v4-32 --zone us-central2-b
+
+A sweep file defines `get_sweep(arg) -> Sweep`: its trials, each one
+lightjax command (`lightjax.train`, `lightjax.shrink` or `lightjax.bench`)
+with a config and overrides, named by a path under the sweep's workdir, and
+the command that turns the finished workdirs into the table. `product` and
+`zipped` build override grids from axes.
+
+Running locally, trials go one after the other, each a fresh process (what
+its command line would run by hand): a trial whose workdir has its result
+(`summary.json`, or `bench.md` for the bench) is skipped; any other is
+started, and the trainer resumes it from its last checkpoint if it was
+interrupted, so killing a sweep and rerunning the command loses at most the
+steps since a trial's last checkpoint. A failed trial is reported and the
+others go on. Launchers print (or run) the same commands elsewhere:
+`tpu_vm` as `gcloud compute tpus tpu-vm ssh ... --worker=all` lines (every
+host of a pod slice runs the trial; `--distributed` makes JAX find the
+others).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import itertools
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any, Iterable, Sequence
+
+from lightjax.registry import Registry
+
+# What each program writes when a trial is finished, and the flag that
+# names its output directory.
+PROGRAMS = {"lightjax.train": ("summary.json", "--workdir"),
+            "lightjax.shrink": ("summary.json", "--workdir"),
+            "lightjax.bench": ("bench.md", "--out")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+  """One command of a sweep. `config` is a config spec (FILE[:ARG]);
+  `overrides` become `--config.key=value`; `{root}` in a value is the
+  sweep's workdir (a shrink trial's `init_from` points at another trial)."""
+  name: str
+  config: str
+  overrides: tuple[tuple[str, Any], ...] = ()
+  program: str = "lightjax.train"
+
+  def workdir(self, root: str) -> str:
+    return os.path.join(root, self.name)
+
+  def argv(self, root: str) -> list[str]:
+    _, out_flag = PROGRAMS[self.program]
+    args = ["-m", self.program, "--config", self.config,
+            f"{out_flag}={self.workdir(root)}"]
+    for key, value in self.overrides:
+      value = str(value).replace("{root}", root)
+      args.append(f"--config.{key}={value}")
+    return args
+
+  def done(self, root: str) -> bool:
+    marker, _ = PROGRAMS[self.program]
+    return os.path.isfile(os.path.join(self.workdir(root), marker))
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  trials: tuple[Trial, ...]
+  # After every trial: e.g. ("-m", "lightjax.report", "{root}", "--out",
+  # "{root}/table"); () = none.
+  report: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    names = [t.name for t in self.trials]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+      raise ValueError(f"sweep trials must have distinct names; repeated: {dupes}")
+    for t in self.trials:
+      if t.program not in PROGRAMS:
+        raise ValueError(f"trial {t.name}: program {t.program!r}; valid:"
+                         f" {', '.join(PROGRAMS)}")
+
+
+def product(**axes: Sequence[Any]) -> list[dict[str, Any]]:
+  """Every combination of the axes' values: product(a=[1, 2], b=[3]) ->
+  [{a: 1, b: 3}, {a: 2, b: 3}]."""
+  keys = list(axes)
+  return [dict(zip(keys, values)) for values in
+          itertools.product(*(axes[k] for k in keys))]
+
+
+def zipped(**axes: Sequence[Any]) -> list[dict[str, Any]]:
+  """The axes' values side by side (all the same length)."""
+  lengths = {k: len(v) for k, v in axes.items()}
+  if len(set(lengths.values())) > 1:
+    raise ValueError(f"zipped axes must have one length; got {lengths}")
+  keys = list(axes)
+  return [dict(zip(keys, values)) for values in zip(*(axes[k] for k in keys))]
+
+
+def load(spec: str) -> Sweep:
+  """The Sweep of "experiments/file.py[:arg]"."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ValueError(f"no sweep file {path}")
+  module_spec = importlib.util.spec_from_file_location("_sweep", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, "get_sweep"):
+    raise ValueError(f"{path} defines no get_sweep(arg)")
+  return module.get_sweep(arg or None)
+
+
+def _python() -> list[str]:
+  return [sys.executable]
+
+
+def run_local(sweep: Sweep, root: str, *, say=print,
+              extra: Iterable[str] = ()) -> dict[str, str]:
+  """Runs every trial not finished yet, in order; returns name -> status
+  ("skipped" | "done" | "failed (exit N)"). Then the report command."""
+  os.makedirs(root, exist_ok=True)
+  status, n = {}, len(sweep.trials)
+  start = time.monotonic()
+  for i, trial in enumerate(sweep.trials, 1):
+    if trial.done(root):
+      status[trial.name] = "skipped"
+      say(f"[{i}/{n}] {trial.name}: finished before, skipped")
+      continue
+    say(f"[{i}/{n}] {trial.name}: {shlex.join(['python', *trial.argv(root)])}")
+    log = os.path.join(trial.workdir(root) + ".log")
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "a") as f:
+      rc = subprocess.run([*_python(), *trial.argv(root), *extra], stdout=f,
+                          stderr=subprocess.STDOUT).returncode
+    status[trial.name] = "done" if rc == 0 else f"failed (exit {rc}, log {log})"
+    left = sum(1 for t in sweep.trials[i:] if not t.done(root))
+    say(f"[{i}/{n}] {trial.name}: {status[trial.name]}; {left} to go,"
+        f" {time.monotonic() - start:.0f} s so far")
+  failed = [k for k, v in status.items() if v.startswith("failed")]
+  if sweep.report and not failed:
+    cmd = [a.replace("{root}", root) for a in sweep.report]
+    say("Report: " + shlex.join(["python", *cmd]))
+    subprocess.run([*_python(), *cmd], check=False)
+  return status
+
+
+# --- launchers: the same commands, elsewhere --------------------------------------
+
+LAUNCHERS: Registry = Registry("launcher")
+
+
+def tpu_vm_commands(sweep: Sweep, root: str, *, tpu: str, zone: str,
+                    project: str = "", repo_dir: str = "~/lightjax"
+                    ) -> list[list[str]]:
+  """One `gcloud compute tpus tpu-vm ssh` per trial: every worker of the
+  slice runs it (`--worker=all`) with `--distributed`, so
+  `jax.distributed.initialize()` finds the others on its own."""
+  if not tpu or not zone:
+    raise ValueError("--launcher tpu_vm needs --tpu NAME and --zone ZONE")
+  out = []
+  for trial in sweep.trials:
+    inner = shlex.join(["python3", *trial.argv(root), "--distributed"])
+    cmd = ["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu, f"--zone={zone}",
+           "--worker=all", f"--command=cd {repo_dir} && {inner}"]
+    if project:
+      cmd.insert(5, f"--project={project}")
+    out.append(cmd)
+  return out
+
+
+LAUNCHERS.register("tpu_vm", tpu_vm_commands)

@@ -1,0 +1,111 @@
+"""lightjax.sweep: the sweep files in experiments/, the dry run, launchers,
+and the smoke sweep run for real, killed, rerun and tabulated."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lightjax import attention, sweep
+from tests.helpers import REPO
+
+
+def _sweep(*args, timeout=120):
+  return subprocess.run([sys.executable, "-m", "lightjax.sweep", *args],
+                        cwd=REPO, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def test_axes():
+  assert sweep.product(a=[1, 2], b=["x"]) == [{"a": 1, "b": "x"},
+                                             {"a": 2, "b": "x"}]
+  assert sweep.zipped(a=[1, 2], b=[3, 4]) == [{"a": 1, "b": 3},
+                                             {"a": 2, "b": 4}]
+  with pytest.raises(ValueError, match="one length"):
+    sweep.zipped(a=[1], b=[1, 2])
+  with pytest.raises(ValueError, match=r"repeated: \['a'\]"):
+    sweep.Sweep((sweep.Trial("a", "c.py"), sweep.Trial("a", "d.py")))
+
+
+def test_lra_table1_dry_run_is_the_full_grid(tmp_path):
+  proc = _sweep("experiments/lra_table1.py", "--workdir", str(tmp_path),
+                "--dry_run")
+  assert proc.returncode == 0, proc.stderr
+  commands = [l for l in proc.stdout.splitlines() if l.startswith("python")]
+  variants = [n for n in attention.names() if n != "none"]
+  assert len(commands) == 5 * len(variants)
+  for config in ("listops", "lra_text", "lra_retrieval", "lra_image",
+                 "lra_pathfinder"):
+    for v in variants:
+      assert (f"python -m lightjax.train --config configs/{config}.py:lra,{v}"
+              f" --workdir={tmp_path}/") in proc.stdout, (config, v)
+
+
+@pytest.mark.parametrize("spec", ["experiments/mqar.py",
+                                  "experiments/shrink_pareto.py",
+                                  "experiments/lra_table2.py",
+                                  "experiments/glue_compact_bert.py"])
+def test_every_sweep_file_loads(spec, tmp_path):
+  s = sweep.load(os.path.join(REPO, spec))
+  assert s.trials
+  for t in s.trials:
+    argv = t.argv(str(tmp_path))
+    assert argv[:2] == ["-m", t.program] and "{root}" not in " ".join(argv)
+
+
+def test_tpu_vm_launcher_prints_gcloud_lines(tmp_path):
+  proc = _sweep("experiments/mqar.py", "--workdir", "/shared/mqar",
+                "--launcher", "tpu_vm", "--tpu", "v4-32", "--zone",
+                "us-central2-b")
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert len(lines) == 2
+  assert lines[0].startswith("gcloud compute tpus tpu-vm ssh v4-32"
+                             " --zone=us-central2-b --worker=all")
+  assert ("python3 -m lightjax.train --config configs/mqar.py:cpu,softmax"
+          " --workdir=/shared/mqar/cpu/softmax --distributed") in lines[0]
+  proc = _sweep("experiments/mqar.py", "--workdir", str(tmp_path),
+                "--launcher", "tpu_vm")
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == ("lightjax.sweep: --launcher tpu_vm needs"
+                                 " --tpu NAME and --zone ZONE")
+
+
+def test_smoke_sweep_survives_a_kill_and_makes_its_table(tmp_path):
+  """The smoke LRA sweep: killed while its second trial trains, rerun;
+  the finished trial is skipped, the interrupted one resumes, the table
+  has every trial."""
+  root = tmp_path / "sweep"
+  env = {**os.environ, "LIGHTJAX_DATA_DIR": str(tmp_path / "data")}
+  cmd = [sys.executable, "-m", "lightjax.sweep",
+         "experiments/lra_table1.py:smoke", "--workdir", str(root)]
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)
+  trials = [t.name for t in sweep.load(
+      os.path.join(REPO, "experiments/lra_table1.py:smoke")).trials]
+  first, second = root / trials[0], root / trials[1]
+  second_log = root / (trials[1] + ".log")
+
+  def second_is_training():
+    return second_log.exists() and "step " in second_log.read_text()
+  deadline = time.monotonic() + 240
+  while time.monotonic() < deadline and not second_is_training():
+    time.sleep(0.1)
+  os.killpg(proc.pid, signal.SIGTERM)  # the sweep and its running trial
+  proc.communicate(timeout=120)
+  assert (first / "summary.json").exists()
+  assert not (second / "summary.json").exists()
+  rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+  assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+  assert f"[1/4] {trials[0]}: finished before, skipped" in rerun.stdout
+  assert "4 of 4 trials finished." in rerun.stdout
+  log = second_log.read_text()
+  assert "Resumed from" in log, log[-2000:]
+  table = (root / "table" / "table.md").read_text()
+  for name in trials:
+    assert f"| {name} |" in table or f"| {name.split('/')[-1]} |" in table
