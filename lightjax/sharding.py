@@ -25,6 +25,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXES = ("data", "fsdp")
 BATCH_AXES = ("data", "fsdp")  # both split the batch
+
+
+class MeshError(ValueError):
+  """A mesh or batch the devices cannot hold (one line; exit code 2)."""
+
+
 # Arrays smaller than this stay whole on every device: sharding a bias or a
 # LayerNorm scale saves nothing and costs a gather per use.
 MIN_SHARDED_SIZE = 2 ** 12
@@ -90,25 +96,25 @@ def put_batch(batch: dict[str, np.ndarray], sharding: NamedSharding
 
 
 def axis_sizes(mesh_cfg, num_devices: int) -> dict[str, int]:
-  """{axis: size} with the -1 resolved; one-line ValueError unless the sizes
+  """{axis: size} with the -1 resolved; one-line MeshError unless the sizes
   multiply to `num_devices`."""
   sizes = {axis: int(dict(mesh_cfg).get(axis, 1)) for axis in AXES}
   unknown = sorted(set(dict(mesh_cfg)) - set(AXES))
   if unknown:
-    raise ValueError(f"config.mesh has unknown axes {unknown}; valid:"
+    raise MeshError(f"config.mesh has unknown axes {unknown}; valid:"
                      f" {', '.join(AXES)}")
   free = [a for a, n in sizes.items() if n == -1]
   if len(free) > 1 or any(n == 0 or n < -1 for n in sizes.values()):
-    raise ValueError(f"config.mesh sizes must be positive, with at most one"
+    raise MeshError(f"config.mesh sizes must be positive, with at most one"
                      f" -1 (the devices left over); got {sizes}")
   fixed = math.prod(n for n in sizes.values() if n != -1)
   if free:
     if num_devices % fixed:
-      raise ValueError(f"config.mesh {sizes}: {num_devices} devices are not"
+      raise MeshError(f"config.mesh {sizes}: {num_devices} devices are not"
                        f" a multiple of {fixed}")
     sizes[free[0]] = num_devices // fixed
   if math.prod(sizes.values()) != num_devices:
-    raise ValueError(f"config.mesh {sizes} needs {math.prod(sizes.values())}"
+    raise MeshError(f"config.mesh {sizes} needs {math.prod(sizes.values())}"
                      f" devices; there are {num_devices}")
   return sizes
 

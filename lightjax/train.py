@@ -71,7 +71,7 @@ def main(argv: list[str]) -> None:
   except ValueError as e:
     print(f"lightjax.train: invalid config: {e}", file=sys.stderr)
     sys.exit(2)
-  with cli.exit_codes("lightjax.train"):
+  with cli.exit_codes("lightjax.train", bad_input=(sharding.MeshError,)):
     trainer.train_and_evaluate(config, _WORKDIR.value)
 
 

@@ -350,6 +350,20 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   What needs closing (lock, writer, checkpointer) goes on `stack`, so an error
   anywhere in setup or training still releases the workdir.
   """
+  # --- Devices and mesh (`config.mesh`: data parallel by default) ----------
+  # Checked before the workdir is touched: a layout that cannot work is one
+  # line (sharding.MeshError), with nothing written.
+  devices = jax.devices()
+  mesh = sharding.make_mesh(config.get("mesh") or {}, devices)
+  if config.batch_size % len(devices):
+    raise sharding.MeshError(
+        f"batch_size {config.batch_size} is not divisible by the"
+        f" {len(devices)} devices it is split over")
+  if config.eval_batch_size % len(devices):
+    # Evaluation only: pad rows weigh 0, so a larger batch changes nothing.
+    with config.unlocked():
+      config.eval_batch_size += len(devices) - config.eval_batch_size % len(devices)
+
   # --- Workdir ------------------------------------------------------------------
   _open_workdir(workdir, stack)
   if os.path.isdir(os.path.join(workdir, "checkpoints")):
@@ -357,14 +371,6 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   writers.write_json(os.path.join(workdir, "config.json"), config.to_dict())
   writer = writers.MetricWriter(workdir)
   stack.callback(writer.close)
-
-  # --- Devices and mesh (`config.mesh`: data parallel by default) ----------
-  devices = jax.devices()
-  if config.batch_size % len(devices) or config.eval_batch_size % len(devices):
-    raise ValueError(f"batch_size ({config.batch_size}) and eval_batch_size"
-                     f" ({config.eval_batch_size}) must be divisible by the"
-                     f" {len(devices)} devices")
-  mesh = sharding.make_mesh(config.get("mesh") or {}, devices)
   replicated = sharding.replicated(mesh)
   batch_sharding = sharding.batch_sharding(mesh)
   writers.say(sharding.describe(mesh, config.batch_size))

@@ -180,3 +180,16 @@ def test_bad_distributed_flags_are_one_line(tmp_path, data_dir):
   assert proc.stderr.strip().splitlines()[-1] == (
       "lightjax.train: --coordinator_address needs --num_processes >= 1 and"
       " 0 <= --process_id < num_processes; got 0 and -1")
+
+
+def test_a_mesh_the_devices_cannot_hold_is_one_line(tmp_path, data_dir):
+  env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir, **EIGHT}
+  proc = subprocess.run(
+      [sys.executable, "-m", "lightjax.train", *TINY, "--workdir",
+       str(tmp_path / "w"), "--config.mesh.data=3"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "lightjax.train: config.mesh {'data': 3, 'fsdp': 1} needs 3 devices;"
+      " there are 8")
+  assert not (tmp_path / "w").exists()  # nothing written
