@@ -307,12 +307,19 @@ def flag_error_line(e: Exception, flag_values, argv: Iterable[str]) -> str:
   return f"bad value for --{name}: {reason}"
 
 
+def import_file(path: str, name: str):
+  """The Python file `path` run as a module named `name` (config and sweep
+  files live outside the package)."""
+  mod_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(module)
+  return module
+
+
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """Loads "path/to/config.py[:arg]" the way ml_collections' config flag does."""
   path, _, arg = spec.partition(":")
   if not os.path.exists(path):
     raise FileNotFoundError(f"config file {path!r} does not exist")
-  mod_spec = importlib.util.spec_from_file_location("_lightjax_config", path)
-  module = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(module)
+  module = import_file(path, "_lightjax_config")
   return module.get_config(arg) if arg else module.get_config()

@@ -27,7 +27,6 @@ others).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import os
 import shlex
@@ -36,6 +35,7 @@ import sys
 import time
 from typing import Any, Iterable, Sequence
 
+from lightjax import config_lib
 from lightjax.registry import Registry
 
 # What each program writes when a trial is finished, and the flag that
@@ -112,9 +112,7 @@ def load(spec: str) -> Sweep:
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise ValueError(f"no sweep file {path}")
-  module_spec = importlib.util.spec_from_file_location("_sweep", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = config_lib.import_file(path, "_lightjax_sweep")
   if not hasattr(module, "get_sweep"):
     raise ValueError(f"{path} defines no get_sweep(arg)")
   return module.get_sweep(arg or None)
