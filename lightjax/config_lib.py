@@ -38,6 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Device mesh (lightjax/sharding.py): the batch is split over data x fsdp;
   # fsdp > 1 also splits parameters and optimizer state. -1 = the rest.
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+  # Which arrays fsdp splits: (regex on the array's path, "fsdp" |
+  # "replicate"), first match wins; e.g. (("embed", "replicate"), (".*", "fsdp")).
+  c.sharding_rules = ((".*", "fsdp"),)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-3

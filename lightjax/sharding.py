@@ -144,11 +144,41 @@ def spec_for(shape: tuple[int, ...], fsdp: int) -> P:
   return P()
 
 
-def state_shardings(tree: Any, mesh: Mesh) -> Any:
-  """A NamedSharding per array of `tree` (parameters, optimizer state)."""
+# `config.sharding_rules`: (regex, strategy) pairs matched in order against
+# each array's path ("model/backbone/blocks/0/mlp/fc1/kernel", and the same
+# path inside the optimizer state, "opt/opt_state/0/mu/backbone/..."); the
+# first match decides (big_vision's `sharding_strategy`). Strategies:
+STRATEGIES = {
+    "fsdp": "split over fsdp by FSDP's rule (`spec_for`)",
+    "replicate": "whole on every device",
+}
+DEFAULT_RULES = ((".*", "fsdp"),)
+
+
+def _path_str(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+                  for k in path)
+
+
+def state_shardings(tree: Any, mesh: Mesh, rules=DEFAULT_RULES) -> Any:
+  """A NamedSharding per array of `tree` (parameters, optimizer state):
+  the strategy of the first rule whose regex matches its path."""
+  import re  # pylint: disable=import-outside-toplevel
+  compiled = []
+  for pattern, strategy in rules:
+    if strategy not in STRATEGIES:
+      raise MeshError(f"config.sharding_rules: unknown strategy {strategy!r}"
+                      f" for {pattern!r}; valid: {', '.join(STRATEGIES)}")
+    compiled.append((re.compile(pattern), strategy))
   fsdp = mesh.shape["fsdp"]
-  return jax.tree.map(
-      lambda x: NamedSharding(mesh, spec_for(tuple(np.shape(x)), fsdp)), tree)
+
+  def place(path, x):
+    name = _path_str(path)
+    strategy = next((s for r, s in compiled if r.search(name)), "replicate")
+    spec = (spec_for(tuple(np.shape(x)), fsdp) if strategy == "fsdp"
+            else P())
+    return NamedSharding(mesh, spec)
+  return jax.tree_util.tree_map_with_path(place, tree)
 
 
 def describe(mesh: Mesh, batch_size: int) -> str:

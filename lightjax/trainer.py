@@ -410,7 +410,9 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   # Parameters and optimizer state: whole on every device, or split over
   # the fsdp axis (sharding.spec_for); a restore below lands in the same
   # layout whatever the layout it was saved from.
-  shardings = sharding.state_shardings(state, mesh)
+  shardings = sharding.state_shardings(
+      state, mesh, tuple(tuple(r) for r in config.get("sharding_rules")
+                         or sharding.DEFAULT_RULES))
   state = sharding.put_global(state, shardings)
   if mesh.shape["fsdp"] > 1:
     writers.say(sharding.describe_state(shardings))

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
@@ -55,6 +56,14 @@ def test_axis_sizes_and_specs():
   assert sharding.spec_for((64, 128), 1) == P()
 
 
+def test_unknown_sharding_strategy_lists_the_valid_ones():
+  import jax  # pylint: disable=import-outside-toplevel
+  mesh = sharding.make_mesh({"data": -1}, jax.devices())
+  with pytest.raises(sharding.MeshError, match=r"unknown strategy 'shard'"
+                     r" for '\.\*'; valid: fsdp, replicate"):
+    sharding.state_shardings({"w": np.zeros((4, 4))}, mesh, ((".*", "shard"),))
+
+
 def test_fsdp_and_data_on_8_devices_match_one(tmp_path, data_dir):
   """Same losses on one device, data parallel over 8, and fsdp over 8 (the
   parameters and optimizer state split); the run logs its mesh."""
@@ -96,12 +105,19 @@ state = nnx.state(m)
 placed = jax.device_put(state, sharding.state_shardings(state, mesh))
 kernel = placed['backbone']['blocks'][0]['mlp']['fc1']['kernel'][...]
 print(kernel.shape, kernel.addressable_shards[0].data.shape, len(kernel.devices()))
+# A rule keeps fc1 whole; the first match wins, so fc2 is still split.
+rules = (("fc1", "replicate"), (".*", "fsdp"))
+placed = jax.device_put(state, sharding.state_shardings(state, mesh, rules))
+mlp = placed['backbone']['blocks'][0]['mlp']
+print(mlp['fc1']['kernel'][...].addressable_shards[0].data.shape,
+      mlp['fc2']['kernel'][...].addressable_shards[0].data.shape)
 """
   env = {**os.environ, **EIGHT}
   proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.strip() == "(32, 128) (32, 16) 8", proc.stdout
+  assert proc.stdout.strip().splitlines() == ["(32, 128) (32, 16) 8",
+                                             "(32, 128) (16, 32)"], proc.stdout
 
 
 @pytest.mark.parametrize("first,then", [("fsdp8", "one"), ("one", "fsdp8")])
