@@ -61,11 +61,15 @@ def zero_metrics() -> dict[str, jax.Array]:
 MODEL_INPUTS = {"segment_ids": "segment_ids_BxL"}
 
 
+def _model_inputs(batch) -> dict[str, Any]:
+  """The batch's extra arrays as the model's keyword arguments."""
+  return {arg: batch[key] for key, arg in MODEL_INPUTS.items() if key in batch}
+
+
 def apply_model(model, batch, *, deterministic: bool, pad_id: int = 0):
   """`model(inputs, **extra batch arrays, deterministic=..., pad_id=...)`."""
-  extra = {arg: batch[key] for key, arg in MODEL_INPUTS.items() if key in batch}
-  return model(batch["inputs"], **extra, deterministic=deterministic,
-               pad_id=pad_id)
+  return model(batch["inputs"], **_model_inputs(batch),
+               deterministic=deterministic, pad_id=pad_id)
 
 
 def apply_with_hidden(model, batch, *, deterministic: bool, pad_id: int = 0):
@@ -75,9 +79,9 @@ def apply_with_hidden(model, batch, *, deterministic: bool, pad_id: int = 0):
   if not hasattr(model, "with_hidden"):
     return apply_model(model, batch, deterministic=deterministic,
                        pad_id=pad_id), {}
-  extra = {arg: batch[key] for key, arg in MODEL_INPUTS.items() if key in batch}
   logits, hidden, mask = model.with_hidden(
-      batch["inputs"], **extra, deterministic=deterministic, pad_id=pad_id)
+      batch["inputs"], **_model_inputs(batch), deterministic=deterministic,
+      pad_id=pad_id)
   return logits, {"hidden_BxLxE": hidden, "mask_BxL": mask}
 
 
@@ -411,8 +415,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   # the fsdp axis (sharding.spec_for); a restore below lands in the same
   # layout whatever the layout it was saved from.
   shardings = sharding.state_shardings(
-      state, mesh, tuple(tuple(r) for r in config.get("sharding_rules")
-                         or sharding.DEFAULT_RULES))
+      state, mesh, config.get("sharding_rules") or sharding.DEFAULT_RULES)
   state = sharding.put_global(state, shardings)
   if mesh.shape["fsdp"] > 1:
     writers.say(sharding.describe_state(shardings))

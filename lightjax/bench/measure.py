@@ -493,8 +493,8 @@ def edge(config: ml_collections.ConfigDict, job: Job, memo: Memo) -> Record:
   from lightjax.export import forward_signature  # pylint: disable=import-outside-toplevel
   from lightjax.export import onnx as onnx_export  # pylint: disable=import-outside-toplevel
   from lightjax.export import quantize  # pylint: disable=import-outside-toplevel
-  ort = onnx_export._require("onnxruntime")  # pylint: disable=protected-access
-  onnx_export._require("jax2onnx")  # pylint: disable=protected-access
+  ort = onnx_export.require("onnxruntime")
+  onnx_export.require("jax2onnx")
 
   e = config.edge
   peak_before = cost.device_peak_bytes()

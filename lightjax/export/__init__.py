@@ -93,13 +93,11 @@ def decode_signature(model, *, max_len: int) -> Signature:
   if not hasattr(model, "decode_step"):
     raise ExportError(f"--decode exports a decoder LM's decode step; this"
                       f" run holds a {type(model).__name__}")
-  for block in model.backbone.blocks:
-    kernel = block.attn.kernel
-    if not kernel.supports_decode:
-      try:
-        kernel.init_cache(1, 1)
-      except NotImplementedError as e:  # names the variants that decode
-        raise ExportError(str(e)) from None
+  from lightjax.models import generate  # pylint: disable=import-outside-toplevel
+  try:
+    generate.check_decodable(model)
+  except NotImplementedError as e:  # names the variants that decode
+    raise ExportError(str(e)) from None
   cache = model.init_cache(1, max_len, jnp.float32)
   leaves, treedef = jax.tree.flatten(cache)
 
@@ -120,6 +118,25 @@ def decode_signature(model, *, max_len: int) -> Signature:
 
 
 # --- formats ----------------------------------------------------------------------
+
+
+def first_that_converts(convert: Callable[[bool], Any], sig: Signature,
+                        axis: str, what: str) -> tuple[Any, bool]:
+  """(convert(True), True) with `axis` ("batch" or "length") symbolic where
+  the signature has one and the converter manages it, else (convert(False),
+  False); when neither converts, one ExportError: "`what` this model's
+  <kind>" and the first failure's first line."""
+  first = None
+  for symbolic in (True, False):
+    if symbolic and axis not in sum(sig.dynamic, ()):
+      continue
+    try:
+      return convert(symbolic), symbolic
+    except Exception as e:  # pylint: disable=broad-except
+      first = first or e
+  line = (str(first).strip().splitlines() or [""])[0]
+  raise ExportError(f"{what} this model's {sig.kind}: {type(first).__name__}:"
+                    f" {line[:300]}") from None
 
 
 @dataclasses.dataclass
@@ -151,7 +168,7 @@ def check_forward(run: Callable, jax_fn: Callable, inputs: dict[str, np.ndarray]
   names = list(inputs)
   n = len(inputs[names[0]])
   jit_fn = jax.jit(jax_fn)
-  max_diff, agree, ref_argmax, got_argmax = 0.0, 0, [], []
+  max_diff, ref_argmax, got_argmax = 0.0, [], []
   for lo in range(0, n, batch_size):
     args = [np.asarray(inputs[k][lo:lo + batch_size], np.int32) for k in names]
     ref = np.asarray(jit_fn(*args)[0])
@@ -239,18 +256,19 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
     files["int8"] = q_path
   if check:
     record["check"] = {}
+    if decode:
+      prompt = np.arange(1, 5, dtype=np.int32) % max(source.vocab_size, 2)
+      n = min(decode_tokens, source.max_len - len(prompt))
+    else:  # the same data for every file (fp32, int8)
+      inputs, labels, where = _check_inputs(source, data_dir, sig.input_names)
+      # A fixed batch (see onnx.to_proto) is checked at that batch size.
+      batch = (50 if "B" in details.get("symbolic_dims", ())
+               else sig.specs[0].shape[0])
     for which, p in files.items():
       run = form.runner(p, sig)
       if decode:
-        prompt = np.arange(1, 5, dtype=np.int32) % max(source.vocab_size, 2)
-        n = min(decode_tokens, source.max_len - len(prompt))
         record["check"][which] = check_decode(run, model, sig, prompt, n)
       else:
-        inputs, labels, where = _check_inputs(source, data_dir,
-                                              sig.input_names)
-        # A fixed batch (see onnx.to_proto) is checked at that batch size.
-        batch = (50 if "B" in details.get("symbolic_dims", ())
-                 else sig.specs[0].shape[0])
         record["check"][which] = {"data": where, **check_forward(
             run, sig.fn, inputs, labels, batch_size=batch)}
   with open(os.path.join(out_dir, EXPORT_JSON), "w") as f:

@@ -22,13 +22,13 @@ import jax
 import numpy as np
 
 from lightjax import data
-from lightjax.export import ExportError, Signature
+from lightjax.export import ExportError, Signature, first_that_converts
 
 OPSET = 23
 INSTALL = "pip install jax2onnx==0.13.0 onnx onnxruntime"
 
 
-def _require(module: str):
+def require(module: str):
   """Imports an optional package, or says what to install."""
   # jax2onnx logs each plugin it skips (two image ops need a newer jax).
   logging.getLogger("jax2onnx").setLevel(logging.ERROR)
@@ -53,21 +53,13 @@ def to_proto(sig: Signature):
   symbolic where jax2onnx can keep it so, else fixed at the signature's
   (a causal linear or Performer forward computes its chunk scan with
   shapes jax2onnx needs concrete)."""
-  j2o = _require("jax2onnx")
-  first = None
-  for symbolic_batch in (True, False):
-    if symbolic_batch and "batch" not in sum(sig.dynamic, ()):
-      continue
-    try:
-      return j2o.to_onnx(sig.fn, inputs=_specs(sig, symbolic_batch),
-                         model_name=f"lightjax_{sig.kind}", opset=OPSET,
-                         input_names=sig.input_names,
-                         output_names=sig.output_names), symbolic_batch
-    except Exception as e:  # pylint: disable=broad-except
-      first = first or e
-  line = (str(first).strip().splitlines() or [""])[0]
-  raise ExportError(f"jax2onnx cannot convert this model's {sig.kind}:"
-                    f" {type(first).__name__}: {line[:300]}") from None
+  j2o = require("jax2onnx")
+  return first_that_converts(
+      lambda symbolic_batch: j2o.to_onnx(
+          sig.fn, inputs=_specs(sig, symbolic_batch),
+          model_name=f"lightjax_{sig.kind}", opset=OPSET,
+          input_names=sig.input_names, output_names=sig.output_names),
+      sig, "batch", "jax2onnx cannot convert")
 
 
 def _graphs(graph):
@@ -159,7 +151,7 @@ def bias_every_gemm(proto) -> int:
 
 
 def write(sig: Signature, out_dir: str) -> tuple[str, dict[str, Any]]:
-  onnx = _require("onnx")
+  onnx = require("onnx")
   proto, symbolic_batch = to_proto(sig)
   bias_every_gemm(proto)
   tidy(proto)
@@ -185,7 +177,7 @@ def _version(module: str) -> str:
 def session(path: str, threads: int = 0):
   """An onnxruntime CPU session (`threads` intra-op threads; 0 = its
   default)."""
-  ort = _require("onnxruntime")
+  ort = require("onnxruntime")
   options = ort.SessionOptions()
   if threads:
     options.intra_op_num_threads = threads

@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from lightjax.export.onnx import _require, tidy
+from lightjax.export.onnx import require, tidy
 
 
 def weight_values(path: str) -> dict[str, int]:
   """Initializer values of an ONNX file by storage: "8bit" (int8/uint8),
   "float" (float16/32/64) and "other" (int64 shape constants and the
   like, not weights)."""
-  onnx = _require("onnx")
+  onnx = require("onnx")
   from onnx import numpy_helper  # pylint: disable=import-outside-toplevel
   counts = {"8bit": 0, "float": 0, "other": 0}
   for init in onnx.load(path).graph.initializer:
@@ -39,7 +39,7 @@ def weight_values(path: str) -> dict[str, int]:
 def quantize_int8(fp32_path: str, int8_path: str) -> dict[str, Any]:
   """Writes the int8 model; returns its size, the fp32 size and the share
   of weight values stored in 8 bits."""
-  quantization = _require("onnxruntime.quantization")
+  quantization = require("onnxruntime.quantization")
   root = logging.getLogger()
   level = root.level
   root.setLevel(logging.ERROR)  # its advice to pre-process (shape inference)
@@ -48,7 +48,7 @@ def quantize_int8(fp32_path: str, int8_path: str) -> dict[str, Any]:
                                   weight_type=quantization.QuantType.QInt8)
   finally:
     root.setLevel(level)
-  onnx = _require("onnx")
+  onnx = require("onnx")
   proto = onnx.load(int8_path)
   tidy(proto)  # the quantizer's long value names and shape annotations
   onnx.save(proto, int8_path)

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
-from lightjax.export import ExportError, Signature
+from lightjax.export import Signature, first_that_converts
 
 FILE = "model.stablehlo"
 
@@ -42,18 +42,10 @@ def _specs(sig: Signature, symbolic_length: bool):
 
 def export(sig: Signature):
   """(jax.export.Exported, whether the length is symbolic)."""
-  first_error = None
-  for symbolic_length in (True, False):
-    if symbolic_length and "length" not in sum(sig.dynamic, ()):
-      continue
-    try:
-      return jax_export.export(jax.jit(sig.fn))(
-          *_specs(sig, symbolic_length)), symbolic_length
-    except Exception as e:  # pylint: disable=broad-except
-      first_error = first_error or e
-  line = str(first_error).strip().splitlines()[0] if str(first_error) else ""
-  raise ExportError(f"jax.export cannot lower this model's {sig.kind}:"
-                    f" {type(first_error).__name__}: {line[:300]}")
+  return first_that_converts(
+      lambda symbolic_length: jax_export.export(jax.jit(sig.fn))(
+          *_specs(sig, symbolic_length)),
+      sig, "length", "jax.export cannot lower")
 
 
 def write(sig: Signature, out_dir: str) -> tuple[str, dict[str, Any]]:

@@ -114,11 +114,17 @@ def _check(model, prompt_BxP, num_new_tokens: int) -> int:
     raise ValueError(f"prompt + new tokens = {p} + {num_new_tokens} = {total}"
                      f" exceeds the model's max_len {model.max_len}; ask for"
                      f" at most {model.max_len - p} new tokens")
+  check_decodable(model)
+  return total
+
+
+def check_decodable(model) -> None:
+  """NotImplementedError, naming the variants that can decode, unless every
+  layer's attention has an incremental decode step."""
   for block in model.backbone.blocks:
     kernel = block.attn.kernel
     if not kernel.supports_decode:
       kernel.init_cache(1, 1)  # raises, naming the variants that can decode
-  return total
 
 
 def _compiled(model, prompt_BxP, num_new_tokens, temperature, greedy, top_k):

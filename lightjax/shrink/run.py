@@ -14,7 +14,8 @@ report.
      trainer in `<workdir>` (`init_from=<workdir>/student`), by distillation
      from the teacher when `config.train_objective == "distillation"` (the
      teacher runs frozen inside the train step: its logits, and its hidden
-     states for DistilBERT's cosine term). 0 steps: the student is scored as it is (LayerDrop cuts).
+     states for DistilBERT's cosine term). 0 steps: the student is scored
+     as it is (LayerDrop cuts).
   4. Report: summary.json (the trainer's keys plus `method`,
      `teacher_num_params`, `teacher_val_accuracy`, `teacher_test_accuracy`,
      `accuracy_kept`, `deploy` and `teacher_deploy`), shrink_report.md and
