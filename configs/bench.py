@@ -22,7 +22,7 @@ ARG is one preset:
   lra_text   the accelerator preset, LRA's Text setup (Tay et al. 2021, Table 2:
              byte level, 4 layers, 4 heads, embedding 256, MLP 1024, batch 32,
              lengths 1K-4K), every variant; bf16 matmul peak for MFU.
-  edge       2 CPU cores, < 8 minutes: the `edge` benchmark alone (batch-1
+  edge       2 CPU cores, 81 s measured: the `edge` benchmark alone (batch-1
              latency p50 / p95 of the JAX-jitted forward, the ONNX fp32 model
              and its int8 quantization in onnxruntime, file sizes, 8-bit
              weight share; needs `pip install jax2onnx==0.13.0 onnx

@@ -14,7 +14,7 @@ ARG is a comma-separated list of an attention variant (any name in
           warm-up steps, weight decay 0.1. Needs an accelerator.
   long    the CPU-sized long-sequence setup: examples of 500..1023 tokens
           (LRA's lower half), the default 2-layer model, batch 8, 300 steps:
-          about 10 minutes for softmax on 2 CPU cores and 1-3 for the
+          8 minutes for softmax on 2 CPU cores and 1-5 for the
           efficient variants (results/listops_long_cpu/). A short budget:
           it shows the cost side; accuracy needs many more steps.
   tiny    a seconds-long smoke run (tests use it).

@@ -4,7 +4,7 @@
 # 64-wide model, batch 8, 300 steps) and one table of accuracy next to wall
 # time, steps/s (and its ratio to softmax's), FLOPs and memory.
 # Run nothing else on the machine meanwhile: the runs are timed one after
-# the other. About 30 minutes on 2 CPU cores (softmax ~10).
+# the other. About 30 minutes on 2 CPU cores (softmax ~8).
 # Measured results: results/listops_long_cpu/README.md.
 # Usage: bash experiments/listops_long_cpu.sh [runs dir] [results dir]
 set -euo pipefail
