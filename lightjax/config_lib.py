@@ -36,11 +36,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 250    # resumable train-state checkpoint
   c.keep_checkpoints = 2      # last N train states kept (best kept apart)
   # Device mesh (lightjax/sharding.py): the batch is split over data x fsdp;
-  # fsdp > 1 also splits parameters and optimizer state. -1 = the rest.
-  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
-  # Which arrays fsdp splits: (regex on the array's path, "fsdp" |
-  # "replicate"), first match wins; e.g. (("embed", "replicate"), (".*", "fsdp")).
-  c.sharding_rules = ((".*", "fsdp"),)
+  # fsdp > 1 also splits parameters and optimizer state (their embed
+  # dimension), seq the activations' positions, model heads / MLP units /
+  # vocabulary (tensor parallel). -1 = the devices left over.
+  c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "seq": 1,
+                                      "model": 1})
+  # (logical axis, mesh axis | None) pairs placed before
+  # sharding.DEFAULT_RULES, first pair per name wins; e.g.
+  # (("embed", None),) keeps parameters whole under fsdp.
+  c.sharding_rules = ()
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 1e-3

@@ -1,12 +1,26 @@
 """The device mesh a run trains on, and where each array lives on it.
 
-`config.mesh` names the axes and their sizes: `data` (the batch is split
-over it; every device holds the whole model) and `fsdp` (the batch is split
-over it too, and so are parameters and optimizer state: each device keeps
-1/fsdp of every large array, as in ZeRO-3 / FSDP, Rajbhandari et al. 2020,
-"ZeRO: Memory Optimizations Toward Training Trillion Parameter Models",
-sec. 5). One size may be -1: the devices left over. Data parallel over every
-device (`data=-1, fsdp=1`) is the default.
+`config.mesh` names the axes and their sizes (one may be -1: the devices
+left over):
+  data   the batch is split over it; every device holds the whole model.
+  fsdp   the batch is split over it too, and so are parameters and their
+         optimizer state (along their embed dimension): each device keeps a
+         1/fsdp share, as in ZeRO-3 / FSDP (Rajbhandari et al. 2020, "ZeRO:
+         Memory Optimizations Toward Training Trillion Parameter Models",
+         sec. 5).
+  seq    the activations' positions (the residual stream between blocks).
+  model  heads, MLP units and the vocabulary: Megatron's tensor parallelism
+         (Shoeybi et al. 2019, "Megatron-LM", sec. 3), q/k/v and fc1 split
+         by output columns, out and fc2 by input rows.
+Data parallel over every device (`data=-1`, the rest 1) is the default.
+
+Where an array lives follows from what its dimensions are, not from its
+path: each parameter carries logical axis names (`attention.param_axes`,
+Flax's `out_sharding` metadata, which `nnx.Optimizer` copies to its Adam
+moments), and rules map names to mesh axes (`DEFAULT_RULES`, overridden
+name by name by `config.sharding_rules`), the logical partitioning of
+Flax / T5X / MaxText. Activations are pinned the same way inside the
+model (`constrain`).
 
 XLA's SPMD partitioner does the rest: the jitted steps are compiled for
 the shardings their arguments carry (gathering a parameter where a layer
@@ -16,6 +30,8 @@ step is the same Python function on 1 device or 8.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from typing import Any
 
@@ -23,17 +39,42 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-AXES = ("data", "fsdp")
+AXES = ("data", "fsdp", "seq", "model")
 BATCH_AXES = ("data", "fsdp")  # both split the batch
+
+# The roles a dimension can have (`attention.param_axes` on parameters,
+# `constrain` on activations). `config.sharding_rules` maps each to a mesh
+# axis (or a tuple of them, or None: whole).
+LOGICAL_AXES = {
+    "batch": "examples (activations)",
+    "length": "sequence positions (activations)",
+    "vocab": "token-table rows, the tied output's columns",
+    "embed": "the residual width (d_model)",
+    "heads": "the concatenated heads' width, H x head_dim (q, k, v outputs,"
+             " out's input)",
+    "mlp": "the feed-forward hidden width (and a classifier's hidden layer)",
+    "rank": "a bottleneck width: low-rank factors, ALBERT's factorised"
+            " embedding, Linformer's projected length",
+    "norm": "LayerNorm scales and biases",
+    "classes": "a classifier's outputs",
+}
+# Data and fsdp split the batch; fsdp splits parameters (and their Adam
+# moments) along their embed dimension, as ZeRO-3 / FSDP does; seq splits
+# the activations' length; model splits heads, MLP units and the
+# vocabulary (Megatron's tensor parallelism). A size-1 axis splits nothing,
+# so these rules hold for every mesh, data parallel included.
+DEFAULT_RULES = (
+    ("batch", BATCH_AXES),
+    ("length", "seq"),
+    ("embed", "fsdp"),
+    ("heads", "model"),
+    ("mlp", "model"),
+    ("vocab", "model"),
+)
 
 
 class MeshError(ValueError):
   """A mesh or batch the devices cannot hold (one line; exit code 2)."""
-
-
-# Arrays smaller than this stay whole on every device: sharding a bias or a
-# LayerNorm scale saves nothing and costs a gather per use.
-MIN_SHARDED_SIZE = 2 ** 12
 
 
 def initialize_distributed(coordinator_address: str = "",
@@ -77,21 +118,21 @@ def put_global(tree: Any, shardings: Any) -> Any:
   return jax.tree.map(put, tree, shardings)
 
 
-def put_batch(batch: dict[str, np.ndarray], sharding: NamedSharding
-              ) -> dict[str, jax.Array]:
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """A global host batch (every process computes the same one: the order
-  is a function of the step) as arrays split over the batch axes. With
-  several processes each puts only its own rows on its own devices
-  (`jax.make_array_from_process_local_data`): the rows of the devices it
-  holds, which `make_mesh` lays out contiguously, process by process."""
-  if jax.process_count() == 1:
-    return jax.device_put(batch, sharding)
-  n, p = jax.process_count(), jax.process_index()
+  is a function of the step) as arrays split over the batch axes, and
+  their positions over seq (`batch_sharding`). With several processes
+  each fills only the shards of its own devices
+  (`jax.make_array_from_callback`: a process's rows, and with seq its
+  positions, go only to its devices)."""
   out = {}
   for key, value in batch.items():
-    rows = value.shape[0] // n
-    out[key] = jax.make_array_from_process_local_data(
-        sharding, value[p * rows:(p + 1) * rows], value.shape)
+    sharding = batch_sharding(mesh, np.ndim(value))
+    if jax.process_count() == 1:
+      out[key] = jax.device_put(value, sharding)
+    else:
+      out[key] = jax.make_array_from_callback(
+          value.shape, sharding, lambda idx, v=value: v[idx])
   return out
 
 
@@ -124,74 +165,160 @@ def make_mesh(mesh_cfg, devices) -> Mesh:
   return Mesh(np.asarray(devices).reshape(tuple(sizes.values())), AXES)
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Examples split over every batch axis (data x fsdp devices)."""
-  return NamedSharding(mesh, P(BATCH_AXES))
+def check_rules(rules) -> tuple[tuple[str, Any], ...]:
+  """`config.sharding_rules` ((logical name, mesh axis | (axes) | None)
+  pairs) checked, then the defaults for every name they leave out; the
+  first pair for a name wins."""
+  out = []
+  for rule in tuple(rules or ()):
+    if len(rule) != 2:
+      raise MeshError(f"config.sharding_rules: each rule is (logical name,"
+                      f" mesh axis); got {tuple(rule)!r}")
+    name, target = rule
+    if name not in LOGICAL_AXES:
+      raise MeshError(f"config.sharding_rules: unknown logical axis {name!r};"
+                      f" valid: {', '.join(LOGICAL_AXES)}")
+    targets = (target,) if isinstance(target, str) or target is None else target
+    for t in targets:
+      if t is not None and t not in AXES:
+        raise MeshError(f"config.sharding_rules: {name!r} -> unknown mesh axis"
+                        f" {t!r}; valid: {', '.join(AXES)} (or None: whole)")
+    out.append((name, tuple(targets) if len(targets) > 1 else targets[0]))
+  return tuple(out) + DEFAULT_RULES
+
+
+def spec_for(names, shape: tuple[int, ...], mesh_shape: dict[str, int],
+             rules=DEFAULT_RULES) -> P:
+  """The PartitionSpec of an array whose dimensions have logical `names`.
+
+  Each name becomes the mesh axes its (first) rule gives, keeping only
+  axes of size > 1 that the dimension's size is divisible by (what is left
+  of the product), and each mesh axis at most once per array (a square
+  [embed, embed] kernel is split along its first dimension only): a layout
+  that cannot split a dimension keeps it whole rather than failing.
+  """
+  table = {}
+  for name, target in rules:
+    table.setdefault(name, target)
+  used, spec = set(), []
+  for name, size in zip(names, shape):
+    target = table.get(name) if name is not None else None
+    targets = (target,) if isinstance(target, str) else (target or ())
+    kept = []
+    for axis in targets:
+      n = mesh_shape.get(axis, 1)
+      if n > 1 and axis not in used and size % (n * math.prod(
+          mesh_shape[a] for a in kept)) == 0:
+        kept.append(axis)
+        used.add(axis)
+    spec.append(None if not kept else kept[0] if len(kept) == 1
+                else tuple(kept))
+  while spec and spec[-1] is None:
+    spec.pop()
+  return P(*spec)
+
+
+@functools.lru_cache(maxsize=None)
+def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
+  """A batch array [B, L, ...]: examples split over data x fsdp, positions
+  (ndim >= 2) over seq."""
+  names = ("batch", "length")[:ndim]
+  return NamedSharding(mesh, spec_for(names, (0,) * len(names),
+                                      dict(mesh.shape)))
+
+
+def batch_shardings(mesh: Mesh, batch: dict[str, Any]) -> dict[str, NamedSharding]:
+  """`batch_sharding` per array of a batch. One-line MeshError when seq
+  does not divide its length (the examples' count is checked at setup)."""
+  seq = mesh.shape["seq"]
+  for key, x in batch.items():
+    if np.ndim(x) >= 2 and np.shape(x)[1] % seq:
+      raise MeshError(f"config.mesh.seq={seq} does not divide the length"
+                      f" {np.shape(x)[1]} of the batch's {key!r}")
+  return {key: batch_sharding(mesh, np.ndim(x)) for key, x in batch.items()}
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def spec_for(shape: tuple[int, ...], fsdp: int) -> P:
-  """FSDP's rule: the largest dimension that `fsdp` divides is split over
-  the fsdp axis; small arrays (and everything when fsdp = 1) stay whole."""
-  if fsdp == 1 or math.prod(shape) < MIN_SHARDED_SIZE:
-    return P()
-  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
-    if shape[dim] % fsdp == 0:
-      return P(*([None] * dim + ["fsdp"]))
-  return P()
-
-
-# `config.sharding_rules`: (regex, strategy) pairs matched in order against
-# each array's path ("model/backbone/blocks/0/mlp/fc1/kernel", and the same
-# path inside the optimizer state, "opt/opt_state/0/mu/backbone/..."); the
-# first match decides (big_vision's `sharding_strategy`). Strategies:
-STRATEGIES = {
-    "fsdp": "split over fsdp by FSDP's rule (`spec_for`)",
-    "replicate": "whole on every device",
-}
-DEFAULT_RULES = ((".*", "fsdp"),)
-
-
-def _path_str(path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
-                  for k in path)
+def logical_names(variable) -> tuple | None:
+  """A Variable's logical axis names (`attention.param_axes`), or None."""
+  get = getattr(variable, "get_metadata", None)
+  names = get().get("out_sharding") if get else None
+  return tuple(names) if names else None
 
 
 def state_shardings(tree: Any, mesh: Mesh, rules=DEFAULT_RULES) -> Any:
-  """A NamedSharding per array of `tree` (parameters, optimizer state):
-  the strategy of the first rule whose regex matches its path."""
-  import re  # pylint: disable=import-outside-toplevel
-  compiled = []
-  for pattern, strategy in rules:
-    if strategy not in STRATEGIES:
-      raise MeshError(f"config.sharding_rules: unknown strategy {strategy!r}"
-                      f" for {pattern!r}; valid: {', '.join(STRATEGIES)}")
-    compiled.append((re.compile(pattern), strategy))
-  fsdp = mesh.shape["fsdp"]
+  """A NamedSharding per array of `tree` (an nnx State: parameters and
+  their optimizer moments, which carry the parameter's names): from its
+  logical names through `rules`. Arrays without names (step counters,
+  RNG state, fixed buffers) stay whole on every device."""
+  rules = check_rules(rules)
+  mesh_shape = dict(mesh.shape)
+  from flax import nnx  # pylint: disable=import-outside-toplevel
 
-  def place(path, x):
-    name = _path_str(path)
-    strategy = next((s for r, s in compiled if r.search(name)), "replicate")
-    spec = (spec_for(tuple(np.shape(x)), fsdp) if strategy == "fsdp"
-            else P())
-    return NamedSharding(mesh, spec)
-  return jax.tree_util.tree_map_with_path(place, tree)
+  def place(x):
+    names = logical_names(x)
+    shape = tuple((x.get_value() if isinstance(x, nnx.Variable) else x).shape)
+    spec = (spec_for(names, shape, mesh_shape, rules)
+            if names and len(names) == len(shape) else P())
+    return x.replace(NamedSharding(mesh, spec)) if isinstance(
+        x, nnx.Variable) else NamedSharding(mesh, spec)
+  return jax.tree.map(place, tree,
+                      is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+# Activation layout: set by the trainer around tracing its steps, read by
+# `constrain` in the model (trace time only; no cost per step).
+_LAYOUT: list[tuple[Mesh, tuple]] = []
+
+
+@contextlib.contextmanager
+def activation_layout(mesh: Mesh, rules=DEFAULT_RULES):
+  """Within this context `constrain` pins activations to `mesh`."""
+  _LAYOUT.append((mesh, check_rules(rules)))
+  try:
+    yield
+  finally:
+    _LAYOUT.pop()
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+  """`x` with its dimensions' logical `names` laid out on the current
+  mesh (`jax.lax.with_sharding_constraint`), so XLA keeps e.g. the
+  residual stream split over batch and sequence between blocks rather
+  than choosing its own layout; the identity outside `activation_layout`
+  (evaluation tools, export, a model used on its own)."""
+  if not _LAYOUT or _LAYOUT[-1][0].devices.size == 1:
+    return x
+  mesh, rules = _LAYOUT[-1]
+  spec = spec_for(names, x.shape, dict(mesh.shape), rules)
+  return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
 def describe(mesh: Mesh, batch_size: int) -> str:
   """The line a run logs at start: mesh shape and per-device batch."""
   n = mesh.devices.size
+  per_batch = math.prod(mesh.shape[a] for a in BATCH_AXES)
   return (f"Mesh {dict(mesh.shape)} over {n} {mesh.devices.flat[0].platform}"
           f" device{'s' if n > 1 else ''}: global batch {batch_size},"
-          f" {batch_size // n} per device.")
+          f" {batch_size // per_batch} per device"
+          + (f", 1/{mesh.shape['seq']} of their positions each."
+             if mesh.shape["seq"] > 1 else "."))
 
 
 def describe_state(shardings: Any) -> str:
-  """How much of the train state each device holds whole or split."""
-  specs = [s.spec for s in jax.tree.leaves(shardings)]
-  split = sum(1 for spec in specs if spec != P())
-  return (f"Train state: {split} of {len(specs)} arrays split over fsdp,"
-          f" the rest whole on every device.")
+  """How many arrays of the train state each mesh axis splits."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  leaves = [s.get_value() if isinstance(s, nnx.Variable) else s for s in jax.tree.leaves(
+      shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))]
+  by_axis: dict[str, int] = {}
+  for s in leaves:
+    for axis in sorted({a for d in s.spec if d for a in (
+        (d,) if isinstance(d, str) else d)}):
+      by_axis[axis] = by_axis.get(axis, 0) + 1
+  split = sum(1 for s in leaves if s.spec != P())
+  axes = ", ".join(f"{a} {n}" for a, n in by_axis.items())
+  return (f"Train state: {split} of {len(leaves)} arrays split"
+          f"{f' ({axes})' if axes else ''}, the rest whole on every device.")

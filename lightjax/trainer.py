@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 from typing import Any, Callable
 
@@ -27,7 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh
 
 from lightjax import attention as attention_lib
 from lightjax import checkpointing, config_lib, data, init_from, models
@@ -302,7 +303,8 @@ def _device_info() -> dict[str, Any]:
 class _Setup:
   """What setup builds and the loop, the test pass and the summary read."""
   devices: list[Any]
-  batch_sharding: NamedSharding
+  mesh: Mesh
+  sharding_rules: tuple  # sharding.check_rules(config.sharding_rules)
   put_batch: Callable[[Any], Any]
   zero_acc: Callable[[], dict[str, jax.Array]]
   task: Any
@@ -359,14 +361,16 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   # line (sharding.MeshError), with nothing written.
   devices = jax.devices()
   mesh = sharding.make_mesh(config.get("mesh") or {}, devices)
-  if config.batch_size % len(devices):
+  rules = sharding.check_rules(config.get("sharding_rules"))
+  ways = math.prod(mesh.shape[a] for a in sharding.BATCH_AXES)
+  if config.batch_size % ways:
     raise sharding.MeshError(
-        f"batch_size {config.batch_size} is not divisible by the"
-        f" {len(devices)} devices it is split over")
-  if config.eval_batch_size % len(devices):
+        f"batch_size {config.batch_size} is not divisible by the {ways}"
+        f" ways (data x fsdp) it is split over")
+  if config.eval_batch_size % ways:
     # Evaluation only: pad rows weigh 0, so a larger batch changes nothing.
     with config.unlocked():
-      config.eval_batch_size += len(devices) - config.eval_batch_size % len(devices)
+      config.eval_batch_size += ways - config.eval_batch_size % ways
 
   # --- Workdir ------------------------------------------------------------------
   _open_workdir(workdir, stack)
@@ -376,7 +380,6 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   writer = writers.MetricWriter(workdir)
   stack.callback(writer.close)
   replicated = sharding.replicated(mesh)
-  batch_sharding = sharding.batch_sharding(mesh)
   writers.say(sharding.describe(mesh, config.batch_size))
 
   # --- Data -------------------------------------------------------------------
@@ -384,6 +387,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
     task = data.load_task(config.task, config.data_dir or data.default_data_dir())
   train_batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
                                         config.seed)
+  sharding.batch_shardings(mesh, train_batcher.batch(0))  # seq | length
 
   # --- Model (from `init_from`'s weights unless resuming) and optimizer -----
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
@@ -411,13 +415,13 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   gd_model, model_state = nnx.split(model)
   gd_opt, opt_state = nnx.split(opt)
   state = {"model": model_state, "opt": opt_state}
-  # Parameters and optimizer state: whole on every device, or split over
-  # the fsdp axis (sharding.spec_for); a restore below lands in the same
-  # layout whatever the layout it was saved from.
-  shardings = sharding.state_shardings(
-      state, mesh, config.get("sharding_rules") or sharding.DEFAULT_RULES)
+  # Parameters and optimizer state: placed by their logical axis names
+  # through the rules (whole on every device when only data > 1); a
+  # restore below lands in the same layout whatever layout it was saved
+  # from.
+  shardings = sharding.state_shardings(state, mesh, rules)
   state = sharding.put_global(state, shardings)
-  if mesh.shape["fsdp"] > 1:
+  if mesh.shape["fsdp"] > 1 or mesh.shape["model"] > 1:
     writers.say(sharding.describe_state(shardings))
   del model, opt  # from here on the state pytree is the only copy
 
@@ -451,7 +455,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
           " run it through lightjax.shrink (configs/shrink/distill.py), which"
           " gives the trainer the init_from model as the teacher")
     graphdefs["teacher"], teacher_state = nnx.split(teacher)
-    teacher_state = sharding.put_global(teacher_state, replicated)
+    teacher_state = sharding.put_global(
+        teacher_state, sharding.state_shardings(teacher_state, mesh, rules))
   writers.say(
       f"{config.config_name or 'run'}: {task.name} ({task.kind}),"
       f" attention={config.model.attention.name}, params={num_params['total']:,}"
@@ -459,8 +464,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
       f" {num_params['embedding']:,}), devices={len(devices)}x"
       f"{devices[0].device_kind}")
   return _Setup(
-      devices=devices, batch_sharding=batch_sharding,
-      put_batch=functools.partial(sharding.put_batch, sharding=batch_sharding),
+      devices=devices, mesh=mesh, sharding_rules=rules,
+      put_batch=functools.partial(sharding.put_batch, mesh=mesh),
       zero_acc=zero_acc, task=task, objective=objective,
       train_objective=train_objective,
       task_metrics=names, metric_sums=metric_sums,
@@ -486,14 +491,17 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
                                        metric_sums=s.metric_sums))
 
   def spec(batch):
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(
-        x.shape, x.dtype, sharding=s.batch_sharding), batch)
-  train_exec, train_cost = cost.compile_with_stats(
-      train_jit, s.state, spec(s.train_batcher.batch(0)), s.zero_acc(),
-      s.teacher_state)
-  eval_exec, eval_cost = cost.compile_with_stats(
-      eval_jit, s.state["model"], spec(next(pipeline.eval_batches(
-          s.task.splits["validation"], config.eval_batch_size))))
+    return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(
+        x.shape, x.dtype, sharding=sh), batch,
+                        sharding.batch_shardings(s.mesh, batch))
+  # Traced in the mesh's activation layout (sharding.constrain in blocks).
+  with sharding.activation_layout(s.mesh, s.sharding_rules):
+    train_exec, train_cost = cost.compile_with_stats(
+        train_jit, s.state, spec(s.train_batcher.batch(0)), s.zero_acc(),
+        s.teacher_state)
+    eval_exec, eval_cost = cost.compile_with_stats(
+        eval_jit, s.state["model"], spec(next(pipeline.eval_batches(
+            s.task.splits["validation"], config.eval_batch_size))))
   # XLA's cost analysis of an SPMD program counts one device's share.
   for c in (train_cost, eval_cost):
     c["flops"] *= len(s.devices)

@@ -1,5 +1,6 @@
-"""Meshes from config (lightjax/sharding.py): data and fsdp axes on 8 fake
-CPU devices against one device, and checkpoints that move between them."""
+"""Meshes from config (lightjax/sharding.py): data, fsdp, seq and model axes
+on 8 fake CPU devices against one device, placement by logical axis names,
+and checkpoints that move between layouts."""
 
 import json
 import os
@@ -41,47 +42,102 @@ def _train_losses(workdir):
 
 
 def test_axis_sizes_and_specs():
-  assert sharding.axis_sizes({"data": -1, "fsdp": 1}, 8) == {"data": 8, "fsdp": 1}
-  assert sharding.axis_sizes({"data": 2, "fsdp": -1}, 8) == {"data": 2, "fsdp": 4}
+  full = {"data": 8, "fsdp": 1, "seq": 1, "model": 1}
+  assert sharding.axis_sizes({"data": -1, "fsdp": 1}, 8) == full
+  assert sharding.axis_sizes({"data": 2, "fsdp": -1}, 8) == {
+      "data": 2, "fsdp": 4, "seq": 1, "model": 1}
   for bad, match in (({"data": 3, "fsdp": 1}, "needs 3 devices"),
                      ({"data": -1, "fsdp": 3}, "not a multiple of 3"),
                      ({"data": -1, "fsdp": -1}, "at most one -1"),
-                     ({"model": 2}, r"unknown axes \['model'\]; valid: data, fsdp")):
+                     ({"tensor": 2}, r"unknown axes \['tensor'\]; valid: data,"
+                                     r" fsdp, seq, model")):
     with pytest.raises(ValueError, match=match):
       sharding.axis_sizes(bad, 8)
-  assert sharding.spec_for((64, 128), 8) == P(None, "fsdp")  # largest dim
-  assert sharding.spec_for((1004, 64), 8) == P(None, "fsdp")  # 8 does not divide 1004
-  assert sharding.spec_for((1024, 64), 8) == P("fsdp")
-  assert sharding.spec_for((128,), 8) == P()  # small: whole everywhere
-  assert sharding.spec_for((64, 128), 1) == P()
+  mesh = {"data": 2, "fsdp": 4, "seq": 1, "model": 2}
+  spec = lambda names, shape, rules=sharding.DEFAULT_RULES: sharding.spec_for(
+      names, shape, mesh, rules)
+  assert spec(("embed", "mlp"), (64, 128)) == P("fsdp", "model")
+  assert spec(("mlp", "embed"), (128, 64)) == P("model", "fsdp")
+  assert spec(("embed", "embed"), (64, 64)) == P("fsdp")  # one use per axis
+  assert spec(("vocab", "embed"), (21, 64)) == P(None, "fsdp")  # 2 !| 21
+  assert spec(("norm",), (64,)) == P()  # no rule: whole
+  assert spec((None, "embed"), (64, 64)) == P(None, "fsdp")
+  # Activations: the batch over data x fsdp; seq of size 1 splits nothing.
+  assert spec(("batch", "length", None), (16, 64, 32)) == P(("data", "fsdp"))
+  assert spec(("batch",), (6,)) == P("data")  # 8 !| 6, 2 | 6
+  # User rules go first; the defaults fill in the rest.
+  rules = sharding.check_rules((("embed", None), ("mlp", ("fsdp", "model"))))
+  assert spec(("embed", "mlp"), (64, 128), rules) == P(None, ("fsdp", "model"))
 
 
-def test_unknown_sharding_strategy_lists_the_valid_ones():
-  import jax  # pylint: disable=import-outside-toplevel
-  mesh = sharding.make_mesh({"data": -1}, jax.devices())
-  with pytest.raises(sharding.MeshError, match=r"unknown strategy 'shard'"
-                     r" for '\.\*'; valid: fsdp, replicate"):
-    sharding.state_shardings({"w": np.zeros((4, 4))}, mesh, ((".*", "shard"),))
+def test_bad_sharding_rules_list_the_valid_names():
+  for rules, match in (((("embd", "fsdp"),), r"unknown logical axis 'embd';"
+                        r" valid: batch, length, vocab, embed, heads, mlp,"),
+                       ((("embed", "fdsp"),), r"'embed' -> unknown mesh axis"
+                        r" 'fdsp'; valid: data, fsdp, seq, model"),
+                       ((("embed",),), r"each rule is \(logical name, mesh"
+                        r" axis\)")):
+    with pytest.raises(sharding.MeshError, match=match):
+      sharding.check_rules(rules)
 
 
-def test_fsdp_and_data_on_8_devices_match_one(tmp_path, data_dir):
-  """Same losses on one device, data parallel over 8, and fsdp over 8 (the
-  parameters and optimizer state split); the run logs its mesh."""
-  # MLP 128 wide: its kernels (32 x 128) are large enough to be split.
+def test_every_parameter_of_every_variant_names_its_axes():
+  """The contract that makes placement by rules complete: each nnx.Param
+  of every model kind and every attention variant (with the compact
+  options that add parameters) carries one logical name per dimension."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  from lightjax import attention, config_lib, models  # pylint: disable=import-outside-toplevel
+  c = config_lib.load_config_file("configs/listops.py:tiny")
+  c.model.classifier_hidden_dim = 16
+  builds = [(name, "encoder_classifier", {}) for name in attention.names()]
+  builds += [("linear", "decoder_lm", {}),
+             ("softmax", "encoder_mlm", {"type_vocab_size": 2}),
+             ("softmax", "encoder_classifier",
+              {"embed_factor_dim": 8, "type_vocab_size": 2, "pooler": True,
+               "low_rank_ranks": ({"query": 4, "fc1": 8}, {"out": 4})}),
+             ("softmax", "dual_encoder_classifier", {"pooler": True})]
+  checked = 0
+  for name, kind, extra in builds:
+    cfg = c.model.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.attention.name, cfg.name = name, kind
+      cfg.update(extra)
+    m = models.build_model(cfg, vocab_size=20, num_classes=10, max_len=64,
+                           rngs=nnx.Rngs(0))
+    for path, v in nnx.to_flat_state(nnx.state(m, nnx.Param)):
+      names = sharding.logical_names(v)
+      assert names is not None and len(names) == v.get_value().ndim, (
+          name, kind, path, names)
+      assert set(names) <= set(sharding.LOGICAL_AXES) | {None}, names
+      checked += 1
+  assert checked > 200
+
+
+def test_fsdp_data_seq_and_model_on_8_devices_match_one(tmp_path, data_dir):
+  """Same losses on one device, data parallel over 8, fsdp over 8, 2 x 4,
+  and data x seq x model = 2 x 2 x 2 (parameters split by their logical
+  axes, activations by batch and position); the run logs its mesh."""
   args = ["--config.num_train_steps=10", "--config.model.mlp_dim=128"]
   _train([*args, "--workdir", str(tmp_path / "one")], data_dir)
   out = {}
   for name, mesh in (("data", ["--config.mesh.data=-1"]),
                      ("fsdp", ["--config.mesh.data=1", "--config.mesh.fsdp=8"]),
-                     ("both", ["--config.mesh.data=2", "--config.mesh.fsdp=-1"])):
+                     ("both", ["--config.mesh.data=2", "--config.mesh.fsdp=-1"]),
+                     ("seq_model", ["--config.mesh.data=2", "--config.mesh.seq=2",
+                                    "--config.mesh.model=2"])):
     out[name] = _train([*args, *mesh, "--workdir", str(tmp_path / name)],
                        data_dir, EIGHT)
-  assert ("Mesh {'data': 8, 'fsdp': 1} over 8 cpu devices: global batch 16,"
-          " 2 per device.") in out["data"]
-  assert ("Mesh {'data': 1, 'fsdp': 8} over 8 cpu devices: global batch 16,"
-          " 2 per device.") in out["fsdp"]
-  assert "Train state: 12 of" in out["fsdp"]  # fc1/fc2 kernels, Adam's m, v
-  assert "Mesh {'data': 2, 'fsdp': 4}" in out["both"]
+  assert ("Mesh {'data': 8, 'fsdp': 1, 'seq': 1, 'model': 1} over 8 cpu"
+          " devices: global batch 16, 2 per device.") in out["data"]
+  assert ("Mesh {'data': 1, 'fsdp': 8, 'seq': 1, 'model': 1} over 8 cpu"
+          " devices: global batch 16, 2 per device.") in out["fsdp"]
+  # Every parameter with an embed dimension and its two Adam moments.
+  assert "Train state: 60 of 132 arrays split (fsdp 60)" in out["fsdp"]
+  assert "Mesh {'data': 2, 'fsdp': 4, 'seq': 1, 'model': 1}" in out["both"]
+  assert ("Mesh {'data': 2, 'fsdp': 1, 'seq': 2, 'model': 2} over 8 cpu"
+          " devices: global batch 16, 8 per device, 1/2 of their positions"
+          " each.") in out["seq_model"]
+  assert "(model 72)" in out["seq_model"]
   one = _train_losses(tmp_path / "one")
   for name in out:
     got = _train_losses(tmp_path / name)
@@ -90,34 +146,50 @@ def test_fsdp_and_data_on_8_devices_match_one(tmp_path, data_dir):
       assert abs(got[step] - loss) < 1e-4, (name, step, got[step], loss)
 
 
-def test_fsdp_really_splits_the_parameters():
-  """On 8 devices with fsdp=8 each device holds 1/8 of a large kernel."""
+def test_parameters_and_activations_really_split():
+  """On 8 devices each device holds its share of a kernel (fsdp x model),
+  a rule keeps a logical axis whole, and the blocks pin the residual
+  stream to (batch, positions) when the mesh has a seq axis."""
   script = """
-import jax, numpy as np
+import jax, jax.numpy as jnp
 from flax import nnx
 from lightjax import config_lib, models, sharding
 c = config_lib.load_config_file('configs/listops.py:tiny')
 c.model.mlp_dim = 128
 m = models.build_model(c.model, vocab_size=20, num_classes=10, max_len=64,
                        rngs=nnx.Rngs(0))
-mesh = sharding.make_mesh({'data': 1, 'fsdp': 8}, jax.devices())
 state = nnx.state(m)
-placed = jax.device_put(state, sharding.state_shardings(state, mesh))
-kernel = placed['backbone']['blocks'][0]['mlp']['fc1']['kernel'][...]
-print(kernel.shape, kernel.addressable_shards[0].data.shape, len(kernel.devices()))
-# A rule keeps fc1 whole; the first match wins, so fc2 is still split.
-rules = (("fc1", "replicate"), (".*", "fsdp"))
-placed = jax.device_put(state, sharding.state_shardings(state, mesh, rules))
-mlp = placed['backbone']['blocks'][0]['mlp']
-print(mlp['fc1']['kernel'][...].addressable_shards[0].data.shape,
-      mlp['fc2']['kernel'][...].addressable_shards[0].data.shape)
+def shards(rules=()):
+  mesh = sharding.make_mesh({'data': 1, 'fsdp': 4, 'model': 2}, jax.devices())
+  placed = jax.device_put(state, sharding.state_shardings(state, mesh, rules))
+  mlp = placed['backbone']['blocks'][0]['mlp']
+  return [mlp[k]['kernel'][...].addressable_shards[0].data.shape
+          for k in ('fc1', 'fc2')]
+print(*shards())
+print(*shards((('embed', None),)))
+gd, st = nnx.split(m)
+def blocks(st, tokens):
+  bb = nnx.merge(gd, st).backbone
+  return bb.run_blocks(bb.embed(tokens), mask_BxL=tokens > 0, causal=False,
+                       deterministic=True)
+mesh = sharding.make_mesh({'data': 2, 'seq': 4}, jax.devices())
+tokens = sharding.put_batch({'t': jnp.ones((8, 64), jnp.int32)}, mesh)['t']
+print(tokens.sharding.spec)
+with sharding.activation_layout(mesh):
+  text = jax.jit(blocks).lower(st, tokens).as_text()
+print(sum('sharding_constraint' in l and '[{"data"}, {"seq"}, {}]' in l
+          for l in text.splitlines()))
 """
   env = {**os.environ, **EIGHT}
   proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.strip().splitlines() == ["(32, 128) (32, 16) 8",
-                                             "(32, 128) (16, 32)"], proc.stdout
+  assert proc.stdout.strip().splitlines() == [
+      "(8, 64) (64, 8)",  # [32, 128] over fsdp 4 x model 2, and transposed
+      "(32, 64) (64, 32)",  # embed kept whole
+      "P('data', 'seq')",
+      "2",  # one constraint per block
+  ], proc.stdout
 
 
 @pytest.mark.parametrize("first,then", [("fsdp8", "one"), ("one", "fsdp8")])
@@ -156,24 +228,29 @@ def _free_port() -> int:
 
 
 def test_two_processes_with_jax_distributed_match_one(tmp_path, data_dir):
-  """Two real processes joined by jax.distributed over localhost (one CPU
-  device each, gloo collectives), each putting only its half of every
-  batch on its device: the same losses as one process; process 0 alone
-  writes the logs; orbax checkpoints from both."""
+  """Two real processes joined by jax.distributed over localhost (two CPU
+  devices each, gloo collectives; data across the processes, seq within
+  each), each putting only its half of every batch on its devices, split
+  by position: the same losses as one process; process 0 alone writes
+  the logs; orbax checkpoints from both."""
   args = ["--config.num_train_steps=10"]
   _train([*args, "--workdir", str(tmp_path / "one")], data_dir)
   port = _free_port()
-  env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir}
+  env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir,
+         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+         + " --xla_force_host_platform_device_count=2"}
   procs = [subprocess.Popen(
-      [sys.executable, "-m", "lightjax.train", *TINY, *args, "--workdir",
+      [sys.executable, "-m", "lightjax.train", *TINY, *args,
+       "--config.mesh.data=2", "--config.mesh.seq=2", "--workdir",
        str(tmp_path / "two"), f"--coordinator_address=localhost:{port}",
        "--num_processes=2", f"--process_id={i}"],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       text=True) for i in range(2)]
   outs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
-  assert "Mesh {'data': 2, 'fsdp': 1} over 2 cpu devices: global batch 16," \
-      " 8 per device." in outs[0]
+  assert ("Mesh {'data': 2, 'fsdp': 1, 'seq': 2, 'model': 1} over 4 cpu"
+          " devices: global batch 16, 8 per device, 1/2 of their positions"
+          " each.") in outs[0]
   assert "step     10/10" in outs[0] and "step     10/10" not in outs[1]
   one = read_jsonl(tmp_path / "one" / "metrics.jsonl")
   two = read_jsonl(tmp_path / "two" / "metrics.jsonl")
@@ -206,6 +283,6 @@ def test_a_mesh_the_devices_cannot_hold_is_one_line(tmp_path, data_dir):
       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
-      "lightjax.train: config.mesh {'data': 3, 'fsdp': 1} needs 3 devices;"
-      " there are 8")
+      "lightjax.train: config.mesh {'data': 3, 'fsdp': 1, 'seq': 1, 'model': 1}"
+      " needs 3 devices; there are 8")
   assert not (tmp_path / "w").exists()  # nothing written

@@ -30,7 +30,7 @@ from lightjax.attention.registry import (
     names,
     register,
 )
-from lightjax.attention.base import AttentionKernel
+from lightjax.attention.base import AttentionKernel, param_axes
 
 # Importing the variant modules registers them.
 from lightjax.attention.dense import dense_attention

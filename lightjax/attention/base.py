@@ -37,6 +37,22 @@ import numpy as np
 from flax import nnx
 
 
+def param_axes(*names: str | None) -> dict[str, Any]:
+  """Metadata naming a parameter's dimensions by role (logical axes).
+
+  `nnx.Param(value, **param_axes("embed", "mlp"))`, or a Flax layer's
+  `kernel_metadata=param_axes(...)`. The names are the vocabulary of
+  `lightjax.sharding.LOGICAL_AXES` (None: a dimension never split); the
+  trainer maps them to its mesh through `config.sharding_rules`, so a
+  module says what its dimensions are and the run decides where they live
+  (Flax's logical partitioning, as MaxText and T5X use it). Stored as
+  Flax's `out_sharding` metadata, which `nnx.Optimizer` copies to the
+  parameter's optimizer state; not applied when the parameter is created
+  (`eager_sharding=False`), so building a model needs no mesh.
+  """
+  return {"out_sharding": tuple(names), "eager_sharding": False}
+
+
 class AttentionKernel(nnx.Module):
   """Base class: maps (q, k, v) of shape [B, L, H, D] to outputs [B, L, H, D].
 

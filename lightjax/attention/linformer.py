@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from lightjax.attention.base import AttentionKernel
+from lightjax.attention.base import AttentionKernel, param_axes
 from lightjax.attention.registry import register
 
 _SHARING = ("none", "kv", "layer")
@@ -131,11 +131,13 @@ class LinformerAttention(AttentionKernel):
     if sharing == "layer" and key in shared:
       self.e_KxN = shared[key]  # the same Param object as the first layer's
     else:
-      self.e_KxN = nnx.Param(init(rngs.params(), shape, jnp.float32))
+      self.e_KxN = nnx.Param(init(rngs.params(), shape, jnp.float32),
+                             **param_axes("rank", None))
       if sharing == "layer":
         shared[key] = self.e_KxN
     if sharing == "none":
-      self.f_KxN = nnx.Param(init(rngs.params(), shape, jnp.float32))
+      self.f_KxN = nnx.Param(init(rngs.params(), shape, jnp.float32),
+                             **param_axes("rank", None))
 
   def __call__(self, q, k, v, *, mask=None, causal=False, deterministic=True):
     del deterministic

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lightjax.attention import param_axes
 from lightjax.registry import Registry
 
 
@@ -42,7 +43,8 @@ class PositionEmbedding(nnx.Module):
     POSITION_EMBEDDINGS.get(kind)
     if kind == "learned":
       init = nnx.initializers.normal(stddev=0.02)
-      self.table = nnx.Param(init(rngs.params(), (max_len, dim)))
+      self.table = nnx.Param(init(rngs.params(), (max_len, dim)),
+                             **param_axes(None, "embed"))
     else:
       self.table = PositionTable(jnp.asarray(sinusoidal_table(max_len, dim)))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+from lightjax.attention import param_axes
 from lightjax.models import transformer
 
 
@@ -46,10 +47,11 @@ class EncoderMLM(nnx.Module):
                                          dtype=dtype)
     e = cfg.embed_dim
     # The backbone's own dense and LayerNorm builders (same init and eps).
-    self.transform = transformer._dense(e, e, rngs, dtype)  # pylint: disable=protected-access
+    self.transform = transformer._dense(e, e, rngs, dtype, axes=("embed", "embed"))  # pylint: disable=protected-access
     self.transform_ln = transformer._layer_norm(cfg, e, rngs, dtype)  # pylint: disable=protected-access
     # BERT initialises the output bias to zeros (HF `BertLMPredictionHead`).
-    self.output_bias = nnx.Param(jnp.zeros((vocab_size,), jnp.float32))
+    self.output_bias = nnx.Param(jnp.zeros((vocab_size,), jnp.float32),
+                                 **param_axes("vocab"))
 
   def encode(self, tokens_BxL, *, segment_ids_BxL=None, deterministic=True,
              pad_id=0):

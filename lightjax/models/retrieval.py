@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lightjax.attention import param_axes
 from lightjax.models.transformer import (ACTIVATIONS, POOLS, Backbone,
                                          EncoderClassifier, _dense, option)
 
@@ -82,14 +83,16 @@ class DualEncoderClassifier(nnx.Module):
     e = cfg.embed_dim
     if self.pool == "cls":
       self.cls = nnx.Param(
-          nnx.initializers.normal(0.02)(rngs.params(), (1, 1, e)))
-    self.pooler = (_dense(e, e, rngs, dtype) if option(cfg, "pooler")
-                   else None)
-    self.head_hidden = _dense(4 * e, hidden, rngs, dtype) if hidden else None
-    self.head_hidden2 = (_dense(hidden, hidden // 2, rngs, dtype) if hidden
-                         else None)
+          nnx.initializers.normal(0.02)(rngs.params(), (1, 1, e)),
+          **param_axes(None, None, "embed"))
+    self.pooler = (_dense(e, e, rngs, dtype, axes=("embed", "embed"))
+                   if option(cfg, "pooler") else None)
+    self.head_hidden = (_dense(4 * e, hidden, rngs, dtype,
+                               axes=("embed", "mlp")) if hidden else None)
+    self.head_hidden2 = (_dense(hidden, hidden // 2, rngs, dtype,
+                                axes=("mlp", "mlp")) if hidden else None)
     self.head = _dense(hidden // 2 if hidden else 4 * e, num_classes, rngs,
-                       dtype)
+                       dtype, axes=("mlp" if hidden else "embed", "classes"))
 
   # One tower: the pooled vector [B, E] of each document, pooled exactly as
   # `EncoderClassifier` pools ("cls" a learned vector prepended and read

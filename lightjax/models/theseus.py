@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from lightjax import sharding
 from lightjax.models import transformer
 
 
@@ -78,6 +79,7 @@ class TheseusBackbone(transformer.Backbone):
 
     p = None if deterministic else self.replace_probability()
     for i, succ in enumerate(self.blocks):
+      x = sharding.constrain(x, transformer.RESIDUAL_AXES)
       preds = nnx.List(list(self.predecessor[i * k:(i + 1) * k]))
       if deterministic:
         x = successor(succ, preds, x)

@@ -54,6 +54,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightjax import attention as attention_lib
+from lightjax import sharding
+from lightjax.attention import param_axes
 from lightjax.models.embeddings import PositionEmbedding
 from lightjax.registry import Registry
 
@@ -216,12 +218,18 @@ NORM_POSITIONS.register("post", NormPosition(True, True, False))
 
 def _layer_norm(cfg, dim: int, rngs: nnx.Rngs, dtype) -> nnx.LayerNorm:
   return nnx.LayerNorm(dim, epsilon=option(cfg, "layer_norm_eps"), dtype=dtype,
-                       rngs=rngs)
+                       rngs=rngs, scale_metadata=param_axes("norm"),
+                       bias_metadata=param_axes("norm"))
 
 
-def _dense(din: int, dout: int, rngs: nnx.Rngs, dtype) -> nnx.Linear:
+def _dense(din: int, dout: int, rngs: nnx.Rngs, dtype, *,
+           axes: tuple[str | None, str | None]) -> nnx.Linear:
+  """A dense layer whose kernel [din, dout] has the logical `axes`
+  (`attention.param_axes`; the bias has the output's)."""
   return nnx.Linear(din, dout, kernel_init=_DENSE_INIT, dtype=dtype,
-                    param_dtype=jnp.float32, rngs=rngs)
+                    param_dtype=jnp.float32, rngs=rngs,
+                    kernel_metadata=param_axes(*axes),
+                    bias_metadata=param_axes(axes[1]))
 
 
 class LowRankLinear(nnx.Module):
@@ -237,22 +245,26 @@ class LowRankLinear(nnx.Module):
   model exports like any other.
   """
 
-  def __init__(self, din: int, dout: int, rank: int, rngs: nnx.Rngs, dtype):
+  def __init__(self, din: int, dout: int, rank: int, rngs: nnx.Rngs, dtype,
+               *, axes: tuple[str | None, str | None]):
+    """`axes`: the full layer's; the factors meet on "rank"."""
     self.down = nnx.Linear(din, rank, use_bias=False, kernel_init=_DENSE_INIT,
-                           dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-    self.up = _dense(rank, dout, rngs, dtype)
+                           dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+                           kernel_metadata=param_axes(axes[0], "rank"))
+    self.up = _dense(rank, dout, rngs, dtype, axes=("rank", axes[1]))
 
   def __call__(self, x_BxLxI) -> jax.Array:
     return self.up(self.down(x_BxLxI))
 
 
-def _dense_or_low_rank(din: int, dout: int, rank: int, rngs: nnx.Rngs, dtype
+def _dense_or_low_rank(din: int, dout: int, rank: int, rngs: nnx.Rngs, dtype,
+                       *, axes: tuple[str | None, str | None]
                        ) -> nnx.Linear | LowRankLinear:
   """`_dense` (rank 0: full, same parameters and rng draws as before) or a
   rank-`rank` `LowRankLinear`."""
   if rank:
-    return LowRankLinear(din, dout, rank, rngs, dtype)
-  return _dense(din, dout, rngs, dtype)
+    return LowRankLinear(din, dout, rank, rngs, dtype, axes=axes)
+  return _dense(din, dout, rngs, dtype, axes=axes)
 
 
 def _bias_only(linear: nnx.Linear, x_BxLxI) -> jax.Array:
@@ -301,14 +313,17 @@ class MultiHeadAttention(nnx.Module):
     self.num_heads, self.head_dim = num_heads, head_dim
     inner = num_heads * head_dim
     ranks = ranks or {}
+    # Megatron's split (Shoeybi et al. 2019 sec. 3) where "heads" maps to
+    # a mesh axis: q, k, v by output columns, out by input rows.
+    qkv_axes, out_axes = ("embed", "heads"), ("heads", "embed")
     self.query = _dense_or_low_rank(embed_dim, inner, ranks.get("query", 0),
-                                    rngs, dtype)
+                                    rngs, dtype, axes=qkv_axes)
     self.key = _dense_or_low_rank(embed_dim, inner, ranks.get("key", 0), rngs,
-                                  dtype)
+                                  dtype, axes=qkv_axes)
     self.value = _dense_or_low_rank(embed_dim, inner, ranks.get("value", 0),
-                                    rngs, dtype)
+                                    rngs, dtype, axes=qkv_axes)
     self.out = _dense_or_low_rank(inner, embed_dim, ranks.get("out", 0), rngs,
-                                  dtype)
+                                  dtype, axes=out_axes)
     name = attention["name"] if num_heads else _EMPTY_LAYER_KERNEL
     self.kernel = attention_lib.build(
         name, attention.get(name, {}), num_heads=num_heads, head_dim=head_dim,
@@ -368,9 +383,9 @@ class Mlp(nnx.Module):
     self.mlp_dim = mlp_dim
     ranks = ranks or {}
     self.fc1 = _dense_or_low_rank(embed_dim, mlp_dim, ranks.get("fc1", 0), rngs,
-                                  dtype)
+                                  dtype, axes=("embed", "mlp"))
     self.fc2 = _dense_or_low_rank(mlp_dim, embed_dim, ranks.get("fc2", 0), rngs,
-                                  dtype)
+                                  dtype, axes=("mlp", "embed"))
 
   def __call__(self, x):
     if self.mlp_dim == 0:
@@ -426,6 +441,12 @@ class Block(nnx.Module):
     return x + self.mlp(self.ln2(x)), cache
 
 
+# The residual stream between blocks [B, L, E]: examples over the batch
+# axes, positions over seq, the width whole (what a block reads and adds to
+# under tensor parallelism), pinned when the trainer sets a mesh.
+RESIDUAL_AXES = ("batch", "length", None)
+
+
 class Backbone(nnx.Module):
   """Embeddings + `num_layers` blocks (+ LayerNorms), shared by both heads.
 
@@ -477,16 +498,19 @@ class Backbone(nnx.Module):
     self.token_embed = nnx.Embed(
         vocab_size, factor_dim or cfg.embed_dim, dtype=dtype,
         embedding_init=nnx.initializers.normal(stddev=0.02), rngs=rngs,
+        embedding_metadata=param_axes("vocab", None if factor_dim else "embed"),
     )
     self.embed_proj = nnx.Linear(
         factor_dim, cfg.embed_dim, use_bias=False, kernel_init=_DENSE_INIT,
         dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+        kernel_metadata=param_axes("rank", "embed"),
     ) if factor_dim else None
     self.pos_embed = PositionEmbedding(max_len, cfg.embed_dim,
                                        cfg.pos_embedding, rngs=rngs)
     self.type_embed = nnx.Embed(
         type_vocab_size, cfg.embed_dim, dtype=dtype,
         embedding_init=nnx.initializers.normal(stddev=0.02), rngs=rngs,
+        embedding_metadata=param_axes(None, "embed"),
     ) if type_vocab_size > 0 else None
     self.embed_ln = (_layer_norm(cfg, cfg.embed_dim, rngs, dtype)
                      if norm.embed_norm else None)
@@ -556,6 +580,7 @@ class Backbone(nnx.Module):
     x = self.embed_dropout(self.embed_norm(x), deterministic=deterministic)
 
     def run(block, x):
+      x = sharding.constrain(x, RESIDUAL_AXES)
       return block(x, mask_BxL=mask_BxL, causal=causal,
                    deterministic=deterministic)
 
@@ -603,13 +628,16 @@ class EncoderClassifier(nnx.Module):
                                       dtype=dtype)
     if self.pool == "cls":
       self.cls = nnx.Param(
-          nnx.initializers.normal(0.02)(rngs.params(), (1, 1, cfg.embed_dim))
-      )
+          nnx.initializers.normal(0.02)(rngs.params(), (1, 1, cfg.embed_dim)),
+          **param_axes(None, None, "embed"))
     hidden = cfg.classifier_hidden_dim
-    self.pooler = (_dense(cfg.embed_dim, cfg.embed_dim, rngs, dtype)
+    self.pooler = (_dense(cfg.embed_dim, cfg.embed_dim, rngs, dtype,
+                          axes=("embed", "embed"))
                    if option(cfg, "pooler") else None)
-    self.head_hidden = _dense(cfg.embed_dim, hidden, rngs, dtype) if hidden else None
-    self.head = _dense(hidden or cfg.embed_dim, num_classes, rngs, dtype)
+    self.head_hidden = (_dense(cfg.embed_dim, hidden, rngs, dtype,
+                               axes=("embed", "mlp")) if hidden else None)
+    self.head = _dense(hidden or cfg.embed_dim, num_classes, rngs, dtype,
+                       axes=("mlp" if hidden else "embed", "classes"))
 
   def __call__(self, tokens_BxL, *, segment_ids_BxL=None, deterministic=True,
                pad_id=0):
