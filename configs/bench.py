@@ -78,6 +78,12 @@ def _base() -> ml_collections.ConfigDict:
   c.lengths = (1024, 2048, 4096)
   c.benchmarks = BENCHMARKS
   c.max_len = 0          # model max_len; 0 = each length (a bigger L then fails)
+  # The train step and forward pass on a mesh (lightjax/sharding.py), over
+  # the first devices it needs: one device by default. Memory is then per
+  # device, FLOPs for the whole program. E.g. --config.mesh.fsdp=8.
+  c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": 1, "seq": 1,
+                                      "model": 1})
+  c.sharding_rules = train.sharding_rules
   c.batch_size = 32
   c.warmup = 1           # untimed runs after compiling (first-run effects)
   c.repeats = 5          # timed runs; median and spread are reported

@@ -2,6 +2,7 @@
 and the smoke sweep run for real, killed, rerun and tabulated."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,7 +48,8 @@ def test_lra_table1_dry_run_is_the_full_grid(tmp_path):
 @pytest.mark.parametrize("spec", ["experiments/mqar.py",
                                   "experiments/shrink_pareto.py",
                                   "experiments/lra_table2.py",
-                                  "experiments/glue_compact_bert.py"])
+                                  "experiments/glue_compact_bert.py",
+                                  "experiments/mesh_memory.py"])
 def test_every_sweep_file_loads(spec, tmp_path):
   s = sweep.load(os.path.join(REPO, spec))
   assert s.trials
@@ -90,8 +92,10 @@ def test_smoke_sweep_survives_a_kill_and_makes_its_table(tmp_path):
   first, second = root / trials[0], root / trials[1]
   second_log = root / (trials[1] + ".log")
 
-  def second_is_training():
-    return second_log.exists() and "step " in second_log.read_text()
+  def second_is_training():  # a progress line: the loop (and its SIGTERM
+    # guard) runs; "Compiled train step" comes before the guard is set
+    return second_log.exists() and re.search(r"step +\d+/\d+",
+                                             second_log.read_text())
   deadline = time.monotonic() + 240
   while time.monotonic() < deadline and not second_is_training():
     time.sleep(0.1)
@@ -109,3 +113,26 @@ def test_smoke_sweep_survives_a_kill_and_makes_its_table(tmp_path):
   table = (root / "table" / "table.md").read_text()
   for name in trials:
     assert f"| {name} |" in table or f"| {name.split('/')[-1]} |" in table
+
+
+def test_mesh_memory_smoke_sweep_tabulates_per_device_memory(tmp_path):
+  """experiments/mesh_memory.py:smoke on 8 fake devices: the bench on one
+  device (its default, whatever the host has), fsdp over 8 and fsdp 2 x
+  seq 4; the sweep's own report function writes the table, in which each
+  sharded train step plans several times less memory per device."""
+  env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+         + " --xla_force_host_platform_device_count=8"}
+  proc = subprocess.run(
+      [sys.executable, "-m", "lightjax.sweep", "experiments/mesh_memory.py:smoke",
+       "--workdir", str(tmp_path)], cwd=REPO, env=env, capture_output=True,
+      text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  lines = (tmp_path / "table.md").read_text().splitlines()
+  rows = {tuple(c.strip() for c in l.strip("|").split("|")[:2]):
+          [c.strip() for c in l.strip("|").split("|")]
+          for l in lines if l.startswith("| ") and "---" not in l}
+  assert rows[("one_device", "softmax")][4] == "1"  # devices
+  for mesh in ("fsdp8", "fsdp2_seq4"):
+    row = rows[(mesh, "softmax")]
+    assert row[4] == "8"
+    assert float(row[-1]) > 4, row  # one device's peak / this mesh's

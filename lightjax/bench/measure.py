@@ -80,6 +80,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import tempfile
 import time
@@ -91,8 +92,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
-from lightjax import models, objectives, optim, trainer
+from lightjax import models, objectives, optim, sharding, trainer
 from lightjax.metrics import cost
 from lightjax.metrics.params import count_params
 from lightjax.models import generate
@@ -174,10 +176,25 @@ class Built:
   num_params: int
 
 
+def bench_mesh(config: ml_collections.ConfigDict) -> Mesh:
+  """`config.mesh` over the first devices it needs (all of them with a -1):
+  one device by default, whatever the host has. The train step and the
+  forward pass are placed on it as the trainer places them (parameters by
+  their logical axes, the batch by examples and positions), so the bench
+  measures what a sharded run plans per device."""
+  sizes = {k: int(v) for k, v in dict(config.get("mesh") or {}).items()}
+  devices = jax.devices()
+  n = len(devices) if -1 in sizes.values() else math.prod(sizes.values())
+  return sharding.make_mesh(sizes, devices[:n] if n <= len(devices)
+                            else devices)
+
+
 def build(config: ml_collections.ConfigDict, job: Job, max_len: int, *,
           model_name: str = "encoder_classifier",
-          with_optimizer: bool = True) -> Built:
-  """Builds model (+ AdamW state) exactly as the trainer does, then splits it."""
+          with_optimizer: bool = True,
+          mesh: Mesh | None = None) -> Built:
+  """Builds model (+ AdamW state) exactly as the trainer does, then splits
+  it; placed on `mesh` by `config.sharding_rules` if given."""
   rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
   model = models.build_model(
       model_config(config, job, model_name), vocab_size=config.vocab_size,
@@ -189,14 +206,27 @@ def build(config: ml_collections.ConfigDict, job: Job, max_len: int, *,
     tx, _ = optim.make_optimizer(config.optim, _SCHEDULE_STEPS)
     gd_opt, opt_state = nnx.split(nnx.Optimizer(model, tx, wrt=nnx.Param))
     graphdefs["opt"], state["opt"] = gd_opt, opt_state
-  return Built(graphdefs, jax.device_put(state), num_params)
+  if mesh is None:
+    return Built(graphdefs, jax.device_put(state), num_params)
+  shardings = sharding.state_shardings(state, mesh,
+                                       config.get("sharding_rules"))
+  return Built(graphdefs, sharding.put_global(state, shardings), num_params)
 
 
 def random_batch(config: ml_collections.ConfigDict, batch_size: int,
-                 seq_len: int) -> dict[str, jax.Array]:
-  """Classification batch of random non-pad tokens (the trainer's layout)."""
+                 seq_len: int, mesh: Mesh | None = None
+                 ) -> dict[str, jax.Array]:
+  """Classification batch of random non-pad tokens (the trainer's layout),
+  split over `mesh`'s batch and seq axes if given."""
+  ways = 1 if mesh is None else math.prod(mesh.shape[a]
+                                          for a in sharding.BATCH_AXES)
+  if batch_size % ways:
+    raise sharding.MeshError(f"batch {batch_size} is not divisible by the"
+                             f" {ways} ways (data x fsdp) of config.mesh")
   k_tok, k_lab = jax.random.split(jax.random.key(config.seed + 2))
-  return jax.device_put({
+  put = (jax.device_put if mesh is None else
+         lambda b: sharding.put_batch(jax.device_get(b), mesh))
+  return put({
       "inputs": jax.random.randint(k_tok, (batch_size, seq_len), 1,
                                    config.vocab_size, jnp.int32),
       "targets": jax.random.randint(k_lab, (batch_size,), 0,
@@ -339,10 +369,11 @@ def matmul_peak(cfg: ml_collections.ConfigDict) -> Record | None:
 
 
 def mfu(flops: float | None, median_s: float | None,
-        peak: Record | None) -> float | None:
+        peak: Record | None, devices: int = 1) -> float | None:
+  """Achieved over peak FLOP/s, `devices` devices sharing `flops`."""
   if not peak or not flops or not median_s:
     return None
-  return flops / median_s / peak["peak_flops"]
+  return flops / median_s / (peak["peak_flops"] * devices)
 
 
 # --- The benchmarks -----------------------------------------------------------
@@ -351,8 +382,18 @@ Measure = Callable[[ml_collections.ConfigDict, Job, Memo], Record]
 BENCHMARKS: Registry[Measure] = Registry("benchmark")
 
 
-def _compile(config, jitted, *args):
-  exe, stats = cost.compile_with_stats(jitted, *args)
+def _compile(config, jitted, *args, mesh: Mesh | None = None):
+  """Compiled (in `mesh`'s activation layout); `flops` for the whole
+  program (XLA counts one device's share of an SPMD program), memory per
+  device."""
+  if mesh is None:
+    exe, stats = cost.compile_with_stats(jitted, *args)
+  else:
+    with sharding.activation_layout(mesh, config.get("sharding_rules")):
+      exe, stats = cost.compile_with_stats(jitted, *args)
+    if stats.get("flops"):
+      stats["flops"] *= mesh.devices.size
+    stats["devices"] = mesh.devices.size
   check_host_memory(stats.get("peak_bytes"), config.host_memory_fraction)
   return exe, stats
 
@@ -372,7 +413,7 @@ def _device_peak_since(before: int | None) -> int | None:
 def _result(stats, times, tokens_per_call: int, num_params: int,
             peak_before: int | None) -> Record:
   keys = ("flops", "peak_bytes", "temp_bytes", "argument_bytes",
-          "output_bytes", "compile_s")
+          "output_bytes", "compile_s", "devices")
   return {**{k: stats.get(k) for k in keys}, **times,
           "steps_per_s": 1.0 / times["median_s"],
           "tokens_per_s": tokens_per_call / times["median_s"],
@@ -385,13 +426,14 @@ def train_step(config: ml_collections.ConfigDict, job: Job, memo: Memo
                ) -> Record:
   del memo
   peak_before = cost.device_peak_bytes()
-  built = build(config, job, _model_len(config, job.seq_len))
-  batch = random_batch(config, job.batch_size, job.seq_len)
+  mesh = bench_mesh(config)
+  built = build(config, job, _model_len(config, job.seq_len), mesh=mesh)
+  batch = random_batch(config, job.batch_size, job.seq_len, mesh)
   step = jax.jit(functools.partial(trainer.train_step, built.graphdefs,
                                    objectives.get("classification")),
                  donate_argnums=(0, 2))
   exe, stats = _compile(config, step, built.state, batch,
-                        trainer.zero_metrics())
+                        trainer.zero_metrics(), mesh=mesh)
   carry = {"state": built.state, "acc": trainer.zero_metrics()}
 
   def call():
@@ -409,12 +451,13 @@ def _forward(config, job: Job, memo: Memo, warmup: int, repeats: int
   if key in memo:  # the same program was timed already (batch_size 1)
     return {**memo[key], "same_as": "forward"}
   peak_before = cost.device_peak_bytes()
+  mesh = bench_mesh(config)
   built = build(config, job, _model_len(config, job.seq_len),
-                with_optimizer=False)
-  batch = random_batch(config, job.batch_size, job.seq_len)
+                with_optimizer=False, mesh=mesh)
+  batch = random_batch(config, job.batch_size, job.seq_len, mesh)
   step = jax.jit(functools.partial(trainer.eval_step, built.graphdefs,
                                    objectives.get("classification")))
-  exe, stats = _compile(config, step, built.state["model"], batch)
+  exe, stats = _compile(config, step, built.state["model"], batch, mesh=mesh)
   times = time_calls(lambda: exe(built.state["model"], batch), warmup,
                      repeats, config.max_timed_s)
   memo[key] = _result(stats, times, job.batch_size * job.seq_len,

@@ -91,7 +91,7 @@ def run(config: ml_collections.ConfigDict, out_dir: str,
     records.add_ratios(group)
     if job.benchmark != "decode":  # decode FLOPs are per step, not per call
       rec["mfu"] = measure.mfu(rec["flops"], rec["median_s"],
-                               meta["matmul_peak"])
+                               meta["matmul_peak"], rec.get("devices") or 1)
     jsonl.write(rec)
     out.append(rec)
     progress.say(i, job, rec)

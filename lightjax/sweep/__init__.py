@@ -33,7 +33,7 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from lightjax import config_lib
 from lightjax.registry import Registry
@@ -75,9 +75,10 @@ class Trial:
 @dataclasses.dataclass(frozen=True)
 class Sweep:
   trials: tuple[Trial, ...]
-  # After every trial: e.g. ("-m", "lightjax.report", "{root}", "--out",
-  # "{root}/table"); () = none.
-  report: tuple[str, ...] = ()
+  # After every trial: a command, e.g. ("-m", "lightjax.report", "{root}",
+  # "--out", "{root}/table"), or a function of the root (the sweep file's
+  # own table maker); () = none. Rerunning a finished sweep remakes it.
+  report: tuple[str, ...] | Callable[[str], Any] = ()
 
   def __post_init__(self):
     names = [t.name for t in self.trials]
@@ -146,9 +147,13 @@ def run_local(sweep: Sweep, root: str, *, say=print,
         f" {time.monotonic() - start:.0f} s so far")
   failed = [k for k, v in status.items() if v.startswith("failed")]
   if sweep.report and not failed:
-    cmd = [a.replace("{root}", root) for a in sweep.report]
-    say("Report: " + shlex.join(["python", *cmd]))
-    subprocess.run([*_python(), *cmd], check=False)
+    if callable(sweep.report):
+      say(f"Report: the sweep file's {sweep.report.__name__}({root!r})")
+      sweep.report(root)
+    else:
+      cmd = [a.replace("{root}", root) for a in sweep.report]
+      say("Report: " + shlex.join(["python", *cmd]))
+      subprocess.run([*_python(), *cmd], check=False)
   return status
 
 
