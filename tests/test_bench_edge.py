@@ -94,6 +94,7 @@ def test_edge_end_to_end(tmp_path):
   with open(os.path.join(out, "bench.md")) as f:
     md = f.read()
   assert "## Edge: batch-1 latency" in md
+  assert "## Train step" not in md  # only what this run measured
   table = md.split("## Edge")[1].split("\n## ")[0]
   assert "| variant / model | L | params | JAX jit p50 / p95 ms |" in table
   assert f"| {SHRUNK} | {LENGTH} | {shrunk['num_params']:,} |" in table

@@ -154,10 +154,12 @@ def test_summary_with_almost_nothing_still_renders(tmp_path):
   assert png.startswith(PNG_SIGNATURE)
 
 
-def test_cli_remakes_the_committed_listops_table(tmp_path):
-  # results/listops_cpu holds real runs' summaries and the report made of
+@pytest.mark.parametrize("folder", ["listops_cpu", "mqar_cpu"])
+def test_cli_remakes_the_committed_tables(tmp_path, folder):
+  # results/<folder> holds real runs' summaries and the report made of
   # them: the command in its README must still make exactly those files.
-  src = os.path.join(REPO, "results", "listops_cpu")
+  # MQAR is no LRA task: no paper column, no LRA notes.
+  src = os.path.join(REPO, "results", folder)
   proc = subprocess.run(
       [sys.executable, "-m", "lightjax.report", src, "--out", str(tmp_path)],
       cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -167,6 +169,10 @@ def test_cli_remakes_the_committed_listops_table(tmp_path):
       assert (tmp_path / name).read_text() == f.read(), name
   assert (tmp_path / "pareto.png").read_bytes().startswith(PNG_SIGNATURE)
   assert "| softmax |" in proc.stdout and "Wrote " in proc.stdout
+  lra = folder == "listops_cpu"
+  assert ("LRA paper test acc" in proc.stdout) == lra
+  assert proc.stdout.startswith("# Results vs Long Range Arena Table 1"
+                                if lra else "# Results\n")
 
 
 def test_directory_without_summary_errors_naming_it(tmp_path, capsys):

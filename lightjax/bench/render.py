@@ -144,6 +144,15 @@ def grid_table(recs: list[Record], benchmark: str,
                                          for n in lengths] for v in variants])
 
 
+def _per_device(c: dict[str, Any]) -> str:
+  """How the train step and forward pass were laid out, if on a mesh."""
+  mesh = {a: n for a, n in (c.get("mesh") or {}).items() if n != 1}
+  if not mesh:
+    return ""
+  return (f" per device: train step and forward pass on the mesh {mesh}"
+          f" (FLOPs for all its devices)")
+
+
 def _header(meta: Record, recs: list[Record]) -> str:
   c = meta["config"]
   m = c["model"]
@@ -184,7 +193,7 @@ def _header(meta: Record, recs: list[Record]) -> str:
          " (each record has its counts)" if c.get("max_timed_s") else "")
       + f"; batch {c['batch_size']}; compile time excluded and reported apart",
       f"- memory: XLA's compiled plan (arguments + outputs - donated +"
-      f" temporaries), MiB; MFU: {mfu}",
+      f" temporaries), MiB{_per_device(c)}; MFU: {mfu}",
       "- (x): same-run ratio to softmax at the same length: speed-up for"
       " speed, variant / softmax for memory. LRA columns: the paper's Table 2"
       " (Tay et al. 2021; TPU v3, batch 32, steps/s and GB) with its ratios.",
@@ -287,31 +296,39 @@ def markdown(meta: Record, recs: list[Record]) -> str:
   grid = functools.partial(grid_table, recs)
   floor = "time / memory as multiples of `none` at the same length"
   d = meta["config"]["decode"]
+  # (title, the benchmark it reads or None, its body): a benchmark this
+  # run did not measure gets no section (an edge-only run has no train
+  # tables).
   sections = [
-      ("Train step: steps/s (speed-up vs softmax)", speed("train_step")),
-      ("Train step: peak memory, MiB (ratio vs softmax)", memory("train_step")),
-      (f"Train step over the floor: {floor}",
+      ("Train step: steps/s (speed-up vs softmax)", "train_step",
+       speed("train_step")),
+      ("Train step: peak memory, MiB (ratio vs softmax)", "train_step",
+       memory("train_step")),
+      (f"Train step over the floor: {floor}", "train_step",
        grid("train_step", floor_cell, "L=")),
-      ("Forward (eval) pass: passes/s (speed-up vs softmax)",
+      ("Forward (eval) pass: passes/s (speed-up vs softmax)", "forward",
        grid("forward", speed_cell, "L=")),
-      ("Forward (eval) pass: peak memory, MiB (ratio vs softmax)",
+      ("Forward (eval) pass: peak memory, MiB (ratio vs softmax)", "forward",
        grid("forward", memory_cell, "L=")),
-      (f"Forward (eval) pass over the floor: {floor}",
+      (f"Forward (eval) pass over the floor: {floor}", "forward",
        grid("forward", floor_cell, "L=")),
-      ("Batch-1 forward latency, ms (speed-up vs softmax)",
+      ("Batch-1 forward latency, ms (speed-up vs softmax)", "latency_b1",
        grid("latency_b1", latency_cell, "L=")),
       ("Decode: tokens/s at context t (speed-up vs softmax KV cache)",
+       "decode",
        f"DecoderLM, batch {d['batch_size']}: `generate.decode_scan` of"
        f" {d['steps']} decode steps at positions t, t+1, ... with a cache"
        " sized t + steps, jitted; time per token = scan time / steps.\n\n"
        + grid("decode", tokens_cell, "t=")),
-      (f"Decode over the floor: {floor} (per token)",
+      (f"Decode over the floor: {floor} (per token)", "decode",
        grid("decode", floor_cell, "t=")),
       ("Edge: batch-1 latency, JAX jit vs ONNX fp32 / int8 (onnxruntime),"
-       " and file sizes", edge_table(meta, recs)),
-      ("Train step cost: XLA GFLOP / compile time",
+       " and file sizes", "edge", edge_table(meta, recs)),
+      ("Train step cost: XLA GFLOP / compile time", "train_step",
        grid("train_step", cost_cell, "L=")),
-      ("Failed measurements", _failures(recs)),
+      ("Failed measurements", None, _failures(recs)),
   ]
+  measured = {r["benchmark"] for r in recs}
   return _header(meta, recs) + "\n".join(
-      f"## {title}\n{body}" for title, body in sections)
+      f"## {title}\n{body}" for title, benchmark, body in sections
+      if benchmark is None or benchmark in measured)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 from lightjax import paper, tables
-from lightjax.report.runs import (CITATION, Run, get, groups, num,
-                                  paper_accuracy)
+from lightjax.report.runs import (CITATION, Run, get, groups, is_lra_task,
+                                  num, paper_accuracy)
 
 
 class Column(NamedTuple):
@@ -113,10 +113,17 @@ def speedup_vs_softmax(runs: list[Run]) -> dict[str, float]:
   return out
 
 
+def _any_lra(runs: list[Run]) -> bool:
+  return any(is_lra_task(get(r.summary, "task")) for r in runs)
+
+
 def columns(runs: list[Run]) -> tuple[Column, ...]:
-  """COLUMNS (with the speed-up over softmax where a run has a softmax
-  counterpart), and SHRINK_COLUMNS when any run is a shrinking run."""
+  """COLUMNS (the LRA paper's only when a run's task is an LRA task; with
+  the speed-up over softmax where a run has a softmax counterpart), and
+  SHRINK_COLUMNS when any run is a shrinking run."""
   cols = COLUMNS
+  if not _any_lra(runs):
+    cols = tuple(c for c in cols if c.key != "lra_paper_test_accuracy_pct")
   ratios = speedup_vs_softmax(runs)
   if len(ratios) > 1:
     cols += (SPEEDUP._replace(value=lambda r: ratios.get(r.name)),)
@@ -147,10 +154,10 @@ def group_table(rows: list[dict[str, Any]]) -> str:
         _formatted(g["paper"], ".2f")] for g in rows])
 
 
-def _notes(runs: list[Run]) -> str:
+def _notes(runs: list[Run], lra_tasks: bool = True) -> str:
   lra = [r.name for r in runs
          if "lra" in str(get(r.summary, "config_name") or "")]
-  lines = [
+  lines = [] if not lra_tasks else [
       f"- Paper column: {CITATION}. Our variant -> paper row: " + ", ".join(
           f"{k} -> {v}" for k, v in paper.LRA_MODEL.items()) + ".",
       "- Our default ListOps config (`configs/listops.py`) is a CPU-sized"
@@ -160,6 +167,8 @@ def _notes(runs: list[Run]) -> str:
       " (sequences up to 2000 tokens, 4 layers, width 512)."
       + (f" Runs here with the `lra` preset: {', '.join(lra)}." if lra else
          " None of the runs here used it: compare trends, not numbers."),
+  ]
+  lines += [
       "- Test accuracy is that of the best-validation checkpoint. FLOPs and"
       " peak memory are XLA's compile-time figures for one train step (per"
       f" example for FLOPs); {tables.MISSING} marks a value the run's"
@@ -171,12 +180,14 @@ def _notes(runs: list[Run]) -> str:
 
 def markdown_report(runs: list[Run]) -> str:
   """table.md: the run table, the grouped table if any setup repeats, notes."""
-  out = "# Results vs Long Range Arena Table 1\n\n" + run_table(runs)
+  lra = _any_lra(runs)
+  out = ("# Results" + (" vs Long Range Arena Table 1" if lra else "")
+         + "\n\n" + run_table(runs))
   grouped = groups(runs)
   if any(g["runs"] > 1 for g in grouped):
     out += ("\n## Grouped (runs sharing task, attention and config, e.g."
             " seeds)\n\n" + group_table(grouped))
-  return out + "\n## Notes\n\n" + _notes(runs) + "\n"
+  return out + "\n## Notes\n\n" + _notes(runs, lra) + "\n"
 
 
 def write_csv(path: str, runs: list[Run]) -> None:

@@ -149,6 +149,12 @@ def paper_accuracy(attention: str | None, task: str | None) -> float | None:
   return _number(_paper_rows().get(model, {}).get(task))
 
 
+def is_lra_task(task: str | None) -> bool:
+  """Whether LRA Table 1 has a column for `task` (listops, text, ...)."""
+  return bool(task) and any(task in row for row in _paper_rows().values()
+                            ) and task not in ("model", "avg")
+
+
 @functools.lru_cache(maxsize=None)
 def _paper_rows() -> dict[str, dict[str, Any]]:
   return {row["model"]: row for row in paper.load_csv(PAPER_CSV)}
