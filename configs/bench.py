@@ -79,8 +79,9 @@ def _base() -> ml_collections.ConfigDict:
   c.benchmarks = BENCHMARKS
   c.max_len = 0          # model max_len; 0 = each length (a bigger L then fails)
   # The train step and forward pass on a mesh (lightjax/sharding.py), over
-  # the first devices it needs: one device by default. Memory is then per
-  # device, FLOPs for the whole program. E.g. --config.mesh.fsdp=8.
+  # the first devices it needs: one device by default (batch-1 latency,
+  # decode and edge always). Memory is then per device, FLOPs for the whole
+  # program. E.g. --config.mesh.fsdp=8.
   c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": 1, "seq": 1,
                                       "model": 1})
   c.sharding_rules = train.sharding_rules

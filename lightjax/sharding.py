@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXES = ("data", "fsdp", "seq", "model")
@@ -118,16 +119,17 @@ def put_global(tree: Any, shardings: Any) -> Any:
   return jax.tree.map(put, tree, shardings)
 
 
-def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh, rules=()
+              ) -> dict[str, jax.Array]:
   """A global host batch (every process computes the same one: the order
-  is a function of the step) as arrays split over the batch axes, and
-  their positions over seq (`batch_sharding`). With several processes
+  is a function of the step) as arrays split by `batch_sharding`: examples
+  over the batch axes, positions over seq. With several processes
   each fills only the shards of its own devices
   (`jax.make_array_from_callback`: a process's rows, and with seq its
   positions, go only to its devices)."""
   out = {}
   for key, value in batch.items():
-    sharding = batch_sharding(mesh, np.ndim(value))
+    sharding = batch_sharding(mesh, np.ndim(value), check_rules(rules))
     if jax.process_count() == 1:
       out[key] = jax.device_put(value, sharding)
     else:
@@ -168,7 +170,7 @@ def make_mesh(mesh_cfg, devices) -> Mesh:
 def check_rules(rules) -> tuple[tuple[str, Any], ...]:
   """`config.sharding_rules` ((logical name, mesh axis | (axes) | None)
   pairs) checked, then the defaults for every name they leave out; the
-  first pair for a name wins."""
+  first pair for a name wins, so checking checked rules changes nothing."""
   out = []
   for rule in tuple(rules or ()):
     if len(rule) != 2:
@@ -178,24 +180,30 @@ def check_rules(rules) -> tuple[tuple[str, Any], ...]:
     if name not in LOGICAL_AXES:
       raise MeshError(f"config.sharding_rules: unknown logical axis {name!r};"
                       f" valid: {', '.join(LOGICAL_AXES)}")
-    targets = (target,) if isinstance(target, str) or target is None else target
+    targets = ((target,) if isinstance(target, str) or target is None
+               else tuple(target) if isinstance(target, (tuple, list))
+               else (target,))
     for t in targets:
       if t is not None and t not in AXES:
         raise MeshError(f"config.sharding_rules: {name!r} -> unknown mesh axis"
                         f" {t!r}; valid: {', '.join(AXES)} (or None: whole)")
-    out.append((name, tuple(targets) if len(targets) > 1 else targets[0]))
+    out.append((name, None if not targets else targets[0]
+                if len(targets) == 1 else targets))
   return tuple(out) + DEFAULT_RULES
 
 
 def spec_for(names, shape: tuple[int, ...], mesh_shape: dict[str, int],
-             rules=DEFAULT_RULES) -> P:
+             rules=DEFAULT_RULES, even: bool = True) -> P:
   """The PartitionSpec of an array whose dimensions have logical `names`.
 
   Each name becomes the mesh axes its (first) rule gives, keeping only
-  axes of size > 1 that the dimension's size is divisible by (what is left
-  of the product), and each mesh axis at most once per array (a square
-  [embed, embed] kernel is split along its first dimension only): a layout
-  that cannot split a dimension keeps it whole rather than failing.
+  axes of size > 1, each at most once per array (a square [embed, embed]
+  kernel is split along its first dimension only), and with `even` only
+  axes the dimension's size is divisible by (what is left of the
+  product): arrays placed with `device_put` must split evenly, so a layout
+  that cannot split a dimension keeps it whole rather than failing. An
+  activation constraint may split unevenly (XLA pads the last shard): the
+  residual stream with a CLS position has L + 1 positions.
   """
   table = {}
   for name, target in rules:
@@ -207,8 +215,8 @@ def spec_for(names, shape: tuple[int, ...], mesh_shape: dict[str, int],
     kept = []
     for axis in targets:
       n = mesh_shape.get(axis, 1)
-      if n > 1 and axis not in used and size % (n * math.prod(
-          mesh_shape[a] for a in kept)) == 0:
+      if n > 1 and axis not in used and (not even or size % (n * math.prod(
+          mesh_shape[a] for a in kept)) == 0):
         kept.append(axis)
         used.add(axis)
     spec.append(None if not kept else kept[0] if len(kept) == 1
@@ -219,23 +227,44 @@ def spec_for(names, shape: tuple[int, ...], mesh_shape: dict[str, int],
 
 
 @functools.lru_cache(maxsize=None)
-def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
-  """A batch array [B, L, ...]: examples split over data x fsdp, positions
-  (ndim >= 2) over seq."""
+def batch_sharding(mesh: Mesh, ndim: int = 1, rules=DEFAULT_RULES
+                   ) -> NamedSharding:
+  """A batch array [B, L, ...] (`rules` checked): examples split as
+  "batch", positions (ndim >= 2) as "length" (by default data x fsdp, and
+  seq)."""
   names = ("batch", "length")[:ndim]
   return NamedSharding(mesh, spec_for(names, (0,) * len(names),
-                                      dict(mesh.shape)))
+                                      dict(mesh.shape), rules))
 
 
-def batch_shardings(mesh: Mesh, batch: dict[str, Any]) -> dict[str, NamedSharding]:
-  """`batch_sharding` per array of a batch. One-line MeshError when seq
-  does not divide its length (the examples' count is checked at setup)."""
-  seq = mesh.shape["seq"]
+def ways(sharding: NamedSharding, dim: int) -> int:
+  """Into how many parts `sharding` splits dimension `dim`."""
+  spec = tuple(sharding.spec) + (None,) * (dim + 1)
+  axes = spec[dim] or ()
+  return math.prod(sharding.mesh.shape[a] for a in (
+      (axes,) if isinstance(axes, str) else axes))
+
+
+def batch_ways(mesh: Mesh, rules=()) -> int:
+  """How many parts the examples of a batch are split into."""
+  return ways(batch_sharding(mesh, 1, check_rules(rules)), 0)
+
+
+def batch_shardings(mesh: Mesh, batch: dict[str, Any], rules=()
+                    ) -> dict[str, NamedSharding]:
+  """`batch_sharding` per array of a batch (or of a whole split: only
+  shapes are read). One-line MeshError when the positions' split does not
+  divide an array's length (the examples' count is checked at setup)."""
+  rules = check_rules(rules)
+  out = {key: batch_sharding(mesh, np.ndim(x), rules)
+         for key, x in batch.items()}
   for key, x in batch.items():
-    if np.ndim(x) >= 2 and np.shape(x)[1] % seq:
-      raise MeshError(f"config.mesh.seq={seq} does not divide the length"
-                      f" {np.shape(x)[1]} of the batch's {key!r}")
-  return {key: batch_sharding(mesh, np.ndim(x)) for key, x in batch.items()}
+    n = ways(out[key], 1) if np.ndim(x) >= 2 else 1
+    if np.ndim(x) >= 2 and np.shape(x)[1] % n:
+      raise MeshError(f"config.mesh splits positions into {n} parts (seq),"
+                      f" which do not divide the length {np.shape(x)[1]} of"
+                      f" {key!r}")
+  return out
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -256,17 +285,19 @@ def state_shardings(tree: Any, mesh: Mesh, rules=DEFAULT_RULES) -> Any:
   RNG state, fixed buffers) stay whole on every device."""
   rules = check_rules(rules)
   mesh_shape = dict(mesh.shape)
-  from flax import nnx  # pylint: disable=import-outside-toplevel
 
   def place(x):
     names = logical_names(x)
-    shape = tuple((x.get_value() if isinstance(x, nnx.Variable) else x).shape)
+    shape = tuple((x.get_value() if _is_variable(x) else x).shape)
     spec = (spec_for(names, shape, mesh_shape, rules)
             if names and len(names) == len(shape) else P())
-    return x.replace(NamedSharding(mesh, spec)) if isinstance(
-        x, nnx.Variable) else NamedSharding(mesh, spec)
-  return jax.tree.map(place, tree,
-                      is_leaf=lambda x: isinstance(x, nnx.Variable))
+    placed = NamedSharding(mesh, spec)
+    return x.replace(placed) if _is_variable(x) else placed
+  return jax.tree.map(place, tree, is_leaf=_is_variable)
+
+
+def _is_variable(x) -> bool:
+  return isinstance(x, nnx.Variable)
 
 
 # Activation layout: set by the trainer around tracing its steps, read by
@@ -293,26 +324,25 @@ def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
   if not _LAYOUT or _LAYOUT[-1][0].devices.size == 1:
     return x
   mesh, rules = _LAYOUT[-1]
-  spec = spec_for(names, x.shape, dict(mesh.shape), rules)
+  spec = spec_for(names, x.shape, dict(mesh.shape), rules, even=False)
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
-def describe(mesh: Mesh, batch_size: int) -> str:
+def describe(mesh: Mesh, batch_size: int, rules=()) -> str:
   """The line a run logs at start: mesh shape and per-device batch."""
   n = mesh.devices.size
-  per_batch = math.prod(mesh.shape[a] for a in BATCH_AXES)
+  tokens = batch_sharding(mesh, 2, check_rules(rules))
+  parts = ways(tokens, 1)
   return (f"Mesh {dict(mesh.shape)} over {n} {mesh.devices.flat[0].platform}"
           f" device{'s' if n > 1 else ''}: global batch {batch_size},"
-          f" {batch_size // per_batch} per device"
-          + (f", 1/{mesh.shape['seq']} of their positions each."
-             if mesh.shape["seq"] > 1 else "."))
+          f" {batch_size // ways(tokens, 0)} per device"
+          + (f", 1/{parts} of their positions each." if parts > 1 else "."))
 
 
 def describe_state(shardings: Any) -> str:
   """How many arrays of the train state each mesh axis splits."""
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-  leaves = [s.get_value() if isinstance(s, nnx.Variable) else s for s in jax.tree.leaves(
-      shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))]
+  leaves = [s.get_value() if _is_variable(s) else s
+            for s in jax.tree.leaves(shardings, is_leaf=_is_variable)]
   by_axis: dict[str, int] = {}
   for s in leaves:
     for axis in sorted({a for d in s.spec if d for a in (

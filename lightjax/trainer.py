@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import math
 import os
 from typing import Any, Callable
 
@@ -304,7 +303,8 @@ class _Setup:
   """What setup builds and the loop, the test pass and the summary read."""
   devices: list[Any]
   mesh: Mesh
-  sharding_rules: tuple  # sharding.check_rules(config.sharding_rules)
+  sharding_rules: tuple  # config.sharding_rules
+  state_shardings: Any   # where each array of `state` lives
   put_batch: Callable[[Any], Any]
   zero_acc: Callable[[], dict[str, jax.Array]]
   task: Any
@@ -356,21 +356,28 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   What needs closing (lock, writer, checkpointer) goes on `stack`, so an error
   anywhere in setup or training still releases the workdir.
   """
-  # --- Devices and mesh (`config.mesh`: data parallel by default) ----------
-  # Checked before the workdir is touched: a layout that cannot work is one
-  # line (sharding.MeshError), with nothing written.
+  # --- Devices, mesh (`config.mesh`: data parallel by default) and data ----
+  # Checked before the workdir is touched: a layout that cannot work (for
+  # the devices, the batch or the task's lengths) is one line
+  # (sharding.MeshError), with nothing written.
   devices = jax.devices()
   mesh = sharding.make_mesh(config.get("mesh") or {}, devices)
-  rules = sharding.check_rules(config.get("sharding_rules"))
-  ways = math.prod(mesh.shape[a] for a in sharding.BATCH_AXES)
+  rules = tuple(config.get("sharding_rules") or ())
+  ways = sharding.batch_ways(mesh, rules)  # checks the rules too
   if config.batch_size % ways:
     raise sharding.MeshError(
         f"batch_size {config.batch_size} is not divisible by the {ways}"
-        f" ways (data x fsdp) it is split over")
+        f" parts its examples are split into (config.mesh)")
   if config.eval_batch_size % ways:
     # Evaluation only: pad rows weigh 0, so a larger batch changes nothing.
     with config.unlocked():
       config.eval_batch_size += ways - config.eval_batch_size % ways
+  if task is None:
+    task = data.load_task(config.task, config.data_dir or data.default_data_dir())
+  for split in task.splits.values():  # positions over seq: every length
+    sharding.batch_shardings(mesh, split, rules)
+  train_batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
+                                        config.seed)
 
   # --- Workdir ------------------------------------------------------------------
   _open_workdir(workdir, stack)
@@ -380,14 +387,11 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   writer = writers.MetricWriter(workdir)
   stack.callback(writer.close)
   replicated = sharding.replicated(mesh)
-  writers.say(sharding.describe(mesh, config.batch_size))
-
-  # --- Data -------------------------------------------------------------------
-  if task is None:
-    task = data.load_task(config.task, config.data_dir or data.default_data_dir())
-  train_batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
-                                        config.seed)
-  sharding.batch_shardings(mesh, train_batcher.batch(0))  # seq | length
+  writers.say(sharding.describe(mesh, config.batch_size, rules))
+  if mesh.shape["model"] > 1 and config.model.num_heads % mesh.shape["model"]:
+    writers.say(f"Note: model={mesh.shape['model']} does not divide"
+                f" num_heads={config.model.num_heads}: heads are split inside"
+                " a head, which costs a reshard per layer.")
 
   # --- Model (from `init_from`'s weights unless resuming) and optimizer -----
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
@@ -421,7 +425,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   # from.
   shardings = sharding.state_shardings(state, mesh, rules)
   state = sharding.put_global(state, shardings)
-  if mesh.shape["fsdp"] > 1 or mesh.shape["model"] > 1:
+  if any(s.spec for s in jax.tree.leaves(shardings)):
     writers.say(sharding.describe_state(shardings))
   del model, opt  # from here on the state pytree is the only copy
 
@@ -465,7 +469,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
       f"{devices[0].device_kind}")
   return _Setup(
       devices=devices, mesh=mesh, sharding_rules=rules,
-      put_batch=functools.partial(sharding.put_batch, mesh=mesh),
+      state_shardings=shardings,
+      put_batch=functools.partial(sharding.put_batch, mesh=mesh, rules=rules),
       zero_acc=zero_acc, task=task, objective=objective,
       train_objective=train_objective,
       task_metrics=names, metric_sums=metric_sums,
@@ -482,10 +487,13 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
   Compiled ahead of time so that the executable we run is the one we measure.
   """
   pad_id = s.task.pad_id
+  # The new state keeps the layout it came in (the next call's input).
   train_jit = jax.jit(functools.partial(train_step, s.graphdefs,
                                         s.train_objective,
                                         pad_id=pad_id, wrt=s.wrt),
-                      donate_argnums=(0, 2))
+                      donate_argnums=(0, 2),
+                      out_shardings=(s.state_shardings,
+                                     sharding.replicated(s.mesh)))
   eval_jit = jax.jit(functools.partial(eval_step, s.graphdefs, s.objective,
                                        pad_id=pad_id,
                                        metric_sums=s.metric_sums))
@@ -493,7 +501,8 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
   def spec(batch):
     return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(
         x.shape, x.dtype, sharding=sh), batch,
-                        sharding.batch_shardings(s.mesh, batch))
+                        sharding.batch_shardings(s.mesh, batch,
+                                                 s.sharding_rules))
   # Traced in the mesh's activation layout (sharding.constrain in blocks).
   with sharding.activation_layout(s.mesh, s.sharding_rules):
     train_exec, train_cost = cost.compile_with_stats(
@@ -502,12 +511,10 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
     eval_exec, eval_cost = cost.compile_with_stats(
         eval_jit, s.state["model"], spec(next(pipeline.eval_batches(
             s.task.splits["validation"], config.eval_batch_size))))
-  # XLA's cost analysis of an SPMD program counts one device's share.
-  for c in (train_cost, eval_cost):
-    c["flops"] *= len(s.devices)
   writers.say(f"Compiled train step in {train_cost['compile_s']:.1f} s:"
               f" {train_cost['flops'] / config.batch_size / 1e6:.1f} MFLOP/example,"
-              f" {train_cost.get('peak_bytes', 0) / 2**20:.1f} MiB planned.")
+              f" {train_cost.get('peak_bytes', 0) / 2**20:.1f} MiB planned"
+              + (" per device." if len(s.devices) > 1 else "."))
   return train_exec, eval_exec, train_cost, eval_cost
 
 

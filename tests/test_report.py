@@ -214,7 +214,13 @@ def test_pareto_front():
 
 
 def test_paper_mapping_names_real_variants_and_paper_rows():
+  from lightjax import data  # pylint: disable=import-outside-toplevel
   assert set(paper.LRA_MODEL) <= set(attention.names())
+  assert set(paper.LRA_TASK) <= set(data.TASKS.names())
+  # Every LRA task finds its paper column: Table 1's Transformer row.
+  assert [runs.paper_accuracy("softmax", t) for t in paper.LRA_TASK] == [
+      36.37, 64.27, 57.46, 42.44, 71.40]
+  assert runs.paper_accuracy("softmax", "mqar") is None
   paper_rows = {r["model"] for r in paper.load_csv(runs.PAPER_CSV)}
   assert set(paper.LRA_MODEL.values()) <= paper_rows
   table2 = {r["model"] for r in paper.load_csv("lra_table2_speed_memory.csv")}

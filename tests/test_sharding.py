@@ -66,8 +66,14 @@ def test_axis_sizes_and_specs():
   assert spec(("batch", "length", None), (16, 64, 32)) == P(("data", "fsdp"))
   assert spec(("batch",), (6,)) == P("data")  # 8 !| 6, 2 | 6
   # User rules go first; the defaults fill in the rest.
-  rules = sharding.check_rules((("embed", None), ("mlp", ("fsdp", "model"))))
+  rules = sharding.check_rules((("embed", None), ("mlp", ("fsdp", "model")),
+                                ("vocab", ())))
   assert spec(("embed", "mlp"), (64, 128), rules) == P(None, ("fsdp", "model"))
+  assert spec(("vocab", "embed"), (64, 64), rules) == P()  # () = None: whole
+  # An activation may split unevenly (XLA pads): a CLS position makes L + 1.
+  assert sharding.spec_for(("batch", "length", None), (16, 65, 32),
+                           {"data": 2, "seq": 4}, even=False) == P("data", "seq")
+  assert spec(("batch", "length"), (16, 65)) == P(("data", "fsdp"))
 
 
 def test_bad_sharding_rules_list_the_valid_names():
@@ -76,7 +82,8 @@ def test_bad_sharding_rules_list_the_valid_names():
                        ((("embed", "fdsp"),), r"'embed' -> unknown mesh axis"
                         r" 'fdsp'; valid: data, fsdp, seq, model"),
                        ((("embed",),), r"each rule is \(logical name, mesh"
-                        r" axis\)")):
+                        r" axis\)"),
+                       ((("embed", 3),), r"'embed' -> unknown mesh axis 3")):
     with pytest.raises(sharding.MeshError, match=match):
       sharding.check_rules(rules)
 
@@ -168,17 +175,15 @@ def shards(rules=()):
 print(*shards())
 print(*shards((('embed', None),)))
 gd, st = nnx.split(m)
-def blocks(st, tokens):
-  bb = nnx.merge(gd, st).backbone
-  return bb.run_blocks(bb.embed(tokens), mask_BxL=tokens > 0, causal=False,
-                       deterministic=True)
+def classify(st, tokens):  # CLS pooling: the blocks see 64 + 1 positions
+  return nnx.merge(gd, st)(tokens)
 mesh = sharding.make_mesh({'data': 2, 'seq': 4}, jax.devices())
 tokens = sharding.put_batch({'t': jnp.ones((8, 64), jnp.int32)}, mesh)['t']
-print(tokens.sharding.spec)
+print(tokens.sharding.spec, c.model.pool)
 with sharding.activation_layout(mesh):
-  text = jax.jit(blocks).lower(st, tokens).as_text()
+  text = jax.jit(classify).lower(st, tokens).as_text()
 print(sum('sharding_constraint' in l and '[{"data"}, {"seq"}, {}]' in l
-          for l in text.splitlines()))
+          and '8x65x32' in l for l in text.splitlines()))
 """
   env = {**os.environ, **EIGHT}
   proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
@@ -187,8 +192,8 @@ print(sum('sharding_constraint' in l and '[{"data"}, {"seq"}, {}]' in l
   assert proc.stdout.strip().splitlines() == [
       "(8, 64) (64, 8)",  # [32, 128] over fsdp 4 x model 2, and transposed
       "(32, 64) (64, 32)",  # embed kept whole
-      "P('data', 'seq')",
-      "2",  # one constraint per block
+      "P('data', 'seq') cls",
+      "2",  # one constraint per block, seq splitting 65 positions unevenly
   ], proc.stdout
 
 
@@ -286,3 +291,15 @@ def test_a_mesh_the_devices_cannot_hold_is_one_line(tmp_path, data_dir):
       "lightjax.train: config.mesh {'data': 3, 'fsdp': 1, 'seq': 1, 'model': 1}"
       " needs 3 devices; there are 8")
   assert not (tmp_path / "w").exists()  # nothing written
+  # Positions split over seq must divide the task's length (checked with
+  # the data, still before the workdir).
+  proc = subprocess.run(
+      [sys.executable, "-m", "lightjax.train", *TINY, "--workdir",
+       str(tmp_path / "w"), "--config.mesh.data=4", "--config.mesh.seq=2",
+       "--config.task.max_length=63"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "lightjax.train: config.mesh splits positions into 2 parts (seq), which"
+      " do not divide the length 63 of 'inputs'")
+  assert not (tmp_path / "w").exists()

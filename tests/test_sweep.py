@@ -136,3 +136,6 @@ def test_mesh_memory_smoke_sweep_tabulates_per_device_memory(tmp_path):
     row = rows[(mesh, "softmax")]
     assert row[4] == "8"
     assert float(row[-1]) > 4, row  # one device's peak / this mesh's
+    md = (tmp_path / mesh / "bench.md").read_text()
+    assert "## Failed measurements\nNone." in md  # batch-1 latency ran too
+    assert "## Batch-1 forward latency" in md

@@ -218,14 +218,14 @@ def random_batch(config: ml_collections.ConfigDict, batch_size: int,
                  ) -> dict[str, jax.Array]:
   """Classification batch of random non-pad tokens (the trainer's layout),
   split over `mesh`'s batch and seq axes if given."""
-  ways = 1 if mesh is None else math.prod(mesh.shape[a]
-                                          for a in sharding.BATCH_AXES)
+  rules = config.get("sharding_rules")
+  ways = 1 if mesh is None else sharding.batch_ways(mesh, rules)
   if batch_size % ways:
     raise sharding.MeshError(f"batch {batch_size} is not divisible by the"
-                             f" {ways} ways (data x fsdp) of config.mesh")
+                             f" {ways} parts config.mesh splits it into")
   k_tok, k_lab = jax.random.split(jax.random.key(config.seed + 2))
   put = (jax.device_put if mesh is None else
-         lambda b: sharding.put_batch(jax.device_get(b), mesh))
+         lambda b: sharding.put_batch(jax.device_get(b), mesh, rules))
   return put({
       "inputs": jax.random.randint(k_tok, (batch_size, seq_len), 1,
                                    config.vocab_size, jnp.int32),
@@ -384,16 +384,12 @@ BENCHMARKS: Registry[Measure] = Registry("benchmark")
 
 def _compile(config, jitted, *args, mesh: Mesh | None = None):
   """Compiled (in `mesh`'s activation layout); `flops` for the whole
-  program (XLA counts one device's share of an SPMD program), memory per
-  device."""
+  program, memory per device (`cost.compile_with_stats`)."""
   if mesh is None:
     exe, stats = cost.compile_with_stats(jitted, *args)
   else:
     with sharding.activation_layout(mesh, config.get("sharding_rules")):
       exe, stats = cost.compile_with_stats(jitted, *args)
-    if stats.get("flops"):
-      stats["flops"] *= mesh.devices.size
-    stats["devices"] = mesh.devices.size
   check_host_memory(stats.get("peak_bytes"), config.host_memory_fraction)
   return exe, stats
 
@@ -445,13 +441,13 @@ def train_step(config: ml_collections.ConfigDict, job: Job, memo: Memo
                  peak_before)
 
 
-def _forward(config, job: Job, memo: Memo, warmup: int, repeats: int
-             ) -> Record:
-  key = ("forward", job.variant, job.seq_len, job.batch_size)
+def _forward(config, job: Job, memo: Memo, warmup: int, repeats: int,
+             mesh: Mesh) -> Record:
+  key = ("forward", job.variant, job.seq_len, job.batch_size,
+         tuple(mesh.shape.items()))
   if key in memo:  # the same program was timed already (batch_size 1)
     return {**memo[key], "same_as": "forward"}
   peak_before = cost.device_peak_bytes()
-  mesh = bench_mesh(config)
   built = build(config, job, _model_len(config, job.seq_len),
                 with_optimizer=False, mesh=mesh)
   batch = random_batch(config, job.batch_size, job.seq_len, mesh)
@@ -467,15 +463,18 @@ def _forward(config, job: Job, memo: Memo, warmup: int, repeats: int
 
 @BENCHMARKS.register("forward")
 def forward(config: ml_collections.ConfigDict, job: Job, memo: Memo) -> Record:
-  return _forward(config, job, memo, config.warmup, config.repeats)
+  return _forward(config, job, memo, config.warmup, config.repeats,
+                  bench_mesh(config))
 
 
 @BENCHMARKS.register("latency_b1")
 def latency_b1(config: ml_collections.ConfigDict, job: Job, memo: Memo
                ) -> Record:
-  """Batch-1 forward; is forward's own record when that ran at batch 1."""
+  """Batch-1 forward on one device (one example is not split); is
+  forward's own record when that ran at batch 1 on one device."""
   return _forward(config, job, memo, config.latency.warmup,
-                  config.latency.repeats)
+                  config.latency.repeats,
+                  sharding.make_mesh({}, jax.devices()[:1]))
 
 
 def _decode(graphdefs, start: int, steps: int, model_state, cache, tokens_B):

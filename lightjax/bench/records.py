@@ -47,7 +47,7 @@ COLUMNS = (
     "speedup_vs_softmax", "memory_ratio_vs_softmax", "x_floor_time",
     "x_floor_memory", "flops", "mfu", "peak_bytes", "temp_bytes",
     "argument_bytes", "output_bytes", "device_peak_bytes", "compile_s",
-    "warmup", "repeats", "decode_steps", "num_params", "same_as",
+    "devices", "warmup", "repeats", "decode_steps", "num_params", "same_as",
     *EDGE_COLUMNS, "device", "platform", "preset", "error", "error_at",
     "times_s",
 )

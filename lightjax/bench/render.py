@@ -150,7 +150,7 @@ def _per_device(c: dict[str, Any]) -> str:
   if not mesh:
     return ""
   return (f" per device: train step and forward pass on the mesh {mesh}"
-          f" (FLOPs for all its devices)")
+          f" (FLOPs for the whole program; batch-1 latency on one device)")
 
 
 def _header(meta: Record, recs: list[Record]) -> str:

@@ -53,9 +53,19 @@ def compile_with_stats(jitted, *args) -> tuple[Any, dict[str, Any]]:
   extra: no second compilation.
   """
   t0 = time.perf_counter()
-  compiled = jitted.lower(*args).compile()
+  lowered = jitted.lower(*args)
+  compiled = lowered.compile()
   stats = compiled_stats(compiled)
   stats["compile_s"] = time.perf_counter() - t0
+  devices = max((len(s.device_set) for s in jax.tree.leaves(
+      compiled.input_shardings)), default=1)
+  if devices > 1:
+    # The partitioned program counts one device's share, including work
+    # every device repeats; the program's own FLOPs are the unpartitioned
+    # one's (what one device would compute). Memory stays per device.
+    stats["flops"] = (lowered.cost_analysis() or {}).get("flops",
+                                                         stats.get("flops"))
+  stats["devices"] = devices
   return compiled, stats
 
 

@@ -47,7 +47,8 @@ class EncoderMLM(nnx.Module):
                                          dtype=dtype)
     e = cfg.embed_dim
     # The backbone's own dense and LayerNorm builders (same init and eps).
-    self.transform = transformer._dense(e, e, rngs, dtype, axes=("embed", "embed"))  # pylint: disable=protected-access
+    self.transform = transformer._dense(  # pylint: disable=protected-access
+        e, e, rngs, dtype, axes=("embed", "embed"))
     self.transform_ln = transformer._layer_norm(cfg, e, rngs, dtype)  # pylint: disable=protected-access
     # BERT initialises the output bias to zeros (HF `BertLMPredictionHead`).
     self.output_bias = nnx.Param(jnp.zeros((vocab_size,), jnp.float32),

@@ -38,6 +38,15 @@ LRA_MODEL = {
     "longformer": "longformer",
 }
 
+# lightjax task -> its column in LRA Table 1 (the one place, as LRA_MODEL).
+LRA_TASK = {
+    "listops": "listops",
+    "lra_text": "text",
+    "lra_retrieval": "retrieval",
+    "lra_image": "image",
+    "lra_pathfinder": "pathfinder",
+}
+
 
 def path(name: str) -> str:
   """Absolute path of paper file `name` (raises with the valid names)."""

@@ -140,18 +140,20 @@ def run_table(runs: list[Run]) -> str:
                           for r in runs])
 
 
-def group_table(rows: list[dict[str, Any]]) -> str:
-  """Mean ± sample std of test accuracy per setup (`runs.groups`)."""
+def group_table(rows: list[dict[str, Any]], lra: bool = True) -> str:
+  """Mean ± sample std of test accuracy per setup (`runs.groups`), with
+  the LRA paper's figure when `lra`."""
   def mean_std(g):
     if g["mean"] is None:
       return None
     std = "" if g["std"] is None else f" ± {g['std']:.2f}"
     return f"{g['mean']:.2f}{std}"
+  paper_col = ["LRA paper test acc (%)"] if lra else []
   return tables.markdown(
       ["task", "attention", "config", "n", "test acc (%) mean ± std",
-       "LRA paper test acc (%)"],
+       *paper_col],
       [[g["task"], g["attention"], g["config_name"], g["n"], mean_std(g),
-        _formatted(g["paper"], ".2f")] for g in rows])
+        *([_formatted(g["paper"], ".2f")] if lra else [])] for g in rows])
 
 
 def _notes(runs: list[Run], lra_tasks: bool = True) -> str:
@@ -186,7 +188,7 @@ def markdown_report(runs: list[Run]) -> str:
   grouped = groups(runs)
   if any(g["runs"] > 1 for g in grouped):
     out += ("\n## Grouped (runs sharing task, attention and config, e.g."
-            " seeds)\n\n" + group_table(grouped))
+            " seeds)\n\n" + group_table(grouped, lra))
   return out + "\n## Notes\n\n" + _notes(runs, lra) + "\n"
 
 

@@ -144,15 +144,15 @@ def num(summary: dict[str, Any], dotted: str, factor: float = 1.0
 def paper_accuracy(attention: str | None, task: str | None) -> float | None:
   """LRA Table 1 test accuracy (%) of our variant's counterpart, or None."""
   model = paper.LRA_MODEL.get(attention or "")
-  if model is None or not task:
+  column = paper.LRA_TASK.get(task or "")
+  if model is None or column is None:
     return None
-  return _number(_paper_rows().get(model, {}).get(task))
+  return _number(_paper_rows().get(model, {}).get(column))
 
 
 def is_lra_task(task: str | None) -> bool:
-  """Whether LRA Table 1 has a column for `task` (listops, text, ...)."""
-  return bool(task) and any(task in row for row in _paper_rows().values()
-                            ) and task not in ("model", "avg")
+  """Whether LRA Table 1 has a column for `task` (`paper.LRA_TASK`)."""
+  return (task or "") in paper.LRA_TASK
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,7 +9,8 @@
 A sweep file defines `get_sweep(arg) -> Sweep`: its trials, each one
 lightjax command (`lightjax.train`, `lightjax.shrink` or `lightjax.bench`)
 with a config and overrides, named by a path under the sweep's workdir, and
-the command that turns the finished workdirs into the table. `product` and
+what turns the finished workdirs into the table (a command, or a function
+of the root defined in the sweep file). `product` and
 `zipped` build override grids from axes.
 
 Running locally, trials go one after the other, each a fresh process (what
@@ -75,9 +76,10 @@ class Trial:
 @dataclasses.dataclass(frozen=True)
 class Sweep:
   trials: tuple[Trial, ...]
-  # After every trial: a command, e.g. ("-m", "lightjax.report", "{root}",
-  # "--out", "{root}/table"), or a function of the root (the sweep file's
-  # own table maker); () = none. Rerunning a finished sweep remakes it.
+  # Once every trial has finished: a command, e.g. ("-m",
+  # "lightjax.report", "{root}", "--out", "{root}/table"), or a function of
+  # the root (the sweep file's own table maker); () = none. Rerunning a
+  # finished sweep remakes the table.
   report: tuple[str, ...] | Callable[[str], Any] = ()
 
   def __post_init__(self):
@@ -126,7 +128,8 @@ def _python() -> list[str]:
 def run_local(sweep: Sweep, root: str, *, say=print,
               extra: Iterable[str] = ()) -> dict[str, str]:
   """Runs every trial not finished yet, in order; returns name -> status
-  ("skipped" | "done" | "failed (exit N)"). Then the report command."""
+  ("skipped" | "done" | "failed (exit N)"). Then, if none failed, the
+  sweep's report."""
   os.makedirs(root, exist_ok=True)
   status, n = {}, len(sweep.trials)
   start = time.monotonic()
@@ -149,7 +152,10 @@ def run_local(sweep: Sweep, root: str, *, say=print,
   if sweep.report and not failed:
     if callable(sweep.report):
       say(f"Report: the sweep file's {sweep.report.__name__}({root!r})")
-      sweep.report(root)
+      try:
+        sweep.report(root)
+      except Exception as e:  # pylint: disable=broad-except
+        say(f"Report failed: {type(e).__name__}: {e}")  # trials are kept
     else:
       cmd = [a.replace("{root}", root) for a in sweep.report]
       say("Report: " + shlex.join(["python", *cmd]))
