@@ -1,5 +1,6 @@
 """What the `python -m lightjax.<name>` entry points share: how a failure
-becomes one stderr line and an exit code.
+becomes one stderr line and an exit code, and the flags that join a
+multi-process job (the entry points that train: train, shrink).
 
   1            non-finite loss or gradient (the last good checkpoint is kept)
   2            a task's data files or an optional package missing, and
@@ -12,10 +13,37 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from typing import Callable
 
-from absl import logging
+from absl import flags, logging
 
-from lightjax import checkpointing, data, trainer
+from lightjax import checkpointing, data, sharding, trainer
+
+
+def define_distributed_flags() -> Callable[[str], None]:
+  """Defines --coordinator_address, --num_processes, --process_id and
+  --distributed; returns `join(prog)`, which main calls before anything
+  touches a device (`sharding.initialize_distributed`; bad values: one
+  line, exit 2)."""
+  coordinator = flags.DEFINE_string(
+      "coordinator_address", "", "host:port of process 0 of a multi-process"
+      " job (with --num_processes and --process_id); see --distributed.")
+  num_processes = flags.DEFINE_integer("num_processes", 0,
+                                       "Processes in the job.")
+  process_id = flags.DEFINE_integer("process_id", -1,
+                                    "This process's index.")
+  auto = flags.DEFINE_bool(
+      "distributed", False, "Join a multi-host job JAX detects by itself"
+      " (Cloud TPU VM pod slices, Slurm, Open MPI).")
+
+  def join(prog: str) -> None:
+    try:
+      sharding.initialize_distributed(coordinator.value, num_processes.value,
+                                      process_id.value, auto.value)
+    except ValueError as e:
+      print(f"{prog}: {e}", file=sys.stderr)
+      sys.exit(2)
+  return join
 
 
 @contextlib.contextmanager

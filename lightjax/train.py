@@ -35,14 +35,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/listops.py or configs/listops.py:linear.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes if it has checkpoints).")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", "", "host:port of process 0 of a multi-process"
-    " job (with --num_processes and --process_id); see --distributed.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in the job.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Join a multi-host job JAX detects by itself (Cloud"
-    " TPU VM pod slices, Slurm, Open MPI).")
+_JOIN = cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -52,12 +45,7 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     # Orbax logs every save at INFO; keep the terminal to our progress lines.
     logging.set_verbosity(logging.WARNING)
-  try:
-    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                    _PROCESS_ID.value, _DISTRIBUTED.value)
-  except ValueError as e:
-    print(f"lightjax.train: {e}", file=sys.stderr)
-    sys.exit(2)
+  _JOIN("lightjax.train")
   config = _CONFIG.value
   overrides = [a[len("--config."):] for a in sys.argv if a.startswith("--config.")]
   if overrides:  # runs that differ must not share a name (reports group by it)

@@ -278,6 +278,16 @@ def test_bad_distributed_flags_are_one_line(tmp_path, data_dir):
   assert proc.stderr.strip().splitlines()[-1] == (
       "lightjax.train: --coordinator_address needs --num_processes >= 1 and"
       " 0 <= --process_id < num_processes; got 0 and -1")
+  # lightjax.shrink takes the same flags (a sweep runs it on every host).
+  proc = subprocess.run(
+      [sys.executable, "-m", "lightjax.shrink", "--config",
+       "configs/shrink/prune_heads.py", "--workdir", str(tmp_path / "s"),
+       "--coordinator_address=localhost:1234", "--num_processes=2"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "lightjax.shrink: --coordinator_address needs --num_processes >= 1 and"
+      " 0 <= --process_id < num_processes; got 2 and -1")
 
 
 def test_a_mesh_the_devices_cannot_hold_is_one_line(tmp_path, data_dir):

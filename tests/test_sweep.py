@@ -69,6 +69,18 @@ def test_tpu_vm_launcher_prints_gcloud_lines(tmp_path):
                              " --zone=us-central2-b --worker=all")
   assert ("python3 -m lightjax.train --config configs/mqar.py:cpu,softmax"
           " --workdir=/shared/mqar/cpu/softmax --distributed") in lines[0]
+  # Shrink trials join the slice too; a bench trial runs on worker 0 alone.
+  proc = _sweep("experiments/shrink_pareto.py:smoke", "--workdir", "/s",
+                "--launcher", "tpu_vm", "--tpu", "v4-32", "--zone", "z")
+  assert proc.returncode == 0, proc.stderr
+  shrink = [l for l in proc.stdout.splitlines() if "lightjax.shrink" in l]
+  assert shrink and all("--worker=all" in l and l.endswith("--distributed'")
+                        for l in shrink)
+  proc = _sweep("experiments/lra_table2.py", "--workdir", "/b",
+                "--launcher", "tpu_vm", "--tpu", "v4-32", "--zone", "z")
+  assert proc.returncode == 0, proc.stderr
+  [bench] = proc.stdout.splitlines()
+  assert "--worker=0" in bench and "--distributed" not in bench
   proc = _sweep("experiments/mqar.py", "--workdir", str(tmp_path),
                 "--launcher", "tpu_vm")
   assert proc.returncode == 2

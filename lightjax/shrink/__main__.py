@@ -22,6 +22,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A recipe, e.g. configs/shrink/prune_heads.py.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes).")
+_JOIN = cli.define_distributed_flags()  # as lightjax.train
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  _JOIN("lightjax.shrink")
   config = _CONFIG.value
   overrides = [a[len("--config."):] for a in sys.argv if a.startswith("--config.")]
   named = [o for o in overrides if not o.startswith("init_from=")]

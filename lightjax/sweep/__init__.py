@@ -21,8 +21,8 @@ interrupted, so killing a sweep and rerunning the command loses at most the
 steps since a trial's last checkpoint. A failed trial is reported and the
 others go on. Launchers print (or run) the same commands elsewhere:
 `tpu_vm` as `gcloud compute tpus tpu-vm ssh ... --worker=all` lines (every
-host of a pod slice runs the trial; `--distributed` makes JAX find the
-others).
+host of a pod slice runs a training trial; `--distributed` makes JAX find
+the others; a bench trial runs on `--worker=0`).
 """
 
 from __future__ import annotations
@@ -34,16 +34,21 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from lightjax import config_lib
 from lightjax.registry import Registry
 
-# What each program writes when a trial is finished, and the flag that
-# names its output directory.
-PROGRAMS = {"lightjax.train": ("summary.json", "--workdir"),
-            "lightjax.shrink": ("summary.json", "--workdir"),
-            "lightjax.bench": ("bench.md", "--out")}
+class Program(NamedTuple):
+  marker: str      # what it writes when a trial is finished
+  out_flag: str    # the flag that names its output directory
+  multi_host: bool  # joins a multi-process job (`--distributed`)
+
+
+# The bench measures one host's devices: on a pod slice one worker runs it.
+PROGRAMS = {"lightjax.train": Program("summary.json", "--workdir", True),
+            "lightjax.shrink": Program("summary.json", "--workdir", True),
+            "lightjax.bench": Program("bench.md", "--out", False)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,7 @@ class Trial:
     return os.path.join(root, self.name)
 
   def argv(self, root: str) -> list[str]:
-    _, out_flag = PROGRAMS[self.program]
+    out_flag = PROGRAMS[self.program].out_flag
     args = ["-m", self.program, "--config", self.config,
             f"{out_flag}={self.workdir(root)}"]
     for key, value in self.overrides:
@@ -69,7 +74,7 @@ class Trial:
     return args
 
   def done(self, root: str) -> bool:
-    marker, _ = PROGRAMS[self.program]
+    marker = PROGRAMS[self.program].marker
     return os.path.isfile(os.path.join(self.workdir(root), marker))
 
 
@@ -172,15 +177,19 @@ def tpu_vm_commands(sweep: Sweep, root: str, *, tpu: str, zone: str,
                     project: str = "", repo_dir: str = "~/lightjax"
                     ) -> list[list[str]]:
   """One `gcloud compute tpus tpu-vm ssh` per trial: every worker of the
-  slice runs it (`--worker=all`) with `--distributed`, so
-  `jax.distributed.initialize()` finds the others on its own."""
+  slice runs a training trial (`--worker=all`) with `--distributed`, so
+  `jax.distributed.initialize()` finds the others on its own; worker 0
+  alone runs a bench trial (it measures one host's devices)."""
   if not tpu or not zone:
     raise ValueError("--launcher tpu_vm needs --tpu NAME and --zone ZONE")
   out = []
   for trial in sweep.trials:
-    inner = shlex.join(["python3", *trial.argv(root), "--distributed"])
+    multi = PROGRAMS[trial.program].multi_host
+    inner = shlex.join(["python3", *trial.argv(root),
+                        *(["--distributed"] if multi else [])])
     cmd = ["gcloud", "compute", "tpus", "tpu-vm", "ssh", tpu, f"--zone={zone}",
-           "--worker=all", f"--command=cd {repo_dir} && {inner}"]
+           f"--worker={'all' if multi else 0}",
+           f"--command=cd {repo_dir} && {inner}"]
     if project:
       cmd.insert(5, f"--project={project}")
     out.append(cmd)
