@@ -18,7 +18,7 @@ meshes compare directly); on fake CPU devices the timings mean nothing and
 the table leaves them out. After the trials the sweep writes ROOT/table.md
 (`write_table`; rerunning the finished sweep remakes it).
 
-Measured (results/mesh_memory_cpu/, 8 fake CPU devices, 5 min): softmax's
+Measured (results/mesh_memory_cpu/, 8 fake CPU devices, 6 min): softmax's
 plan per device is 9.6x smaller than one device's with data 8, 10.1x with
 fsdp 8 (its parameters and Adam state 7.8x), 7.8x with seq 8, 3.1x with
 model 8.
