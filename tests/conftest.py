@@ -24,3 +24,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def data_dir(tmp_path_factory):
   """One generated-data cache for the whole session (and each xdist worker)."""
   return str(tmp_path_factory.mktemp("data"))
+
+
+def pytest_configure(config):
+  # jax2onnx 0.13.0 (the newest that admits our orbax pin) reads Flax
+  # Variables through the deprecated `.value`; its warnings are its own, and
+  # hundreds of them would hide ours.
+  config.addinivalue_line(
+      "filterwarnings",
+      "ignore:'.value' access is now deprecated:DeprecationWarning:jax2onnx")

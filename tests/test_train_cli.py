@@ -160,25 +160,3 @@ def test_sigterm_saves_and_rerun_resumes(tmp_path, data_dir):
   assert first_after <= steps[0] + 10  # continued, not restarted from 0
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["num_train_steps"] == 300
-
-
-def test_data_parallel_on_8_devices_matches_one(tmp_path, data_dir):
-  """Same numbers when the batch is split over 8 (fake CPU) devices."""
-  args = ["--config", "configs/listops.py:tiny", "--config.num_train_steps=10",
-          "--config.log_every=5", "--config.eval_every=10",
-          "--config.checkpoint_every=10", "--config.model.dropout_rate=0.0"]
-  one = _run([*args, "--workdir", str(tmp_path / "one")], data_dir)
-  eight = _run([*args, "--workdir", str(tmp_path / "eight")], data_dir,
-               env={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") +
-                    " --xla_force_host_platform_device_count=8"})
-  assert one.returncode == 0, one.stderr
-  assert eight.returncode == 0, eight.stderr
-  s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
-  s8 = json.loads((tmp_path / "eight" / "summary.json").read_text())
-  assert s1["device"]["count"] == 1 and s8["device"]["count"] == 8
-  m1 = read_jsonl(tmp_path / "one" / "metrics.jsonl")
-  m8 = read_jsonl(tmp_path / "eight" / "metrics.jsonl")
-  assert len(m1) == len(m8)
-  for a, b in zip(m1, m8, strict=True):
-    assert (a["step"], a["split"]) == (b["step"], b["split"])
-    assert abs(a["loss"] - b["loss"]) < 1e-4
