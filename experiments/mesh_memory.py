@@ -44,7 +44,7 @@ PRESETS = {
                meshes=tuple(MESHES), batch_size=16, benchmarks="train_step"),
     # + the batch-1 latency, which stays on one device whatever the mesh.
     "smoke": dict(bench="cpu_tiny", lengths=256, variants="softmax",
-                  meshes=("one_device", "fsdp8", "fsdp2_seq4"), batch_size=8,
+                  meshes=("one_device", "fsdp2_seq4"), batch_size=8,
                   benchmarks="train_step,latency_b1"),
 }
 
