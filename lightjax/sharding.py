@@ -119,7 +119,7 @@ def put_global(tree: Any, shardings: Any) -> Any:
   return jax.tree.map(put, tree, shardings)
 
 
-def put_batch(batch: dict[str, np.ndarray], mesh: Mesh, rules=()
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh, rules: tuple = ()
               ) -> dict[str, jax.Array]:
   """A global host batch (every process computes the same one: the order
   is a function of the step) as arrays split by `batch_sharding`: examples
@@ -129,7 +129,7 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh, rules=()
   positions, go only to its devices)."""
   out = {}
   for key, value in batch.items():
-    sharding = batch_sharding(mesh, np.ndim(value), check_rules(rules))
+    sharding = batch_sharding(mesh, np.ndim(value), rules)
     if jax.process_count() == 1:
       out[key] = jax.device_put(value, sharding)
     else:
@@ -169,8 +169,9 @@ def make_mesh(mesh_cfg, devices) -> Mesh:
 
 def check_rules(rules) -> tuple[tuple[str, Any], ...]:
   """`config.sharding_rules` ((logical name, mesh axis | (axes) | None)
-  pairs) checked, then the defaults for every name they leave out; the
-  first pair for a name wins, so checking checked rules changes nothing."""
+  pairs) checked, then the defaults for every name they leave out, one
+  pair per name (the first given wins), so checking checked rules changes
+  nothing."""
   out = []
   for rule in tuple(rules or ()):
     if len(rule) != 2:
@@ -189,7 +190,10 @@ def check_rules(rules) -> tuple[tuple[str, Any], ...]:
                         f" {t!r}; valid: {', '.join(AXES)} (or None: whole)")
     out.append((name, None if not targets else targets[0]
                 if len(targets) == 1 else targets))
-  return tuple(out) + DEFAULT_RULES
+  table: dict[str, Any] = {}
+  for name, target in (*out, *DEFAULT_RULES):
+    table.setdefault(name, target)
+  return tuple(table.items())
 
 
 def spec_for(names, shape: tuple[int, ...], mesh_shape: dict[str, int],
@@ -227,14 +231,14 @@ def spec_for(names, shape: tuple[int, ...], mesh_shape: dict[str, int],
 
 
 @functools.lru_cache(maxsize=None)
-def batch_sharding(mesh: Mesh, ndim: int = 1, rules=DEFAULT_RULES
+def batch_sharding(mesh: Mesh, ndim: int = 1, rules: tuple = ()
                    ) -> NamedSharding:
-  """A batch array [B, L, ...] (`rules` checked): examples split as
-  "batch", positions (ndim >= 2) as "length" (by default data x fsdp, and
-  seq)."""
+  """A batch array [B, L, ...]: examples split as "batch", positions
+  (ndim >= 2) as "length" (by default data x fsdp, and seq). Cached, so
+  the rules are checked once, not per batch."""
   names = ("batch", "length")[:ndim]
   return NamedSharding(mesh, spec_for(names, (0,) * len(names),
-                                      dict(mesh.shape), rules))
+                                      dict(mesh.shape), check_rules(rules)))
 
 
 def ways(sharding: NamedSharding, dim: int) -> int:
@@ -245,17 +249,21 @@ def ways(sharding: NamedSharding, dim: int) -> int:
       (axes,) if isinstance(axes, str) else axes))
 
 
-def batch_ways(mesh: Mesh, rules=()) -> int:
-  """How many parts the examples of a batch are split into."""
-  return ways(batch_sharding(mesh, 1, check_rules(rules)), 0)
+def check_batch(mesh: Mesh, batch_size: int, rules: tuple = ()) -> int:
+  """How many parts the examples of a batch are split into; one-line
+  MeshError unless they divide `batch_size`."""
+  n = ways(batch_sharding(mesh, 1, rules), 0)
+  if batch_size % n:
+    raise MeshError(f"batch_size {batch_size} is not divisible by the {n}"
+                    f" parts its examples are split into (config.mesh)")
+  return n
 
 
-def batch_shardings(mesh: Mesh, batch: dict[str, Any], rules=()
+def batch_shardings(mesh: Mesh, batch: dict[str, Any], rules: tuple = ()
                     ) -> dict[str, NamedSharding]:
   """`batch_sharding` per array of a batch (or of a whole split: only
   shapes are read). One-line MeshError when the positions' split does not
   divide an array's length (the examples' count is checked at setup)."""
-  rules = check_rules(rules)
   out = {key: batch_sharding(mesh, np.ndim(x), rules)
          for key, x in batch.items()}
   for key, x in batch.items():
@@ -328,10 +336,10 @@ def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
   return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
-def describe(mesh: Mesh, batch_size: int, rules=()) -> str:
+def describe(mesh: Mesh, batch_size: int, rules: tuple = ()) -> str:
   """The line a run logs at start: mesh shape and per-device batch."""
   n = mesh.devices.size
-  tokens = batch_sharding(mesh, 2, check_rules(rules))
+  tokens = batch_sharding(mesh, 2, rules)
   parts = ways(tokens, 1)
   return (f"Mesh {dict(mesh.shape)} over {n} {mesh.devices.flat[0].platform}"
           f" device{'s' if n > 1 else ''}: global batch {batch_size},"

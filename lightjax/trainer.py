@@ -363,11 +363,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   devices = jax.devices()
   mesh = sharding.make_mesh(config.get("mesh") or {}, devices)
   rules = tuple(config.get("sharding_rules") or ())
-  ways = sharding.batch_ways(mesh, rules)  # checks the rules too
-  if config.batch_size % ways:
-    raise sharding.MeshError(
-        f"batch_size {config.batch_size} is not divisible by the {ways}"
-        f" parts its examples are split into (config.mesh)")
+  ways = sharding.check_batch(mesh, config.batch_size, rules)  # and rules
   if config.eval_batch_size % ways:
     # Evaluation only: pad rows weigh 0, so a larger batch changes nothing.
     with config.unlocked():

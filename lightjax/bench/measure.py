@@ -218,11 +218,9 @@ def random_batch(config: ml_collections.ConfigDict, batch_size: int,
                  ) -> dict[str, jax.Array]:
   """Classification batch of random non-pad tokens (the trainer's layout),
   split over `mesh`'s batch and seq axes if given."""
-  rules = config.get("sharding_rules")
-  ways = 1 if mesh is None else sharding.batch_ways(mesh, rules)
-  if batch_size % ways:
-    raise sharding.MeshError(f"batch {batch_size} is not divisible by the"
-                             f" {ways} parts config.mesh splits it into")
+  rules = tuple(config.get("sharding_rules") or ())
+  if mesh is not None:
+    sharding.check_batch(mesh, batch_size, rules)
   k_tok, k_lab = jax.random.split(jax.random.key(config.seed + 2))
   put = (jax.device_put if mesh is None else
          lambda b: sharding.put_batch(jax.device_get(b), mesh, rules))
