@@ -86,21 +86,12 @@ def base_config() -> ml_collections.ConfigDict:
 def bert_layout(model: ml_collections.ConfigDict, *, activation: str = "gelu",
                 layer_norm_eps: float = 1e-12, type_vocab_size: int = 2
                 ) -> ml_collections.ConfigDict:
-  """Sets BERT's block layout on `model` (Devlin et al. 2019), sizes apart.
-
-  Post-LayerNorm blocks with an embedding LayerNorm, learned positions,
-  segment embeddings, the [CLS] token read through the tanh pooler into one
-  linear layer. The one place this layout is written: GLUE configs and the
-  Hugging Face import both use it.
-  """
-  model.pos_embedding = "learned"
-  model.norm_position = "post"
-  model.activation = activation
-  model.layer_norm_eps = layer_norm_eps
-  model.type_vocab_size = type_vocab_size
-  model.pool = "first"
-  model.pooler = True
-  model.classifier_hidden_dim = 0  # one linear layer on the pooler
+  """Sets BERT's block layout on a run config's `model` (Devlin et al.
+  2019), sizes apart: the fields of `models.config.bert_layout`, which the
+  model's own `ModelConfig.bert` preset uses too."""
+  model.update(models.config.bert_layout(
+      activation=activation, layer_norm_eps=layer_norm_eps,
+      type_vocab_size=type_vocab_size))
   return model
 
 
@@ -140,51 +131,15 @@ def parse_arg(arg: str | None, presets: Iterable[str]) -> tuple[str, set[str]]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks names against their registries and numbers against their ranges."""
-  m = config.model
-  attention.check_options(m.attention.name,
-                          m.attention.get(m.attention.name, {}))
-  if getattr(models.get(m.name), "causal", False) and not attention.get(
-      m.attention.name).supports_causal:
-    causal = [n for n in attention.names() if attention.get(n).supports_causal]
-    raise ValueError(f"attention {m.attention.name!r} cannot be causal, and"
-                     f" model {m.name!r} is; valid: {', '.join(causal)}")
-  models.DTYPES.get(m.dtype)
-  models.POOLS.get(m.pool)
-  models.POSITION_EMBEDDINGS.get(m.pos_embedding)
-  models.NORM_POSITIONS.get(m.norm_position)
-  models.ACTIVATIONS.get(m.activation)
-  if m.get("classifier_activation"):
-    models.ACTIVATIONS.get(m.classifier_activation)
+  # The model's own fields and checks (models/config.py), and a causal
+  # model's attention.
+  models.check(config.model)
   optim.SCHEDULES.get(config.optim.schedule)
   data.get(config.task.name)
   for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every",
               "eval_every", "checkpoint_every", "keep_checkpoints"):
     if config[key] <= 0:
       raise ValueError(f"config.{key} must be positive, got {config[key]}")
-  for key in ("embed_dim", "num_heads", "head_dim", "mlp_dim", "num_layers"):
-    if m[key] <= 0:
-      raise ValueError(f"config.model.{key} must be positive, got {m[key]}")
-  if not 0.0 <= m.dropout_rate < 1.0:
-    raise ValueError(f"config.model.dropout_rate must be in [0, 1), got {m.dropout_rate}")
-  if not m.layer_norm_eps > 0:
-    raise ValueError(f"config.model.layer_norm_eps must be positive, got {m.layer_norm_eps}")
-  if m.type_vocab_size < 0:
-    raise ValueError("config.model.type_vocab_size must be >= 0 (0 = no segment"
-                     f" embeddings), got {m.type_vocab_size}")
-  # Per-layer sizes (lengths, values >= 0, uniform when share_layers): the
-  # check the model build runs, so the message is the same either way.
-  models.transformer.layer_sizes(m)
-  # Low-rank projections: one {matrix: rank} per layer, known names, ranks
-  # in 0..min(in, out), uniform when share_layers (the build's check too).
-  models.transformer.low_rank_ranks(m)
-  layerdrop = m.get("layerdrop", 0.0)
-  if not 0.0 <= layerdrop < 1.0:
-    raise ValueError(f"config.model.layerdrop must be in [0, 1), got {layerdrop}"
-                     " (1 would never train a block)")
-  factor = m.get("embed_factor_dim", 0)
-  if isinstance(factor, bool) or not isinstance(factor, int) or factor < 0:
-    raise ValueError("config.model.embed_factor_dim must be an integer >= 0"
-                     f" (0 = no factorised embedding), got {factor!r}")
 
 
 # --- command-line overrides -------------------------------------------------

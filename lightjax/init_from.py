@@ -44,8 +44,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from lightjax import models
-from lightjax.models import hf
+from lightjax import hf, models
+from lightjax.models import weights as weights_lib
 
 MODEL_JSON = "model.json"
 HF_PREFIX = "hf:"
@@ -262,7 +262,7 @@ def load_into(model: nnx.Module, source: Source, num_classes: int) -> list[str]:
   weights = source.read_weights()
   if num_classes != source.num_classes:
     weights = {p: w for p, w in weights.items() if p[0] != "head"}
-  return hf.load_weights(model, weights)
+  return weights_lib.load(model, weights, optional=weights_lib.HEAD_MODULES)
 
 
 def load_model(spec: str, *, seed: int = 0, which: str = "best"):
@@ -294,7 +294,7 @@ def save_model(directory: str, model: nnx.Module, model_cfg, *,
   ckpt = checkpointing.Checkpointer(directory, keep=1)
   try:
     ckpt.save_best(0, nnx.state(model, nnx.Param),
-                   {"best_val_accuracy": -1.0, "best_step": 0})
+                   {"best_val_score": -1.0, "best_step": 0})
     ckpt.wait()
   finally:
     ckpt.close()

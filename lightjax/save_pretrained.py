@@ -9,7 +9,7 @@ started from a Hugging Face checkpoint keeps that checkpoint's config.json
 fields that lightjax has no use for (label names, initializer_range).
 
 Only models transformers can run are written: BERT's or DistilBERT's layout
-with softmax attention (see `lightjax.models.hf.hf_config_for`); anything
+with softmax attention (see `lightjax.hf.hf_config_for`); anything
 else is refused with the fields that stand in the way. Exit code 2 then.
 """
 
@@ -22,7 +22,7 @@ import sys
 from absl import app, flags, logging
 
 from lightjax import init_from
-from lightjax.models import hf
+from lightjax import hf
 
 _FLAGS = {}
 

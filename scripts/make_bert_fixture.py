@@ -18,7 +18,7 @@ the logits to `expected.npz` next to it; the same for a tiny
 tiny `RobertaForSequenceClassification` (RoBERTa's ids: <s> 0, <pad> 1,
 </s> 2; no tokenizer, as a BPE vocabulary is not worth it here).
 `tests/test_hf_import.py` and `tests/test_hf_mlm.py` load the directories
-with `lightjax.models.from_pretrained` and compare to 1e-5.
+with `lightjax.hf.from_pretrained` and compare to 1e-5.
 """
 
 from __future__ import annotations

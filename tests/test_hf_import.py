@@ -1,5 +1,5 @@
 """Hugging Face BERT / DistilBERT / RoBERTa import
-(`lightjax.models.from_pretrained`) against the fixtures
+(`lightjax.hf.from_pretrained`) against the fixtures
 `scripts/make_bert_fixture.py` wrote with transformers. No torch needed;
 a live comparison runs when torch and transformers are installed."""
 
@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 from lightjax import config_lib, models
-from lightjax.models import hf
+from lightjax import hf
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "bert_tiny")
 DISTIL = os.path.join(os.path.dirname(__file__), "fixtures", "distilbert_tiny")
@@ -53,7 +53,7 @@ def _compare(model, exp):
 
 
 def test_fixture_parity_every_layer_and_logits():
-  model, config = models.from_pretrained(FIXTURE)
+  model, config = hf.from_pretrained(FIXTURE)
   exp = _expected()
   assert (exp["tokens"] == 0).any() and (exp["segment_ids"] == 1).any()
   diffs, logit_diff = _compare(model, exp)
@@ -63,7 +63,7 @@ def test_fixture_parity_every_layer_and_logits():
 
 
 def test_config_from_the_checkpoint():
-  _, config = models.from_pretrained(FIXTURE)
+  _, config = hf.from_pretrained(FIXTURE)
   m = config.model
   assert (m.name, m.pool, m.norm_position, m.activation) == (
       "encoder_classifier", "first", "post", "gelu")
@@ -74,12 +74,16 @@ def test_config_from_the_checkpoint():
   assert m.attention.name == "softmax"
   assert (config.hf.vocab_size, config.hf.num_labels, config.hf.max_len,
           config.hf.pad_token_id) == (99, 3, 64, 0)
-  config.task = config_lib.ml_collections.ConfigDict({"name": "listops"})
-  config_lib.validate(config)
+  # The model section is a checked ModelConfig, and a run config takes it.
+  assert models.check(config.model).to_dict() == config.model.to_dict()
+  run = config_lib.base_config()
+  run.model = config.model
+  run.task = config_lib.ml_collections.ConfigDict({"name": "listops"})
+  config_lib.validate(run)
 
 
 def test_padding_does_not_change_real_positions():
-  model, _ = models.from_pretrained(FIXTURE)
+  model, _ = hf.from_pretrained(FIXTURE)
   exp = _expected()
   row, segs = exp["tokens"][:1], exp["segment_ids"][:1]
   n = int((row != 0).sum())
@@ -89,8 +93,8 @@ def test_padding_does_not_change_real_positions():
 
 @pytest.mark.parametrize("variant", ["linear"])
 def test_runs_with_another_attention_variant(variant):
-  soft, _ = models.from_pretrained(FIXTURE)
-  model, config = models.from_pretrained(FIXTURE, attention=variant)
+  soft, _ = hf.from_pretrained(FIXTURE)
+  model, config = hf.from_pretrained(FIXTURE, attention=variant)
   assert config.model.attention.name == variant
   q0 = soft.backbone.blocks[0].attn.query.kernel[...]
   np.testing.assert_array_equal(
@@ -101,7 +105,7 @@ def test_runs_with_another_attention_variant(variant):
   assert logits.shape == (3, 3) and bool(jnp.isfinite(logits).all())
   # Same weights through `build` with a swapped attention config.
   weights = hf.convert_weights(hf.read_config(FIXTURE), hf.read_tensors(FIXTURE))
-  _, config = models.from_pretrained(FIXTURE)
+  _, config = hf.from_pretrained(FIXTURE)
   config.model.attention = config_lib.attention_config(variant)
   again = hf.build(config, weights)
   np.testing.assert_allclose(
@@ -112,7 +116,7 @@ def test_runs_with_another_attention_variant(variant):
 
 def test_distilbert_every_layer_and_its_relu_head():
   """DistilBERT's blocks and its pre_classifier + ReLU + classifier head."""
-  model, config = models.from_pretrained(DISTIL)
+  model, config = hf.from_pretrained(DISTIL)
   m = config.model
   assert (m.type_vocab_size, m.pooler, m.classifier_hidden_dim,
           m.classifier_activation) == (0, False, 32, "relu")
@@ -122,18 +126,18 @@ def test_distilbert_every_layer_and_its_relu_head():
   diffs, logit_diff = _compare(model, exp)
   assert max(diffs) < TOL, diffs
   assert logit_diff < TOL, logit_diff
-  _, config = models.from_pretrained(DISTIL, drop_head=True)
+  _, config = hf.from_pretrained(DISTIL, drop_head=True)
   assert sorted(config.hf.initialized) == [
       "head/bias", "head/kernel", "head_hidden/bias", "head_hidden/kernel"]
 
 
 def test_num_labels_other_than_the_checkpoint_drops_its_head():
-  model, config = models.from_pretrained(FIXTURE, num_labels=2)
+  model, config = hf.from_pretrained(FIXTURE, num_labels=2)
   assert config.hf.num_labels == 2
   assert sorted(config.hf.initialized) == ["head/bias", "head/kernel"]
   exp = _expected()
   assert model(jnp.asarray(exp["tokens"])).shape == (3, 2)
-  ref, _ = models.from_pretrained(FIXTURE)
+  ref, _ = hf.from_pretrained(FIXTURE)
   np.testing.assert_array_equal(np.asarray(model.pooler.kernel[...]),
                                 np.asarray(ref.pooler.kernel[...]))
 
@@ -151,7 +155,7 @@ def test_pretraining_checkpoint_names_and_missing_head(tmp_path):
     del t["classifier.weight"], t["classifier.bias"]
     t["cls.predictions.bias"] = np.zeros(99, np.float32)
   d = _copy(tmp_path, tensors_edit=edit)
-  model, config = models.from_pretrained(d)
+  model, config = hf.from_pretrained(d)
   assert sorted(config.hf.initialized) == ["head/bias", "head/kernel"]
   exp = _expected()
   hs = hf.hidden_states(model, jnp.asarray(exp["tokens"]),
@@ -163,7 +167,7 @@ def test_unknown_model_type_lists_supported(tmp_path):
   d = _copy(tmp_path, config_edit=lambda c: c.update(model_type="gpt2"))
   with pytest.raises(hf.CheckpointError,
                      match=r"'gpt2'.*supported: bert, distilbert"):
-    models.from_pretrained(d)
+    hf.from_pretrained(d)
 
 
 def test_shape_mismatch_names_key_and_both_shapes(tmp_path):
@@ -172,7 +176,7 @@ def test_shape_mismatch_names_key_and_both_shapes(tmp_path):
                      match=r"backbone/blocks/0/mlp/fc1/bias: checkpoint tensor"
                      r" 'bert.encoder.layer.0.intermediate.dense.bias' as \(37,\),"
                      r" lightjax model \(40,\)"):
-    models.from_pretrained(d)
+    hf.from_pretrained(d)
 
 
 def test_unmapped_tensor_is_named(tmp_path):
@@ -180,7 +184,7 @@ def test_unmapped_tensor_is_named(tmp_path):
       {"bert.encoder.layer.0.extra.weight": np.zeros((2, 2), np.float32)}))
   with pytest.raises(hf.CheckpointError,
                      match=r"'bert.encoder.layer.0.extra.weight' \(2, 2\)"):
-    models.from_pretrained(d)
+    hf.from_pretrained(d)
 
 
 def test_missing_tensor_is_named(tmp_path):
@@ -188,7 +192,7 @@ def test_missing_tensor_is_named(tmp_path):
       "bert.encoder.layer.1.output.dense.weight"))
   with pytest.raises(hf.CheckpointError,
                      match=r"no weight for backbone/blocks/1/mlp/fc2/kernel \(37, 32\)"):
-    models.from_pretrained(d)
+    hf.from_pretrained(d)
 
 
 def test_pickle_only_checkpoint_says_how_to_convert(tmp_path):
@@ -198,7 +202,7 @@ def test_pickle_only_checkpoint_says_how_to_convert(tmp_path):
   (d / "pytorch_model.bin").write_bytes(b"not read")
   with pytest.raises(hf.CheckpointError,
                      match=r"pytorch_model.bin.*safe_serialization=True"):
-    models.from_pretrained(str(d))
+    hf.from_pretrained(str(d))
 
 
 def test_sharded_checkpoint(tmp_path):
@@ -214,14 +218,14 @@ def test_sharded_checkpoint(tmp_path):
     save_file({k: t[k] for k in ks}, str(d / name))
   (d / "model.safetensors.index.json").write_text(json.dumps(
       {"weight_map": {k: n for n, ks in halves.items() for k in ks}}))
-  model, _ = models.from_pretrained(str(d))
+  model, _ = hf.from_pretrained(str(d))
   _, logit_diff = _compare(model, _expected())
   assert logit_diff < TOL
 
 
 def test_missing_directory_is_clear():
   with pytest.raises(hf.CheckpointError, match="not a checkpoint directory"):
-    models.from_pretrained("./no/such/dir")
+    hf.from_pretrained("./no/such/dir")
 
 
 # --- live, when torch + transformers are installed ---------------------------------
@@ -249,7 +253,7 @@ def test_live_against_transformers(tmp_path):
   exp = {"tokens": TOKENS.astype(np.int32), "segment_ids": segs.astype(np.int32),
          "hidden_states": np.stack([h.numpy() for h in out.hidden_states]),
          "logits": out.logits.numpy()}
-  model, _ = models.from_pretrained(str(tmp_path))
+  model, _ = hf.from_pretrained(str(tmp_path))
   diffs, logit_diff = _compare(model, exp)
   assert max(diffs) < TOL and logit_diff < TOL, (diffs, logit_diff)
 
@@ -270,7 +274,7 @@ def test_live_distilbert_against_transformers(tmp_path):
     out = ref(input_ids=torch.from_numpy(TOKENS),
               attention_mask=torch.from_numpy((TOKENS != 0).astype(np.int64)),
               output_hidden_states=True)
-  model, config = models.from_pretrained(str(tmp_path))
+  model, config = hf.from_pretrained(str(tmp_path))
   assert "head/kernel" in config.hf.initialized
   hs = hf.hidden_states(model, jnp.asarray(TOKENS.astype(np.int32)))
   diffs = [float(np.abs(np.asarray(h) - e.numpy()).max())
@@ -299,7 +303,7 @@ def _roberta_diffs(model, exp, pad_id=1):
 
 def test_roberta_every_layer_and_its_tanh_head():
   """RoBERTa (Liu et al. 2019): positions from pad + 1, dense + tanh head."""
-  model, config = models.from_pretrained(ROBERTA)
+  model, config = hf.from_pretrained(ROBERTA)
   m = config.model
   assert (m.type_vocab_size, m.pooler, m.classifier_hidden_dim,
           m.classifier_activation, m.layer_norm_eps) == (1, False, 32, "tanh",
@@ -312,14 +316,14 @@ def test_roberta_every_layer_and_its_tanh_head():
   diffs, logit_diff = _roberta_diffs(model, exp)
   assert max(diffs) < TOL, diffs
   assert logit_diff < TOL, logit_diff
-  _, config = models.from_pretrained(ROBERTA, drop_head=True)
+  _, config = hf.from_pretrained(ROBERTA, drop_head=True)
   assert sorted(config.hf.initialized) == [
       "head/bias", "head/kernel", "head_hidden/bias", "head_hidden/kernel"]
 
 
 def test_roberta_round_trip_is_identical(tmp_path):
   from safetensors.numpy import load_file
-  model, config = models.from_pretrained(ROBERTA)
+  model, config = hf.from_pretrained(ROBERTA)
   written = hf.save_pretrained(model, config.model, str(tmp_path / "hf"),
                                base=hf.read_config(ROBERTA))
   original = hf.read_config(ROBERTA)
@@ -330,7 +334,7 @@ def test_roberta_round_trip_is_identical(tmp_path):
   assert set(saved) == set(load_file(os.path.join(ROBERTA, "model.safetensors")))
   table = saved["roberta.embeddings.position_embeddings.weight"]
   assert table.shape == (66, 32) and not table[:2].any()
-  back, _ = models.from_pretrained(str(tmp_path / "hf"))
+  back, _ = hf.from_pretrained(str(tmp_path / "hf"))
   tokens = jnp.asarray(_expected(ROBERTA)["tokens"])
   np.testing.assert_array_equal(np.asarray(model(tokens, pad_id=1)),
                                 np.asarray(back(tokens, pad_id=1)))
@@ -350,7 +354,7 @@ def test_roberta_position_table_too_short(tmp_path):
   with pytest.raises(hf.CheckpointError,
                      match=r"'roberta.embeddings.position_embeddings.weight'"
                      r" \(2, 32\) needs more than the 2 leading rows"):
-    models.from_pretrained(str(d))
+    hf.from_pretrained(str(d))
 
 
 def test_live_roberta_against_transformers(tmp_path):
@@ -375,7 +379,7 @@ def test_live_roberta_against_transformers(tmp_path):
   exp = {"tokens": ROBERTA_TOKENS.astype(np.int32),
          "hidden_states": np.stack([h.numpy() for h in out.hidden_states]),
          "logits": out.logits.numpy()}
-  model, config = models.from_pretrained(str(tmp_path / "ref"))
+  model, config = hf.from_pretrained(str(tmp_path / "ref"))
   diffs, logit_diff = _roberta_diffs(model, exp)
   assert max(diffs) < TOL and logit_diff < TOL, (diffs, logit_diff)
   hf.save_pretrained(model, config.model, str(tmp_path / "back"),

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 from lightjax import config_lib, models
-from lightjax.models import hf
+from lightjax import hf
 from lightjax.models.mlm import EncoderMLM
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -58,7 +58,7 @@ def _max_diff_real(got_BxLx_, want_BxLx_, tokens_BxL):
 
 
 def test_fixture_parity_every_layer_and_mlm_logits():
-  model, config = models.from_pretrained(MLM, head="mlm")
+  model, config = hf.from_pretrained(MLM, head="mlm")
   assert isinstance(model, EncoderMLM)
   assert config.model.name == "encoder_mlm" and config.hf.head == "mlm"
   assert list(config.hf.initialized) == []
@@ -77,7 +77,7 @@ def test_fixture_parity_every_layer_and_mlm_logits():
 
 def test_the_decoder_is_the_token_embedding():
   """Press & Wolf 2017: one V x E parameter, read by the input and the output."""
-  model, _ = models.from_pretrained(MLM, head="mlm")
+  model, _ = hf.from_pretrained(MLM, head="mlm")
   params = _params(model)
   assert [k for k, v in params.items() if v.shape == (99, 32)] == [
       "backbone/token_embed/embedding"]
@@ -103,7 +103,7 @@ def test_the_decoder_is_the_token_embedding():
 def test_default_head_still_the_classifier():
   """Without head="mlm" an MLM checkpoint is an encoder: cls.* ignored, the
   pooler and classifier fresh (today's behaviour)."""
-  model, config = models.from_pretrained(MLM)
+  model, config = hf.from_pretrained(MLM)
   assert config.model.name == "encoder_classifier"
   assert sorted(config.hf.initialized) == [
       "head/bias", "head/kernel", "pooler/bias", "pooler/kernel"]
@@ -119,9 +119,9 @@ def test_stored_decoder_copies_are_checked_and_skipped(tmp_path):
   def add_copies(t):
     t["cls.predictions.decoder.weight"] = t["bert.embeddings.word_embeddings.weight"]
     t["cls.predictions.decoder.bias"] = t["cls.predictions.bias"]
-  model, config = models.from_pretrained(_copy(tmp_path, add_copies), head="mlm")
+  model, config = hf.from_pretrained(_copy(tmp_path, add_copies), head="mlm")
   assert list(config.hf.initialized) == []
-  ref, _ = models.from_pretrained(MLM, head="mlm")
+  ref, _ = hf.from_pretrained(MLM, head="mlm")
   for k, v in _params(ref).items():
     np.testing.assert_array_equal(_params(model)[k], v, err_msg=k)
 
@@ -132,14 +132,14 @@ def test_stored_decoder_copies_are_checked_and_skipped(tmp_path):
                      match=r"'cls.predictions.decoder.weight' \(99, 32\) is tied"
                      r" to 'bert.embeddings.word_embeddings.weight' \(99, 32\)"
                      r" \(both are backbone/token_embed/embedding\)"):
-    models.from_pretrained(_copy(tmp_path / "w", bad_weight), head="mlm")
+    hf.from_pretrained(_copy(tmp_path / "w", bad_weight), head="mlm")
 
   def bad_bias(t):
     t["cls.predictions.decoder.bias"] = np.zeros(98, np.float32)
   with pytest.raises(hf.CheckpointError,
                      match=r"'cls.predictions.decoder.bias' \(98,\) is tied to"
                      r" 'cls.predictions.bias' \(99,\).*shapes differ"):
-    models.from_pretrained(_copy(tmp_path / "b", bad_bias), head="mlm")
+    hf.from_pretrained(_copy(tmp_path / "b", bad_bias), head="mlm")
 
 
 def test_pretraining_checkpoint_loads_its_mlm_head(tmp_path):
@@ -149,7 +149,7 @@ def test_pretraining_checkpoint_loads_its_mlm_head(tmp_path):
     t["bert.pooler.dense.bias"] = np.ones(32, np.float32)
     t["cls.seq_relationship.weight"] = np.ones((2, 32), np.float32)
     t["cls.seq_relationship.bias"] = np.ones(2, np.float32)
-  model, config = models.from_pretrained(_copy(tmp_path, add_nsp), head="mlm")
+  model, config = hf.from_pretrained(_copy(tmp_path, add_nsp), head="mlm")
   assert list(config.hf.initialized) == []
   exp = _expected()
   tokens, segs = _inputs(exp)
@@ -160,18 +160,18 @@ def test_pretraining_checkpoint_loads_its_mlm_head(tmp_path):
 def test_missing_mlm_head_is_named():
   with pytest.raises(hf.CheckpointError,
                      match=r"no weight for output_bias \(99,\)"):
-    models.from_pretrained(BERT, head="mlm")
+    hf.from_pretrained(BERT, head="mlm")
 
 
 def test_head_choices_are_checked():
   with pytest.raises(hf.CheckpointError,
                      match=r"head 'mlm' is not supported for model_type"
                      r" 'distilbert'; its heads: classifier"):
-    models.from_pretrained(DISTIL, head="mlm")
+    hf.from_pretrained(DISTIL, head="mlm")
   with pytest.raises(hf.CheckpointError, match=r"head 'nsp' is not one of"):
-    models.from_pretrained(MLM, head="nsp")
+    hf.from_pretrained(MLM, head="nsp")
   with pytest.raises(hf.CheckpointError, match=r"num_labels choose the classifier"):
-    models.from_pretrained(MLM, head="mlm", num_labels=2)
+    hf.from_pretrained(MLM, head="mlm", num_labels=2)
 
 
 # --- the model on its own ------------------------------------------------------------
@@ -203,7 +203,7 @@ def test_registered_and_built_from_a_config():
 
 
 def test_round_trip_is_identical(tmp_path):
-  model, config = models.from_pretrained(MLM, head="mlm")
+  model, config = hf.from_pretrained(MLM, head="mlm")
   written = hf.save_pretrained(model, config.model, str(tmp_path / "hf"),
                                pad_id=0, tokenizer=MLM,
                                base=hf.read_config(MLM))
@@ -213,7 +213,7 @@ def test_round_trip_is_identical(tmp_path):
   keys = set(hf.read_tensors(str(tmp_path / "hf")))
   assert keys == set(hf.read_tensors(MLM))  # what transformers itself wrote
   assert not any(k.startswith("cls.predictions.decoder") for k in keys)
-  back, back_config = models.from_pretrained(str(tmp_path / "hf"), head="mlm")
+  back, back_config = hf.from_pretrained(str(tmp_path / "hf"), head="mlm")
   assert list(back_config.hf.initialized) == []
   tokens, segs = _inputs(_expected())
   np.testing.assert_array_equal(
@@ -227,7 +227,7 @@ def test_round_trip_is_identical(tmp_path):
 
 
 def test_save_refuses_an_mlm_without_segment_embeddings(tmp_path):
-  model, config = models.from_pretrained(MLM, head="mlm")
+  model, config = hf.from_pretrained(MLM, head="mlm")
   cfg = ml_collections.ConfigDict(config.model.to_dict())
   cfg.type_vocab_size = 0
   with pytest.raises(hf.CheckpointError, match=r"type_vocab_size=0"):
@@ -241,7 +241,7 @@ def test_live_auto_model_for_masked_lm_loads_the_saved_directory(tmp_path):
   torch = pytest.importorskip("torch", reason="live check needs torch")
   transformers = pytest.importorskip("transformers",
                                      reason="live check needs transformers")
-  model, config = models.from_pretrained(MLM, head="mlm")
+  model, config = hf.from_pretrained(MLM, head="mlm")
   # Move every parameter off the fixture so the check is of the save itself.
   rng = np.random.default_rng(0)
   for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
@@ -286,7 +286,7 @@ def test_live_bert_for_pretraining(tmp_path):
                token_type_ids=torch.from_numpy(exp["segment_ids"].astype(np.int64)),
                attention_mask=torch.from_numpy((exp["tokens"] != 0).astype(np.int64))
                ).prediction_logits.numpy()
-  model, config = models.from_pretrained(str(tmp_path), head="mlm")
+  model, config = hf.from_pretrained(str(tmp_path), head="mlm")
   assert list(config.hf.initialized) == []
   tokens, segs = _inputs(exp)
   diff = _max_diff_real(model(tokens, segment_ids_BxL=segs), want, tokens)

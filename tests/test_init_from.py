@@ -16,7 +16,7 @@ from flax import nnx
 pytest.importorskip("tokenizers")
 
 from lightjax import init_from, models, save_pretrained, trainer  # noqa: E402
-from lightjax.models import hf  # noqa: E402
+from lightjax import hf  # noqa: E402
 from tests.helpers import REPO, load_config, set_fields, write_glue_tsvs  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -66,7 +66,7 @@ def test_glue_fine_tunes_from_the_fixture(tmp_path, glue_dir):
   assert saved["model"]["num_heads"] == 4 and saved["task"]["tokenizer"] == BERT
   info = init_from.read_model_json(str(tmp_path / "run"))
   assert (info["vocab_size"], info["max_len"], info["num_classes"]) == (99, 64, 2)
-  imported, _ = models.from_pretrained(BERT, num_labels=2)
+  imported, _ = hf.from_pretrained(BERT, num_labels=2)
   assert summary["num_params"]["total"] == sum(
       v.size for v in _params(imported).values())
 
@@ -78,7 +78,7 @@ def test_weights_are_the_checkpoints(tmp_path, glue_dir):
             **{"optim.learning_rate": 0.0, "optim.weight_decay": 0.0})
   trainer.train_and_evaluate(c, str(tmp_path / "run"))
   model, _ = init_from.load_model(str(tmp_path / "run"))
-  ref, _ = models.from_pretrained(BERT)
+  ref, _ = hf.from_pretrained(BERT)
   got, want = _params(model), _params(ref)
   assert set(got) == set(want)
   for k in want:
@@ -169,11 +169,11 @@ def test_init_from_a_lightjax_workdir(tmp_path, data_dir):
 @pytest.mark.parametrize("fixture", [BERT, DISTIL])
 def test_round_trip_is_identical(tmp_path, fixture):
   """Must-show 4 (no torch): lightjax -> HF directory -> lightjax."""
-  model, config = models.from_pretrained(fixture)
+  model, config = hf.from_pretrained(fixture)
   written = hf.save_pretrained(model, config.model, str(tmp_path / "hf"),
                                pad_id=0, tokenizer=fixture,
                                base=hf.read_config(fixture))
-  back, _ = models.from_pretrained(str(tmp_path / "hf"))
+  back, _ = hf.from_pretrained(str(tmp_path / "hf"))
   tokens, segs = _tokens(fixture)
   np.testing.assert_array_equal(
       np.asarray(model(tokens, segment_ids_BxL=segs)),
@@ -199,7 +199,7 @@ def test_save_pretrained_cli_from_a_fine_tuned_run(tmp_path, glue_dir):
   assert r.returncode == 0, r.stderr[-2000:]
   assert "BertForSequenceClassification, 2 labels" in r.stdout
   run_model, _ = init_from.load_model(str(tmp_path / "run"))
-  back, config = models.from_pretrained(str(tmp_path / "hf"))
+  back, config = hf.from_pretrained(str(tmp_path / "hf"))
   assert config.hf.num_labels == 2 and list(config.hf.initialized) == []
   tokens, segs = _tokens()
   np.testing.assert_array_equal(
@@ -208,7 +208,7 @@ def test_save_pretrained_cli_from_a_fine_tuned_run(tmp_path, glue_dir):
 
 
 def test_save_refuses_what_transformers_cannot_run(tmp_path):
-  model, config = models.from_pretrained(BERT, attention="linear")
+  model, config = hf.from_pretrained(BERT, attention="linear")
   with pytest.raises(hf.CheckpointError, match="attention 'linear'"):
     hf.save_pretrained(model, config.model, str(tmp_path / "hf"))
   assert not (tmp_path / "hf").exists()
@@ -227,7 +227,7 @@ def test_live_transformers_loads_the_saved_directory(tmp_path, fixture):
   transformers = pytest.importorskip("transformers",
                                      reason="live check needs transformers")
   from lightjax.data import tokenize
-  model, config = models.from_pretrained(fixture, num_labels=2, seed=3)
+  model, config = hf.from_pretrained(fixture, num_labels=2, seed=3)
   hf.save_pretrained(model, config.model, str(tmp_path), pad_id=0,
                      tokenizer=fixture)
   ref = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -259,7 +259,7 @@ def _pruned_fixture(heads=(1, 3), widths=(20, 0)):
   """The BERT fixture with heads and MLP units sliced off (kept: the first
   ones), as the shrink toolkit leaves it: a physically smaller model."""
   import ml_collections
-  model, config = models.from_pretrained(BERT)
+  model, config = hf.from_pretrained(BERT)
   d = config.model.head_dim
   cfg = ml_collections.ConfigDict(config.model.to_dict())
   cfg.heads_per_layer, cfg.mlp_dims_per_layer = heads, widths
@@ -288,7 +288,7 @@ def test_pruned_model_saves_zero_padded_with_identical_outputs(tmp_path):
   Hugging Face directory at the original size, pruned parts zero."""
   pruned, cfg = _pruned_fixture()
   hf.save_pretrained(pruned, cfg, str(tmp_path), tokenizer=BERT)
-  back, config = models.from_pretrained(str(tmp_path))
+  back, config = hf.from_pretrained(str(tmp_path))
   assert (config.model.num_heads, config.model.mlp_dim) == (4, 37)
   tokens, segs = _tokens()
   np.testing.assert_allclose(np.asarray(back(tokens, segment_ids_BxL=segs)),
@@ -340,7 +340,7 @@ def test_shrink_an_imported_bert_on_glue_then_save_it_back(tmp_path, glue_dir):
   assert config["num_attention_heads"] == 4
   run_model, source = init_from.load_model(str(work))
   assert tuple(source.model["heads_per_layer"]) == (3, 1)
-  back, _ = models.from_pretrained(str(tmp_path / "hf"))
+  back, _ = hf.from_pretrained(str(tmp_path / "hf"))
   tokens, segs = _tokens()
   np.testing.assert_allclose(np.asarray(back(tokens, segment_ids_BxL=segs)),
                              np.asarray(run_model(tokens, segment_ids_BxL=segs)),

@@ -11,7 +11,7 @@ import optax
 import pytest
 from flax import nnx
 
-from lightjax import config_lib, models, objectives, trainer
+from lightjax import config_lib, models, objectives, steps
 from lightjax.metrics.params import count_params
 from lightjax.models import transformer
 from tests.helpers import full_config
@@ -95,7 +95,7 @@ def test_config_without_the_new_fields_builds_the_same_model():
   old = ml_collections.ConfigDict(
       {k: v for k, v in cfg.to_dict().items() if k not in NEW_FIELDS})
   for k in NEW_FIELDS:
-    assert cfg[k] == transformer.OPTION_DEFAULTS[k]
+    assert cfg[k] == models.ModelConfig().to_dict()[k]
   a, b = _build(cfg), _build(old)
   assert _paths(a) == _paths(b)
   assert "type_embed" not in str(_paths(a)) and "pooler" not in str(_paths(a))
@@ -287,10 +287,10 @@ def test_bert_config_trains_one_step_with_any_attention(attention):
   batch = {"inputs": X, "targets": jnp.array([0, 2]),
            "weights": jnp.ones((2,), jnp.float32)}
   state = {"model": model_state, "opt": opt_state}
-  step = jax.jit(lambda s, b, a: trainer.train_step(
+  step = jax.jit(lambda s, b, a: steps.train_step(
       {"model": gd_model, "opt": gd_opt}, objectives.get("classification"),
       s, b, a))
-  state, acc = step(state, batch, trainer.zero_metrics())
+  state, acc = step(state, batch, steps.zero_metrics())
   assert int(acc["first_bad_step"]) == -1
   assert np.isfinite(float(acc["loss_sum"]))
   after = nnx.state(nnx.merge(gd_model, state["model"]), nnx.Param)

@@ -12,7 +12,8 @@ from flax import nnx
 
 from lightjax import config_lib, models, trainer
 from lightjax.metrics.params import count_params
-from lightjax.models import generate, hf, transformer
+from lightjax import hf
+from lightjax.models import generate, transformer
 from tests.helpers import full_config, load_config, read_jsonl
 
 E, V, C, L, D = 16, 11, 3, 8, 8  # embed, vocab, classes, length, head_dim
@@ -65,7 +66,7 @@ def _load(model, params):
 def test_defaults_build_the_model_of_a_config_without_the_fields(name):
   cfg = _cfg(name)
   for k in NEW_FIELDS:
-    assert cfg[k] == transformer.OPTION_DEFAULTS[k], k
+    assert cfg[k] == models.ModelConfig().to_dict()[k], k
   old = ml_collections.ConfigDict(
       {k: v for k, v in cfg.to_dict().items() if k not in NEW_FIELDS})
   a, b = _build(cfg), _build(old)

@@ -202,7 +202,7 @@ def test_pruned_models_reload_in_a_fresh_process(tmp_path, teacher,
   init_from.save_model and reloaded by another Python: identical outputs."""
   ctx, model = _ctx(teacher, data_dir_module)
   listops = heads.keep_heads(model, ctx, [[1], [0, 2, 3]])
-  bert, bert_config = models.from_pretrained(BERT)
+  bert, bert_config = hf.from_pretrained(BERT)
   bert_ctx = shrink.Context(
       config=ml_collections.ConfigDict({"seed": 0, "eval_batch_size": 8}),
       options={}, teacher_cfg=bert_config.model, task=None,

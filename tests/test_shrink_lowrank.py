@@ -12,7 +12,8 @@ from flax import nnx
 
 from lightjax import config_lib, init_from, models, shrink, trainer
 from lightjax.metrics.params import count_params
-from lightjax.models import hf, transformer
+from lightjax import hf
+from lightjax.models import transformer
 from lightjax.shrink import lowrank, run
 from tests.helpers import load_config
 
@@ -49,8 +50,9 @@ def _tokens(seed=0, batch=4, length=12):
 
 def _full_ranks(cfg):
   """min(in, out) for every projection of every layer."""
-  return [{name: min(shape) for name, shape in transformer.matrix_shapes(
-      cfg, heads, mlp).items()} for heads, mlp in transformer.layer_sizes(cfg)]
+  typed = models.as_model_config(cfg)
+  return [{name: min(shape) for name, shape in typed.matrix_shapes(
+      s.num_heads, s.mlp_dim).items()} for s in typed.layers]
 
 
 # --- the linear algebra ------------------------------------------------------------
@@ -112,7 +114,7 @@ def test_parameter_count_is_the_formula_and_groups_stay():
            {"key": 2, "fc2": 9})
   cfg = _model_cfg(low_rank_ranks=ranks)
   full, low = count_params(_build(_model_cfg())), count_params(_build(cfg))
-  shapes = transformer.matrix_shapes(cfg, cfg.num_heads, cfg.mlp_dim)
+  shapes = models.as_model_config(cfg).matrix_shapes(cfg.num_heads, cfg.mlp_dim)
   saved = {"attention": 0, "mlp": 0}
   for layer in ranks:
     for name, r in layer.items():

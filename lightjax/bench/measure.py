@@ -4,9 +4,9 @@ A point (`Job`) is one benchmark of one variant at one length and batch size.
 Each benchmark is a function registered in `BENCHMARKS` (a
 `lightjax.registry.Registry`, so an unknown name fails like any other):
 
-  train_step  one AdamW step, `lightjax.trainer.train_step` (the trainer's
+  train_step  one AdamW step, `lightjax.steps.train_step` (the trainer's
               own step, not a copy), state and accumulator donated.
-  forward     the eval forward pass, `lightjax.trainer.eval_step`.
+  forward     the eval forward pass, `lightjax.steps.eval_step`.
   latency_b1  the same forward pass on one example: what an edge device
               answering one request at a time waits. When `batch_size` is 1
               this is the very program `forward` timed, so its record is
@@ -94,7 +94,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from lightjax import models, objectives, optim, sharding, trainer
+from lightjax import models, objectives, optim, sharding, steps
 from lightjax.metrics import cost
 from lightjax.metrics.params import count_params
 from lightjax.models import generate
@@ -423,12 +423,12 @@ def train_step(config: ml_collections.ConfigDict, job: Job, memo: Memo
   mesh = bench_mesh(config)
   built = build(config, job, _model_len(config, job.seq_len), mesh=mesh)
   batch = random_batch(config, job.batch_size, job.seq_len, mesh)
-  step = jax.jit(functools.partial(trainer.train_step, built.graphdefs,
+  step = jax.jit(functools.partial(steps.train_step, built.graphdefs,
                                    objectives.get("classification")),
                  donate_argnums=(0, 2))
   exe, stats = _compile(config, step, built.state, batch,
-                        trainer.zero_metrics(), mesh=mesh)
-  carry = {"state": built.state, "acc": trainer.zero_metrics()}
+                        steps.zero_metrics(), mesh=mesh)
+  carry = {"state": built.state, "acc": steps.zero_metrics()}
 
   def call():
     carry["state"], carry["acc"] = exe(carry["state"], batch, carry["acc"])
@@ -449,7 +449,7 @@ def _forward(config, job: Job, memo: Memo, warmup: int, repeats: int,
   built = build(config, job, _model_len(config, job.seq_len),
                 with_optimizer=False, mesh=mesh)
   batch = random_batch(config, job.batch_size, job.seq_len, mesh)
-  step = jax.jit(functools.partial(trainer.eval_step, built.graphdefs,
+  step = jax.jit(functools.partial(steps.eval_step, built.graphdefs,
                                    objectives.get("classification")))
   exe, stats = _compile(config, step, built.state["model"], batch, mesh=mesh)
   times = time_calls(lambda: exe(built.state["model"], batch), warmup,
@@ -494,7 +494,7 @@ def decode(config: ml_collections.ConfigDict, job: Job, memo: Memo) -> Record:
   # The cache in the compute dtype, as a bf16 model would keep it (half the
   # memory); a float32 cache would also mix dtypes in softmax's kernel.
   cache = jax.device_put(model.init_cache(
-      job.batch_size, t + steps, models.DTYPES.get(config.model.dtype)))
+      job.batch_size, t + steps, models.DTYPES[config.model.dtype]))
   del model
   tokens_B = jnp.ones((job.batch_size,), jnp.int32)
   run = jax.jit(functools.partial(_decode, built.graphdefs, t, steps),
@@ -517,7 +517,7 @@ def decode(config: ml_collections.ConfigDict, job: Job, memo: Memo) -> Record:
   return out
 
 
-# The pad id `trainer.eval_step` masks by default; `random_batch` draws none,
+# The pad id `steps.eval_step` masks by default; `random_batch` draws none,
 # so every position is attended in all three runtimes.
 _PAD_ID = 0
 _RUNTIMES = ("onnx_fp32", "onnx_int8")
@@ -541,7 +541,7 @@ def edge(config: ml_collections.ConfigDict, job: Job, memo: Memo) -> Record:
   built = build(config, job, _model_len(config, job.seq_len),
                 with_optimizer=False)
   batch = random_batch(config, 1, job.seq_len)
-  step = jax.jit(functools.partial(trainer.eval_step, built.graphdefs,
+  step = jax.jit(functools.partial(steps.eval_step, built.graphdefs,
                                    objectives.get("classification")))
   exe, stats = _compile(config, step, built.state["model"], batch)
   jax_times = time_calls(lambda: exe(built.state["model"], batch), e.warmup,

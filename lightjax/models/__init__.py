@@ -1,18 +1,22 @@
-"""Model registry: `config.model.name` -> model class. The one place a model is chosen."""
+"""Model registry: `config.model.name` -> model class. The one place a model is chosen.
+
+Every model is built from a typed `ModelConfig` (lightjax/models/config.py);
+`build_model` converts a run config's `model` section into one at the edge.
+Hugging Face checkpoints are read and written by `lightjax.hf`, which builds
+on this package (never the reverse).
+"""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 from flax import nnx
 
-from lightjax.models.embeddings import POSITION_EMBEDDINGS
-from lightjax.models.hf import from_pretrained  # Hugging Face checkpoints
+from lightjax import attention
+from lightjax.models.config import (ACTIVATIONS, DTYPES, LayerSpec,
+                                    ModelConfig, as_model_config)
 from lightjax.models.mlm import EncoderMLM
 from lightjax.models.retrieval import DualEncoderClassifier
 from lightjax.models.theseus import TheseusClassifier
-from lightjax.models.transformer import (ACTIVATIONS, NORM_POSITIONS,
-                                         OPTION_DEFAULTS, POOLS, DecoderLM,
-                                         EncoderClassifier)
+from lightjax.models.transformer import DecoderLM, EncoderClassifier
 from lightjax.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
@@ -25,11 +29,6 @@ MODELS.register("theseus_classifier", TheseusClassifier)
 MODELS.register("dual_encoder_classifier", DualEncoderClassifier)
 register, get, names = MODELS.register, MODELS.get, MODELS.names
 
-# Compute dtypes (`config.model.dtype`); parameters always stay float32.
-DTYPES: Registry = Registry("dtype")
-DTYPES.register("float32", jnp.float32)
-DTYPES.register("bfloat16", jnp.bfloat16)
-
 
 def trainable(model) -> nnx.filterlib.Filter:
   """What training updates: a model's `trainable` filter (Theseus freezes
@@ -37,8 +36,25 @@ def trainable(model) -> nnx.filterlib.Filter:
   return getattr(model, "trainable", nnx.Param)
 
 
+def check(cfg) -> ModelConfig:
+  """`cfg` as a checked `ModelConfig`: its own fields (`ModelConfig.validate`)
+  and, across registries, a registered model whose attention can be causal
+  where the model is."""
+  cfg = as_model_config(cfg)
+  model_cls = get(cfg.name)
+  name = cfg.attention["name"]
+  if getattr(model_cls, "causal", False) and not attention.get(
+      name).supports_causal:
+    causal = [n for n in attention.names() if attention.get(n).supports_causal]
+    raise ValueError(f"attention {name!r} cannot be causal, and model"
+                     f" {cfg.name!r} is; valid: {', '.join(causal)}")
+  return cfg
+
+
 def build_model(cfg, *, vocab_size: int, num_classes: int, max_len: int,
                 rngs: nnx.Rngs):
-  """Builds `cfg.name` with compute dtype `cfg.dtype` (params stay float32)."""
+  """Builds `cfg.name` (a ModelConfig, or a run config's `model` section)
+  with compute dtype `cfg.dtype` (params stay float32)."""
+  cfg = as_model_config(cfg)
   return get(cfg.name)(cfg, vocab_size=vocab_size, num_classes=num_classes,
-                       max_len=max_len, rngs=rngs, dtype=DTYPES.get(cfg.dtype))
+                       max_len=max_len, rngs=rngs, dtype=DTYPES[cfg.dtype])

@@ -16,7 +16,7 @@ embedding (`embed_factor_dim`) the tied output goes back through the
 projection (`Backbone.token_logits`), so it stays tied there too.
 
 The blocks and their options are `EncoderClassifier`'s, so an imported
-`BertForMaskedLM` (`lightjax.models.from_pretrained(path, head="mlm")`)
+`BertForMaskedLM` (`lightjax.hf.from_pretrained(path, head="mlm")`)
 runs any registered attention variant as the classifier does.
 """
 
@@ -27,6 +27,7 @@ from flax import nnx
 
 from lightjax.attention import param_axes
 from lightjax.models import transformer
+from lightjax.models.config import as_model_config
 
 
 class EncoderMLM(nnx.Module):
@@ -40,8 +41,8 @@ class EncoderMLM(nnx.Module):
   def __init__(self, cfg, *, vocab_size: int, max_len: int, rngs: nnx.Rngs,
                dtype=jnp.float32, num_classes: int = 0):
     del num_classes  # the output is the vocabulary
-    self.activation = transformer.option(cfg, "activation")
-    transformer.ACTIVATIONS.get(self.activation)  # fail early on a bad name
+    cfg = as_model_config(cfg)
+    self.activation = cfg.activation
     self.backbone = transformer.Backbone(cfg, vocab_size=vocab_size,
                                          max_len=max_len, rngs=rngs,
                                          dtype=dtype)

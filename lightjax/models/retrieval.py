@@ -43,8 +43,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lightjax.attention import param_axes
-from lightjax.models.transformer import (ACTIVATIONS, POOLS, Backbone,
-                                         EncoderClassifier, _dense, option)
+from lightjax.models.config import as_model_config
+from lightjax.models.transformer import (ACTIVATIONS, Backbone,
+                                         EncoderClassifier, _dense)
 
 
 class DualEncoderClassifier(nnx.Module):
@@ -65,12 +66,10 @@ class DualEncoderClassifier(nnx.Module):
       raise ValueError(
           f"dual_encoder_classifier: max_len {max_len} must be even (two"
           " documents of max_len / 2 tokens each)")
-    POOLS.get(cfg.pool)
+    cfg = as_model_config(cfg)
     self.pool = cfg.pool
     self.doc_len = max_len // 2
-    self.activation = (option(cfg, "classifier_activation")
-                       or option(cfg, "activation"))
-    ACTIVATIONS.get(self.activation)
+    self.activation = cfg.head_activation
     hidden = cfg.classifier_hidden_dim
     if hidden == 1 or hidden < 0:
       raise ValueError(
@@ -86,7 +85,7 @@ class DualEncoderClassifier(nnx.Module):
           nnx.initializers.normal(0.02)(rngs.params(), (1, 1, e)),
           **param_axes(None, None, "embed"))
     self.pooler = (_dense(e, e, rngs, dtype, axes=("embed", "embed"))
-                   if option(cfg, "pooler") else None)
+                   if cfg.pooler else None)
     self.head_hidden = (_dense(4 * e, hidden, rngs, dtype,
                                axes=("embed", "mlp")) if hidden else None)
     self.head_hidden2 = (_dense(hidden, hidden // 2, rngs, dtype,

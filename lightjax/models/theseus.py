@@ -29,6 +29,7 @@ from flax import nnx
 
 from lightjax import sharding
 from lightjax.models import transformer
+from lightjax.models.config import as_model_config
 
 
 class TheseusStep(nnx.Variable):
@@ -40,20 +41,22 @@ class TheseusBackbone(transformer.Backbone):
 
   def __init__(self, cfg, *, vocab_size: int, max_len: int, rngs: nnx.Rngs,
                dtype):
+    cfg = as_model_config(cfg)
     super().__init__(cfg, vocab_size=vocab_size, max_len=max_len, rngs=rngs,
                      dtype=dtype)
     n, m = int(cfg.theseus_predecessor_layers), cfg.num_layers
-    if n % m:
-      raise ValueError(f"theseus_predecessor_layers ({n}) must be a multiple"
-                       f" of num_layers ({m}), the successor's depth")
-    for field in ("heads_per_layer", "mlp_dims_per_layer", "low_rank_ranks"):
-      if cfg.get(field):
-        raise ValueError(f"Theseus needs uniform layers; {field} is set")
+    if n <= 0 or n % m:
+      raise ValueError(f"theseus_predecessor_layers ({n}) must be a positive"
+                       f" multiple of num_layers ({m}), the successor's depth")
+    if not cfg.uniform:
+      raise ValueError("Theseus needs uniform layers; per-layer sizes or"
+                       " ranks (heads_per_layer, mlp_dims_per_layer,"
+                       " low_rank_ranks) are set")
     self.predecessor = nnx.List(
         [transformer.Block(cfg, max_len, rngs=rngs, dtype=dtype, shared={})
          for _ in range(n)])
-    self.replace_rate = float(cfg.get("theseus_replace_rate", 0.5))
-    self.rate_slope = float(cfg.get("theseus_rate_slope", 0.0))
+    self.replace_rate = float(cfg.theseus_replace_rate)
+    self.rate_slope = float(cfg.theseus_rate_slope)
     self.theseus_step = TheseusStep(jnp.zeros((), jnp.int32))
     self.theseus_rngs = rngs["dropout"].fork()
 

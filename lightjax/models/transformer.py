@@ -22,19 +22,23 @@ names, so a BERT-style model runs with any registered variant.
 knobs (head_dim is not forced to embed_dim / num_heads) so shrinking recipes
 can change each one alone.
 
+Every layer receives the typed `ModelConfig` (lightjax/models/config.py),
+never the run's ConfigDict; a top-level model given a ConfigDict or a dict
+converts it once (`as_model_config`).
+
 The options a shrinking recipe produces or needs are config fields too, again
 with defaults that leave the model unchanged (same parameters, paths and
 outputs):
-  heads_per_layer     head count of each layer (Michel et al. 2019 prune
-                      whole heads); a layer may have 0 heads.
-  mlp_dims_per_layer  MLP width of each layer (structured FFN neuron
-                      pruning); a layer may have width 0.
+  layers              one `LayerSpec` per layer: its head count (Michel et
+                      al. 2019 prune whole heads; 0 allowed), MLP width
+                      (structured FFN neuron pruning; 0 allowed) and
+                      low-rank ranks (below).
   layerdrop           LayerDrop (Fan et al. 2020): skip whole blocks in
                       training, so any sub-network of layers works at test.
   embed_factor_dim    ALBERT's factorised token embedding (Lan et al. 2020
                       sec. 3.1): V x E table then an E -> embed_dim map.
   share_layers        ALBERT's all-shared blocks: one block, num_layers uses.
-  low_rank_ranks      low-rank block projections W [in, out] = down [in, r]
+  LayerSpec.ranks     low-rank block projections W [in, out] = down [in, r]
                       @ up [r, out] (`LowRankLinear`; Denton et al. 2014
                       sec. 3.2, what an SVD of a trained kernel gives,
                       `lightjax.shrink.lowrank`).
@@ -46,7 +50,6 @@ with respect to the gates.
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -56,8 +59,9 @@ from flax import nnx
 from lightjax import attention as attention_lib
 from lightjax import sharding
 from lightjax.attention import param_axes
+from lightjax.models.config import (ACTIVATIONS, LayerSpec, ModelConfig,
+                                    as_model_config)
 from lightjax.models.embeddings import PositionEmbedding
-from lightjax.registry import Registry
 
 _XAVIER = nnx.initializers.xavier_uniform()
 
@@ -69,137 +73,6 @@ def _DENSE_INIT(key, shape, dtype=jnp.float32):
     return jnp.zeros(shape, dtype)
   return _XAVIER(key, shape, dtype)
 
-# The BERT-style options and the values that leave the model as it was; a
-# config without these fields (an older one) builds exactly that model.
-OPTION_DEFAULTS = {
-    "norm_position": "pre",
-    "activation": "gelu_tanh",
-    "layer_norm_eps": 1e-6,  # flax's LayerNorm default
-    "type_vocab_size": 0,
-    "pooler": False,
-    "classifier_activation": "",  # "" = the model's `activation`
-    # The compact-model options (module docstring); each default = as before.
-    "heads_per_layer": (),  # () = num_heads in every layer
-    "mlp_dims_per_layer": (),  # () = mlp_dim in every layer
-    "layerdrop": 0.0,
-    "embed_factor_dim": 0,  # 0 = token embeddings are embed_dim wide
-    "share_layers": False,
-    "low_rank_ranks": (),  # () = every block projection full rank
-}
-
-
-def option(cfg, name: str):
-  """`cfg.<name>`, or its default when the config predates the field."""
-  return cfg.get(name, OPTION_DEFAULTS[name])
-
-
-def per_layer(cfg, name: str, default: int) -> tuple[int, ...]:
-  """`cfg.<name>` with one entry per layer, or `default` in every layer if empty.
-
-  The check `config_lib.validate` runs and the build repeats, so a model built
-  straight from a config fails with the same one-line message.
-  """
-  values = tuple(option(cfg, name))
-  if not values:
-    return (default,) * cfg.num_layers
-  if len(values) != cfg.num_layers:
-    raise ValueError(f"config.model.{name} has {len(values)} entries,"
-                     f" num_layers is {cfg.num_layers}")
-  if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0
-         for v in values):
-    raise ValueError(f"config.model.{name} entries must be integers >= 0,"
-                     f" got {values}")
-  return tuple(int(v) for v in values)
-
-
-def layer_sizes(cfg) -> list[tuple[int, int]]:
-  """(num_heads, mlp_dim) of every layer, per-layer overrides applied.
-
-  With `share_layers` the one shared block has one size, so the per-layer
-  lists must then be uniform.
-  """
-  sizes = list(zip(per_layer(cfg, "heads_per_layer", cfg.num_heads),
-                   per_layer(cfg, "mlp_dims_per_layer", cfg.mlp_dim)))
-  if option(cfg, "share_layers") and len(set(sizes)) > 1:
-    raise ValueError("config.model.share_layers uses one block in every layer,"
-                     " so heads_per_layer and mlp_dims_per_layer must be the"
-                     f" same in every layer, got (heads, mlp_dim) = {sizes}")
-  return sizes
-
-
-# The block projections `low_rank_ranks` may factorise: its per-layer keys.
-LOW_RANK_MATRICES = ("query", "key", "value", "out", "fc1", "fc2")
-
-
-def matrix_shapes(cfg, num_heads: int, mlp_dim: int
-                  ) -> dict[str, tuple[int, int]]:
-  """[in, out] of each block projection of a layer with these sizes."""
-  e, inner = cfg.embed_dim, num_heads * cfg.head_dim
-  return {"query": (e, inner), "key": (e, inner), "value": (e, inner),
-          "out": (inner, e), "fc1": (e, mlp_dim), "fc2": (mlp_dim, e)}
-
-
-def low_rank_ranks(cfg) -> list[dict[str, int]]:
-  """Each layer's {matrix: rank} from `cfg.low_rank_ranks`, every matrix
-  present (0 = full rank, an nnx.Linear as before).
-
-  The field is () (no factorised matrix) or one mapping per layer, e.g.
-  `({"query": 16, "fc1": 24}, {})`, missing names and 0 meaning full rank:
-  plain dicts, so it survives model.json / config.json (a list of dicts
-  there). A rank may differ per matrix (an energy target gives different
-  ranks) but cannot exceed min(in, out). With `share_layers` every entry
-  must be the same (one block is used in every layer). Like `per_layer`,
-  the check `config_lib.validate` runs and the build repeats.
-  """
-  entries = tuple(option(cfg, "low_rank_ranks"))
-  sizes = layer_sizes(cfg)
-  if not entries:
-    return [dict.fromkeys(LOW_RANK_MATRICES, 0) for _ in sizes]
-  field = "config.model.low_rank_ranks"
-  if len(entries) != cfg.num_layers:
-    raise ValueError(f"{field} has {len(entries)} entries (one {{matrix: rank}}"
-                     f" per layer), num_layers is {cfg.num_layers}")
-  out = []
-  for i, (entry, (heads, mlp_dim)) in enumerate(zip(entries, sizes)):
-    if not hasattr(entry, "items"):
-      raise ValueError(f"{field}[{i}] must be a {{matrix: rank}} dict, got"
-                       f" {entry!r}")
-    unknown = sorted(set(entry.keys()) - set(LOW_RANK_MATRICES))
-    if unknown:
-      raise ValueError(f"{field}[{i}] has unknown matrix name(s) {unknown};"
-                       f" valid: {', '.join(LOW_RANK_MATRICES)}")
-    shapes = matrix_shapes(cfg, heads, mlp_dim)
-    ranks = dict.fromkeys(LOW_RANK_MATRICES, 0)
-    for name, rank in entry.items():
-      if (isinstance(rank, bool) or not isinstance(rank, numbers.Integral)
-          or rank < 0):
-        raise ValueError(f"{field}[{i}][{name!r}] must be an integer >= 0"
-                         f" (0 = full rank), got {rank!r}")
-      din, dout = shapes[name]
-      if rank > min(din, dout):
-        raise ValueError(f"{field}[{i}][{name!r}] = {rank} exceeds min(in, out)"
-                         f" = {min(din, dout)} of that [{din}, {dout}] matrix")
-      ranks[name] = int(rank)
-    out.append(ranks)
-  if option(cfg, "share_layers") and any(r != out[0] for r in out):
-    raise ValueError(f"config.model.share_layers uses one block in every layer,"
-                     f" so {field} must be the same in every layer, got"
-                     f" {entries}")
-  return out
-
-
-# `config.model.activation` choices (the MLP's and the hidden head's).
-ACTIVATIONS: Registry[Callable] = Registry("activation")
-# tanh approximation of GELU (jax.nn.gelu's default); Hendrycks & Gimpel 2016 sec. 2.
-ACTIVATIONS.register("gelu_tanh", functools.partial(jax.nn.gelu, approximate=True))
-# exact x * Phi(x) with the erf, what BERT (Devlin et al. 2019) was trained with.
-ACTIVATIONS.register("gelu", functools.partial(jax.nn.gelu, approximate=False))
-# DistilBERT's classifier (pre_classifier + ReLU); Sanh et al. 2019.
-ACTIVATIONS.register("relu", jax.nn.relu)
-# RoBERTa's classification head (dense + tanh); Liu et al. 2019.
-ACTIVATIONS.register("tanh", jnp.tanh)
-
-
 class NormPosition(NamedTuple):
   """Where the LayerNorms sit (Xiong et al. 2020, fig. 1)."""
   post: bool        # LN after each residual add, not before each sublayer
@@ -207,17 +80,22 @@ class NormPosition(NamedTuple):
   final_norm: bool  # a LayerNorm after the last block
 
 
-# `config.model.norm_position` choices.
-NORM_POSITIONS: Registry[NormPosition] = Registry("norm position")
-# x + Drop(Attn(LN(x))), x + Drop(MLP(LN(x))), final LN: trains without warm-up.
-NORM_POSITIONS.register("pre", NormPosition(False, False, True))
-# LN(x + Drop(Attn(x))), LN(x + Drop(MLP(x))) after an embedding LN: BERT's
-# (and Vaswani et al. 2017's) placement, needed to load its weights.
-NORM_POSITIONS.register("post", NormPosition(True, True, False))
+def norm_layout(norm_position: str) -> NormPosition:
+  """Where the LayerNorms sit for `ModelConfig.norm_position`.
+
+  "pre": x + Drop(Attn(LN(x))), x + Drop(MLP(LN(x))), final LN: trains
+  without warm-up. "post": LN(x + Drop(Attn(x))), LN(x + Drop(MLP(x)))
+  after an embedding LN: BERT's (and Vaswani et al. 2017's) placement,
+  needed to load its weights.
+  """
+  if norm_position == "post":
+    return NormPosition(post=True, embed_norm=True, final_norm=False)
+  return NormPosition(post=False, embed_norm=False, final_norm=True)
 
 
-def _layer_norm(cfg, dim: int, rngs: nnx.Rngs, dtype) -> nnx.LayerNorm:
-  return nnx.LayerNorm(dim, epsilon=option(cfg, "layer_norm_eps"), dtype=dtype,
+def _layer_norm(cfg: ModelConfig, dim: int, rngs: nnx.Rngs, dtype
+                ) -> nnx.LayerNorm:
+  return nnx.LayerNorm(dim, epsilon=cfg.layer_norm_eps, dtype=dtype,
                        rngs=rngs, scale_metadata=param_axes("norm"),
                        bias_metadata=param_axes("norm"))
 
@@ -401,23 +279,22 @@ class Block(nnx.Module):
   to BERT's attention.output.LayerNorm / output.LayerNorm.
   """
 
-  def __init__(self, cfg, max_len: int, *, rngs: nnx.Rngs, dtype,
-               shared: dict | None = None, num_heads: int | None = None,
-               mlp_dim: int | None = None, ranks: dict[str, int] | None = None):
-    """`num_heads` / `mlp_dim`: this layer's sizes (default: cfg's);
-    `ranks`: its {matrix: rank} (`low_rank_ranks`; default all full)."""
+  def __init__(self, cfg: ModelConfig, max_len: int, *, rngs: nnx.Rngs,
+               dtype, shared: dict | None = None,
+               spec: LayerSpec | None = None):
+    """`spec`: this layer's sizes and ranks (default: cfg's uniform ones)."""
     e = cfg.embed_dim
-    num_heads = cfg.num_heads if num_heads is None else num_heads
-    mlp_dim = cfg.mlp_dim if mlp_dim is None else mlp_dim
-    self.post_ln = NORM_POSITIONS.get(option(cfg, "norm_position")).post
+    spec = spec or LayerSpec(cfg.num_heads, cfg.mlp_dim)
+    ranks = dict(spec.ranks)
+    self.post_ln = norm_layout(cfg.norm_position).post
     self.ln1 = _layer_norm(cfg, e, rngs, dtype)
     self.attn = MultiHeadAttention(
-        e, num_heads, cfg.head_dim, max_len, cfg.attention.to_dict(),
+        e, spec.num_heads, cfg.head_dim, max_len, dict(cfg.attention),
         rngs=rngs, dtype=dtype, shared=shared, ranks=ranks,
     )
     self.ln2 = _layer_norm(cfg, e, rngs, dtype)
-    self.mlp = Mlp(e, mlp_dim, rngs=rngs, dtype=dtype,
-                   activation=option(cfg, "activation"), ranks=ranks)
+    self.mlp = Mlp(e, spec.mlp_dim, rngs=rngs, dtype=dtype,
+                   activation=cfg.activation, ranks=ranks)
     self.dropout = nnx.Dropout(cfg.dropout_rate, rngs=rngs)
 
   def __call__(self, x, *, mask_BxL=None, causal=False, deterministic=True):
@@ -472,8 +349,8 @@ class Backbone(nnx.Module):
   * `heads_per_layer` / `mlp_dims_per_layer`: each layer's own sizes,
     what physical head pruning (Michel et al. 2019) and FFN neuron pruning
     leave; 0 empties a sublayer (it outputs its output bias).
-  * `low_rank_ranks`: per layer, which projections are `LowRankLinear`
-    and their ranks (`low_rank_ranks()`); a factorised projection `query`
+  * `LayerSpec.ranks`: per layer, which projections are `LowRankLinear`
+    and their ranks; a factorised projection `query`
     has parameters `query/down/kernel`, `query/up/kernel`, `query/up/bias`
     where a full one has `query/kernel`, `query/bias`, so full-rank
     projections keep their paths (checkpoints, Hugging Face weight maps).
@@ -490,11 +367,10 @@ class Backbone(nnx.Module):
 
   def __init__(self, cfg, *, vocab_size: int, max_len: int, rngs: nnx.Rngs,
                dtype):
-    norm = NORM_POSITIONS.get(option(cfg, "norm_position"))
-    type_vocab_size = option(cfg, "type_vocab_size")
-    factor_dim = option(cfg, "embed_factor_dim")
-    sizes = layer_sizes(cfg)
-    ranks = low_rank_ranks(cfg)
+    cfg = as_model_config(cfg)
+    norm = norm_layout(cfg.norm_position)
+    type_vocab_size = cfg.type_vocab_size
+    factor_dim = cfg.embed_factor_dim
     self.token_embed = nnx.Embed(
         vocab_size, factor_dim or cfg.embed_dim, dtype=dtype,
         embedding_init=nnx.initializers.normal(stddev=0.02), rngs=rngs,
@@ -516,23 +392,18 @@ class Backbone(nnx.Module):
                      if norm.embed_norm else None)
     self.embed_dropout = nnx.Dropout(cfg.dropout_rate, rngs=rngs)
     shared: dict = {}  # cross-layer sharing hook for attention kernels
-    if option(cfg, "share_layers"):
-      (heads, mlp_dim), *_ = sizes
+    if cfg.share_layers:
       block = Block(cfg, max_len, rngs=rngs, dtype=dtype, shared=shared,
-                    num_heads=heads, mlp_dim=mlp_dim, ranks=ranks[0])
+                    spec=cfg.layers[0])
       blocks = [block] * cfg.num_layers  # references to one module
     else:
       blocks = [Block(cfg, max_len, rngs=rngs, dtype=dtype, shared=shared,
-                      num_heads=heads, mlp_dim=mlp_dim, ranks=layer_ranks)
-                for (heads, mlp_dim), layer_ranks in zip(sizes, ranks)]
+                      spec=spec) for spec in cfg.layers]
     self.blocks = nnx.List(blocks)
     self.ln_final = (_layer_norm(cfg, cfg.embed_dim, rngs, dtype)
                      if norm.final_norm else None)
     self.dtype = dtype
-    self.layerdrop = float(option(cfg, "layerdrop"))
-    if not 0.0 <= self.layerdrop <= 1.0:
-      raise ValueError(f"config.model.layerdrop must be in [0, 1], got"
-                       f" {self.layerdrop}")
+    self.layerdrop = float(cfg.layerdrop)
     # Forked last, so every other stream (and so the defaults) is unchanged.
     self.layerdrop_rngs = (rngs["dropout"].fork() if self.layerdrop > 0
                            else None)
@@ -594,13 +465,6 @@ class Backbone(nnx.Module):
     return self.final_norm(x)
 
 
-# `config.model.pool` choices of the encoder classifier.
-POOLS: Registry[str] = Registry("pool")
-POOLS.register("cls", "a learned vector prepended, read out after the blocks")
-POOLS.register("mean", "average over the non-padded positions")
-POOLS.register("first", "the input's position 0 (BERT's [CLS] vocabulary token)")
-
-
 class EncoderClassifier(nnx.Module):
   """Bidirectional encoder + pooling + classifier (LRA's classification setup).
 
@@ -616,12 +480,9 @@ class EncoderClassifier(nnx.Module):
 
   def __init__(self, cfg, *, vocab_size: int, num_classes: int, max_len: int,
                rngs: nnx.Rngs, dtype=jnp.float32):
-    POOLS.get(cfg.pool)
+    cfg = as_model_config(cfg)
     self.pool = cfg.pool
-    # The hidden head's nonlinearity: `classifier_activation`, or the MLP's.
-    self.activation = (option(cfg, "classifier_activation")
-                       or option(cfg, "activation"))
-    ACTIVATIONS.get(self.activation)
+    self.activation = cfg.head_activation
     extra = 1 if cfg.pool == "cls" else 0
     self.backbone = self.backbone_cls(cfg, vocab_size=vocab_size,
                                       max_len=max_len + extra, rngs=rngs,
@@ -633,7 +494,7 @@ class EncoderClassifier(nnx.Module):
     hidden = cfg.classifier_hidden_dim
     self.pooler = (_dense(cfg.embed_dim, cfg.embed_dim, rngs, dtype,
                           axes=("embed", "embed"))
-                   if option(cfg, "pooler") else None)
+                   if cfg.pooler else None)
     self.head_hidden = (_dense(cfg.embed_dim, hidden, rngs, dtype,
                                axes=("embed", "mlp")) if hidden else None)
     self.head = _dense(hidden or cfg.embed_dim, num_classes, rngs, dtype,

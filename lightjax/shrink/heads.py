@@ -54,9 +54,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from flax import nnx
 
-from lightjax import shrink
+from lightjax import models
 from lightjax.models import transformer
 from lightjax.shrink import importance
+from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
+                                  model_config, params_of)
 
 _ATTN, _MLP = ("attn",), ("mlp",)
 
@@ -84,7 +86,7 @@ def _check_int(method: str, name: str, value, lo: int, hi: int | None = None
 
 
 def _check_teacher(cfg, method: str) -> None:
-  if transformer.option(cfg, "share_layers"):
+  if models.as_model_config(cfg).share_layers:
     raise ValueError(f"{method}: the teacher shares one block across layers"
                      " (share_layers), so every layer must keep the same"
                      " heads and units; per-layer pruning needs separate"
@@ -227,35 +229,31 @@ def _match_kernel_params(weights: dict, student_cfg, ctx) -> dict:
 # --- the students ---------------------------------------------------------------------
 
 
-def keep_heads(teacher, ctx: shrink.Context,
-               kept: Sequence[Sequence[int]]) -> shrink.Shrunk:
+def keep_heads(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
   """The teacher with only heads `kept[l]` (original indices) in layer l,
   physically: fewer q/k/v columns and out rows."""
   cfg = ctx.teacher_cfg
   _check_teacher(cfg, "prune_heads")
-  sizes = [h for h, _ in transformer.layer_sizes(cfg)]
+  sizes = [s.num_heads for s in models.as_model_config(cfg).layers]
   kept = check_kept(kept, sizes, "heads")
-  student_cfg = shrink.model_config(
-      cfg, heads_per_layer=tuple(len(k) for k in kept))
-  weights = slice_heads(shrink.params_of(teacher), kept, cfg.head_dim)
+  student_cfg = model_config(cfg, heads_per_layer=tuple(len(k) for k in kept))
+  weights = slice_heads(params_of(teacher), kept, cfg.head_dim)
   weights = _match_kernel_params(weights, student_cfg, ctx)
-  model = shrink.build_with(ctx, student_cfg, weights)
-  return shrink.Shrunk(model, student_cfg, {"kept_heads": kept})
+  model = build_with(ctx, student_cfg, weights)
+  return Shrunk(model, student_cfg, {"kept_heads": kept})
 
 
-def keep_units(teacher, ctx: shrink.Context,
-               kept: Sequence[Sequence[int]]) -> shrink.Shrunk:
+def keep_units(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
   """The teacher with only MLP units `kept[l]` (original indices) in layer
   l, physically: fewer fc1 columns and fc2 rows."""
   cfg = ctx.teacher_cfg
   _check_teacher(cfg, "prune_ffn")
-  sizes = [m for _, m in transformer.layer_sizes(cfg)]
+  sizes = [s.mlp_dim for s in models.as_model_config(cfg).layers]
   kept = check_kept(kept, sizes, "units")
-  student_cfg = shrink.model_config(
+  student_cfg = model_config(
       cfg, mlp_dims_per_layer=tuple(len(k) for k in kept))
-  model = shrink.build_with(ctx, student_cfg,
-                            slice_units(shrink.params_of(teacher), kept))
-  return shrink.Shrunk(model, student_cfg, {"kept_units": kept})
+  model = build_with(ctx, student_cfg, slice_units(params_of(teacher), kept))
+  return Shrunk(model, student_cfg, {"kept_units": kept})
 
 
 # --- the methods ------------------------------------------------------------------------
@@ -318,12 +316,12 @@ _TARGETS = {
 }
 
 
-def _prune(teacher, ctx: shrink.Context, method: str) -> shrink.Shrunk:
+def _prune(teacher, ctx: Context, method: str) -> Shrunk:
   """Both methods' loop: score, remove a share, rebuild, repeat."""
   target, opts = _TARGETS[method], ctx.options
   _check_teacher(ctx.teacher_cfg, method)
-  sizes = [s[target.size_index]
-           for s in transformer.layer_sizes(ctx.teacher_cfg)]
+  sizes = [(s.num_heads, s.mlp_dim)[target.size_index]
+           for s in models.as_model_config(ctx.teacher_cfg).layers]
   what, keep_fn = target.what, target.keep_fn
   per_layer_key, floor_key = target.per_layer_key, target.floor_key
   counts, total_remove = _targets(method, opts, sizes, what, per_layer_key,
@@ -362,13 +360,13 @@ def _prune(teacher, ctx: shrink.Context, method: str) -> shrink.Shrunk:
   return out
 
 
-def prune_heads(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+def prune_heads(teacher, ctx: Context) -> Shrunk:
   return _prune(teacher, ctx, "prune_heads")
 
 
-def prune_ffn(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+def prune_ffn(teacher, ctx: Context) -> Shrunk:
   return _prune(teacher, ctx, "prune_ffn")
 
 
-shrink.register("prune_heads", prune_heads)
-shrink.register("prune_ffn", prune_ffn)
+METHODS.register("prune_heads", prune_heads)
+METHODS.register("prune_ffn", prune_ffn)

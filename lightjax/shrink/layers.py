@@ -29,8 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lightjax import shrink
+from lightjax import models
 from lightjax.models import transformer
+from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
+                                  model_config, params_of)
 
 STRATEGIES = ("top", "bottom", "alternate", "symmetric", "contribution")
 
@@ -79,7 +81,7 @@ def every_other(n: int, keep: int) -> list[int]:
   return kept
 
 
-def layer_contribution(teacher, ctx: shrink.Context,
+def layer_contribution(teacher, ctx: Context,
                        num_examples: int = 256) -> np.ndarray:
   """Mean cosine similarity of each block's input and output over the
   non-pad tokens of `num_examples` training examples (Sajjad et al. 2020)."""
@@ -107,10 +109,10 @@ def layer_contribution(teacher, ctx: shrink.Context,
   return sims / max(count, 1.0)
 
 
-def keep_layers(teacher, ctx: shrink.Context, kept: list[int]) -> shrink.Shrunk:
+def keep_layers(teacher, ctx: Context, kept: list[int]) -> Shrunk:
   """The teacher with only blocks `kept` (in order), weights copied."""
   cfg = ctx.teacher_cfg
-  if transformer.option(cfg, "share_layers"):
+  if models.as_model_config(cfg).share_layers:
     raise ValueError("the teacher shares one block across layers"
                      " (share_layers); dropping layers would change nothing"
                      " but its depth: set model.num_layers instead")
@@ -119,19 +121,19 @@ def keep_layers(teacher, ctx: shrink.Context, kept: list[int]) -> shrink.Shrunk:
     values = cfg.get(field) or ()
     if values:
       changes[field] = tuple(values[i] for i in kept)
-  student_cfg = shrink.model_config(cfg, **changes)
+  student_cfg = model_config(cfg, **changes)
   weights = {}
-  for path, value in shrink.params_of(teacher).items():
+  for path, value in params_of(teacher).items():
     if path[:2] == ("backbone", "blocks"):
       if path[2] not in kept:
         continue
       path = path[:2] + (kept.index(path[2]),) + path[3:]
     weights[path] = value
-  model = shrink.build_with(ctx, student_cfg, weights)
-  return shrink.Shrunk(model, student_cfg, {"kept_layers": kept})
+  model = build_with(ctx, student_cfg, weights)
+  return Shrunk(model, student_cfg, {"kept_layers": kept})
 
 
-def drop_layers(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+def drop_layers(teacher, ctx: Context) -> Shrunk:
   opts = ctx.options
   n = ctx.teacher_cfg.num_layers
   strategy, num_drop = opts.get("strategy", "top"), int(opts["num_drop"])
@@ -148,14 +150,14 @@ def drop_layers(teacher, ctx: shrink.Context) -> shrink.Shrunk:
   return out
 
 
-def layerdrop(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+def layerdrop(teacher, ctx: Context) -> Shrunk:
   n = ctx.teacher_cfg.num_layers
   keep = int(ctx.options["keep"])
   out = keep_layers(teacher, ctx, every_other(n, keep))
   out.details["teacher_layerdrop"] = float(
-      transformer.option(ctx.teacher_cfg, "layerdrop"))
+      models.as_model_config(ctx.teacher_cfg).layerdrop)
   return out
 
 
-shrink.register("drop_layers", drop_layers)
-shrink.register("layerdrop", layerdrop)
+METHODS.register("drop_layers", drop_layers)
+METHODS.register("layerdrop", layerdrop)

@@ -46,10 +46,12 @@ from typing import Any
 
 import numpy as np
 
-from lightjax import shrink
+from lightjax import models
 from lightjax.models import transformer
+from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
+                                  model_config, params_of)
 
-MATRICES = transformer.LOW_RANK_MATRICES
+MATRICES = models.config.LOW_RANK_MATRICES
 # The sublayer that owns each projection: blocks[i].<sublayer>.<matrix>.
 SUBLAYER = {"query": "attn", "key": "attn", "value": "attn", "out": "attn",
             "fc1": "mlp", "fc2": "mlp"}
@@ -218,13 +220,13 @@ def choose_ranks(params: dict, num_layers: int, *, rank: int = 0,
   return ranks_per_layer, details
 
 
-def low_rank(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+def low_rank(teacher, ctx: Context) -> Shrunk:
   """The teacher with its chosen block projections factorised by SVD."""
   rank, energy, matrices = _check_options(ctx.options)
   cfg = ctx.teacher_cfg
   n = cfg.num_layers
-  shared = transformer.option(cfg, "share_layers")
-  params = shrink.params_of(teacher)
+  shared = models.as_model_config(cfg).share_layers
+  params = params_of(teacher)
   ranks, details = choose_ranks(params, 1 if shared else n, rank=rank,
                                 energy=energy, matrices=matrices)
   if shared:  # one block in every layer: the same ranks everywhere
@@ -232,9 +234,9 @@ def low_rank(teacher, ctx: shrink.Context) -> shrink.Shrunk:
   field = tuple({k: v for k, v in r.items() if v} for r in ranks)
   if not any(field):
     field = ()
-  student_cfg = shrink.model_config(cfg, low_rank_ranks=field)
-  model = shrink.build_with(ctx, student_cfg, factorised_weights(params, ranks))
-  return shrink.Shrunk(model, student_cfg, details)
+  student_cfg = model_config(cfg, low_rank_ranks=field)
+  model = build_with(ctx, student_cfg, factorised_weights(params, ranks))
+  return Shrunk(model, student_cfg, details)
 
 
-shrink.register("low_rank", low_rank)
+METHODS.register("low_rank", low_rank)
