@@ -55,30 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.b2 = 0.98
   c.optim.grad_clip_norm = 1.0  # 0 disables clipping
 
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "encoder_classifier"
-  c.model.embed_dim = 128
-  c.model.num_heads = 4
-  c.model.head_dim = 32
-  c.model.mlp_dim = 256
-  c.model.num_layers = 2
-  c.model.dropout_rate = 0.1
-  c.model.pos_embedding = "learned"   # or "sinusoidal"
-  c.model.pool = "cls"                # or "mean", "first" (input token 0: BERT's [CLS])
-  c.model.norm_position = "pre"       # "post": BERT's post-LN blocks + embedding LN
-  c.model.activation = "gelu_tanh"    # MLP nonlinearity; "gelu": exact erf GELU (BERT)
-  c.model.layer_norm_eps = 1e-6       # every LayerNorm's epsilon (BERT: 1e-12)
-  c.model.type_vocab_size = 0         # segment (token type) embeddings; 0 = none (BERT: 2)
-  c.model.pooler = False              # BERT's pooler: tanh(dense(pooled)) before the head
-  c.model.classifier_hidden_dim = 128  # 0 = a single linear head
-  c.model.classifier_activation = ""  # hidden head's; "" = model.activation
-  c.model.heads_per_layer = ()        # each layer's heads (pruned models); () = num_heads in all
-  c.model.mlp_dims_per_layer = ()     # each layer's MLP width; () = mlp_dim in all; 0 = bias only
-  c.model.layerdrop = 0.0             # LayerDrop: skip each block w.p. p in training (Fan et al. 2020)
-  c.model.embed_factor_dim = 0        # ALBERT factorised token embedding width F; 0 = none
-  c.model.share_layers = False        # ALBERT all-shared: one block used num_layers times
-  c.model.low_rank_ranks = ()         # per layer {"query".."fc2": rank}: W = down @ up; () or 0 = full
-  c.model.dtype = "float32"           # compute dtype; params stay float32
+  # The model's fields and defaults are the typed config's own (each
+  # documented there: lightjax/models/config.py, `ModelConfig`).
+  c.model = ml_collections.ConfigDict(models.ModelConfig().to_dict())
   c.model.attention = attention_config("softmax")
   return c
 
@@ -134,6 +113,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   # The model's own fields and checks (models/config.py), and a causal
   # model's attention.
   models.check(config.model)
+  if config.model.get("layerdrop", 0.0) >= 1.0:  # the model allows 1
+    raise ValueError(f"config.model.layerdrop must be in [0, 1), got"
+                     f" {config.model.layerdrop} (1 would never train a block)")
   optim.SCHEDULES.get(config.optim.schedule)
   data.get(config.task.name)
   for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lightjax import init_from, models, objectives, shrink, trainer
+from lightjax import hf, init_from, models, objectives, shrink, trainer
 from lightjax.metrics.params import count_params
 from lightjax.models import transformer
 from lightjax.shrink import heads, importance, run

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lightjax.data import MissingPackage
+from lightjax.data.base import MissingPackage
 
 
 def pad_ragged(
@@ -34,6 +34,14 @@ def holdout_rows(num_rows: int, fraction: float, seed: int) -> np.ndarray:
   return held
 
 
+def check_hold_out(task: str, config: dict[str, Any]) -> None:
+  """Raises unless the config's `validation_fraction` is in [0, 1)."""
+  if not 0 <= config["validation_fraction"] < 1:
+    raise ValueError(
+        f"{task} validation_fraction must be in [0, 1), got"
+        f" {config['validation_fraction']!r}")
+
+
 def hold_out(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
              config: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
   """{"train", "validation", "test"}: validation is a seeded
@@ -48,6 +56,15 @@ def hold_out(train: dict[str, np.ndarray], test: dict[str, np.ndarray],
       "validation": {k: v[held] for k, v in train.items()},
       "test": test,
   }
+
+
+def check_source(task: str, config: dict[str, Any],
+                 sources: tuple[str, ...]) -> None:
+  """Raises unless the config's `source` is one of `sources`."""
+  if config["source"] not in sources:
+    raise ValueError(
+        f"{task} source must be one of {', '.join(sources)}, got"
+        f" {config['source']!r}")
 
 
 def import_tfds(dataset: str):

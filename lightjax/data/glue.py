@@ -55,20 +55,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
-import json
 import os
 import sys
-import time
 from typing import Any
 
 from absl import logging
 import numpy as np
 
-from lightjax import files
-from lightjax.data import TaskData, register, resolve_task_config
-from lightjax.data import tokenize
-from lightjax.data.arrays import holdout_rows
+from lightjax.data import cache, tokenize
+from lightjax.data.arrays import check_hold_out, holdout_rows
+from lightjax.data.base import TaskData, register, resolve_task_config
 
 # Bump when the arrays produced for a given config change.
 ENCODING_VERSION = 1
@@ -255,10 +251,7 @@ def _check_config(config: dict[str, Any]) -> None:
     raise ValueError(
         f"{name} max_length must be an integer >= 4, got"
         f" {config['max_length']!r}")
-  if not 0 <= config["validation_fraction"] < 1:
-    raise ValueError(
-        f"{name} validation_fraction must be in [0, 1), got"
-        f" {config['validation_fraction']!r}")
+  check_hold_out(name, config)
 
 
 def cache_path(config: dict[str, Any], data_dir: str, paths: dict[str, str],
@@ -276,11 +269,9 @@ def cache_path(config: dict[str, Any], data_dir: str, paths: dict[str, str],
       "files": stats,
       "tokenizer": tokenize.file_digest(tokenizer_file),
   }
-  digest = hashlib.sha256(
-      json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-  return os.path.join(
-      data_dir, CACHE_SUBDIR,
-      f"{config['name']}_L{int(config['max_length'])}_{digest}.npz")
+  return cache.npz_path(data_dir, CACHE_SUBDIR,
+                        f"{config['name']}_L{int(config['max_length'])}", key,
+                        digits=12)
 
 
 def encode_splits(spec: GlueSpec, config: dict[str, Any],
@@ -310,19 +301,7 @@ def encode_splits(spec: GlueSpec, config: dict[str, Any],
   return {s: splits[s] for s in order}
 
 
-def _load_cache(path: str) -> dict[str, dict[str, np.ndarray]] | None:
-  if not os.path.exists(path):
-    return None
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      splits: dict[str, dict[str, np.ndarray]] = {}
-      for key in json.loads(str(f["keys"])):
-        split, field = key.split("/")
-        splits.setdefault(split, {})[field] = f[key]
-      return splits
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning("Unreadable GLUE cache %s (%s); re-encoding", path, e)
-    return None
+_FIELDS = ("inputs", "segment_ids", "targets")
 
 
 def load_splits(spec: GlueSpec, config: dict[str, Any], data_dir: str,
@@ -330,21 +309,12 @@ def load_splits(spec: GlueSpec, config: dict[str, Any], data_dir: str,
                 ) -> dict[str, dict[str, np.ndarray]]:
   """The encoded splits, from the cache or freshly encoded (then cached)."""
   paths = check_files(spec, _glue_dir(config, data_dir))
-  path = cache_path(config, data_dir, paths, tok.path)
-  splits = _load_cache(path)
-  if splits is not None:
-    logging.info("Loaded %s from cache %s", spec.name, path)
-    return splits
-  start = time.perf_counter()
-  splits = encode_splits(spec, config, paths, tok)
-  logging.info("Encoded %s (%s) in %.1f s; caching to %s", spec.name,
-               {s: len(v["targets"]) for s, v in splits.items()},
-               time.perf_counter() - start, path)
-  arrays = {f"{s}/{k}": v for s, split in splits.items()
-            for k, v in split.items()}
-  arrays["keys"] = np.asarray(json.dumps(list(arrays)))
-  files.atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
-  return splits
+  return cache.cached(
+      cache_path(config, data_dir, paths, tok.path),
+      lambda: encode_splits(spec, config, paths, tok),
+      splits=("train", "validation") + tuple(s for s, _ in spec.eval_files),
+      fields=_FIELDS, what=spec.name, sep="/", redo="re-encoding",
+      made=lambda splits: f"Encoded {spec.name} ({cache.rows(splits)})")
 
 
 def build_task(name: str, task_config: Any, data_dir: str) -> TaskData:

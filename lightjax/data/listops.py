@@ -49,18 +49,14 @@ padded int32 arrays are ~8x larger than the tokens.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
 from typing import Any, Iterable, Iterator, Sequence
 
 from absl import logging
 import numpy as np
 
-from lightjax import files
-from lightjax.data import TaskData, register, resolve_task_config
+from lightjax.data import cache
 from lightjax.data.arrays import pad_ragged
+from lightjax.data.base import TaskData, register, resolve_task_config
 
 NAME = "listops"
 
@@ -227,6 +223,97 @@ def _segment_median(
   return (lo + hi) // 2
 
 
+def _draw_shapes(rng: np.random.Generator, num_roots: int, *, max_length: int,
+                 max_depth: int, max_args: int):
+  """Tree shapes, level by level; trees too long to accept stop growing.
+
+  Returns:
+    (levels: per level (node_tree int[K], arity int[K]), length int64[num_roots]
+     lower bounds, exact for complete trees).
+  """
+  node_tree = np.arange(num_roots)  # Tree of each node of the current level.
+  length = np.ones(num_roots, np.int64)
+  levels = []  # Per level: (node_tree, arity).
+  for depth in range(1, max_depth + 1):
+    k = node_tree.size
+    if k == 0:
+      break
+    arity = np.zeros(k, np.int64)
+    if depth < max_depth:
+      is_op = rng.random(k) <= VALUE_P
+      arity[is_op] = 2 + np.floor(
+          rng.random(int(is_op.sum())) * (max_args - 1)
+      ).astype(np.int64)
+    levels.append((node_tree, arity))
+    grow = np.where(arity > 0, arity + 1, 0)
+    length += np.bincount(node_tree, weights=grow, minlength=num_roots).astype(
+        np.int64
+    )
+    child_tree = np.repeat(node_tree, arity)
+    node_tree = child_tree[length[child_tree] < max_length]
+  return levels, length
+
+
+def _values_and_sizes(levels, draws):
+  """Bottom-up: the value and token count (size) of every node's subtree.
+
+  A leaf's value is floor(10 u) of its draw u; an operator's, floor(4 u)
+  picking MIN/MAX/MED/SM, applied to its children's values.
+  """
+  values = [None] * len(levels)
+  sizes = [None] * len(levels)
+  for l in reversed(range(len(levels))):
+    _, arity = levels[l]
+    is_op = arity > 0
+    digit = np.floor(draws[l] * 10).astype(np.int64)
+    value = digit.copy()
+    size = np.ones(arity.size, np.int64)
+    if is_op.any():
+      child_values, child_sizes = values[l + 1], sizes[l + 1]
+      starts = _segment_starts(arity)
+      op = np.floor(draws[l][is_op] * 4).astype(np.int64)
+      reduced = np.select(
+          [op == 0, op == 1, op == 2],
+          [
+              np.minimum.reduceat(child_values, starts),
+              np.maximum.reduceat(child_values, starts),
+              _segment_median(child_values, arity),
+          ],
+          np.add.reduceat(child_values, starts) % 10,
+      )
+      value[is_op] = reduced
+      size[is_op] = 2 + np.add.reduceat(child_sizes, starts)
+    values[l], sizes[l] = value, size
+  return values, sizes
+
+
+def _scatter_tokens(levels, draws, values, sizes, row_of_tree: np.ndarray,
+                    num_rows: int, max_length: int) -> np.ndarray:
+  """Top-down: each node's pre-order position in its row; writes its tokens.
+
+  Returns uint8[num_rows, max_length], zero-padded.
+  """
+  tokens = np.zeros((num_rows, max_length), np.uint8)
+  position = np.zeros(num_rows, np.int64)  # Roots start their sequence.
+  for l, (node_tree, arity) in enumerate(levels):
+    row = row_of_tree[node_tree]
+    is_op = arity > 0
+    op_ids = np.asarray(OPERATOR_IDS, np.uint8)[
+        np.floor(draws[l] * 4).astype(np.int64)
+    ]
+    # An operator writes "[OP" at its position and "]" at its end; a leaf
+    # writes its digit (its value), id value + 1.
+    tokens[row, position] = np.where(is_op, op_ids, values[l] + 1)
+    tokens[row[is_op], (position + sizes[l] - 1)[is_op]] = END_ID
+    if l + 1 < len(levels):
+      # Child k starts after its parent's token and its elder siblings.
+      child_sizes = sizes[l + 1]
+      before = np.cumsum(child_sizes) - child_sizes
+      first = np.repeat(before[_segment_starts(arity)], arity[is_op])
+      position = np.repeat(position + 1, arity) + before - first
+  return tokens
+
+
 def generate_batch(
     rng: np.random.Generator,
     num_roots: int,
@@ -260,82 +347,18 @@ def generate_batch(
     (tokens uint8[A, max_length] zero-padded, lengths int32[A],
      values int32[A]) for the A accepted trees, in root order.
   """
-  # ---- Shapes, level by level; stop growing trees that are too long.
-  node_tree = np.arange(num_roots)  # Tree of each node of the current level.
-  length = np.ones(num_roots, np.int64)
-  levels = []  # Per level: (node_tree, arity).
-  for depth in range(1, max_depth + 1):
-    k = node_tree.size
-    if k == 0:
-      break
-    arity = np.zeros(k, np.int64)
-    if depth < max_depth:
-      is_op = rng.random(k) <= VALUE_P
-      arity[is_op] = 2 + np.floor(
-          rng.random(int(is_op.sum())) * (max_args - 1)
-      ).astype(np.int64)
-    levels.append((node_tree, arity))
-    grow = np.where(arity > 0, arity + 1, 0)
-    length += np.bincount(node_tree, weights=grow, minlength=num_roots).astype(
-        np.int64
-    )
-    child_tree = np.repeat(node_tree, arity)
-    node_tree = child_tree[length[child_tree] < max_length]
+  levels, length = _draw_shapes(rng, num_roots, max_length=max_length,
+                                max_depth=max_depth, max_args=max_args)
   accepted = (length > min_length) & (length < max_length)
-  num_accepted = int(accepted.sum())
   row_of_tree = np.cumsum(accepted) - 1
   # Keep the accepted trees' nodes; their levels are complete.
   levels = [(t[accepted[t]], a[accepted[t]]) for t, a in levels]
   levels = [(t, a) for t, a in levels if t.size]
-
-  # ---- Tokens: one uniform per node picks its operator or digit.
+  # One uniform per node picks its operator or digit.
   draws = [rng.random(t.size) for t, _ in levels]
-
-  # ---- Bottom-up: values and token counts (sizes) of every subtree.
-  values = [None] * len(levels)
-  sizes = [None] * len(levels)
-  for l in reversed(range(len(levels))):
-    _, arity = levels[l]
-    is_op = arity > 0
-    digit = np.floor(draws[l] * 10).astype(np.int64)
-    value = digit.copy()
-    size = np.ones(arity.size, np.int64)
-    if is_op.any():
-      child_values, child_sizes = values[l + 1], sizes[l + 1]
-      starts = _segment_starts(arity)
-      op = np.floor(draws[l][is_op] * 4).astype(np.int64)
-      reduced = np.select(
-          [op == 0, op == 1, op == 2],
-          [
-              np.minimum.reduceat(child_values, starts),
-              np.maximum.reduceat(child_values, starts),
-              _segment_median(child_values, arity),
-          ],
-          np.add.reduceat(child_values, starts) % 10,
-      )
-      value[is_op] = reduced
-      size[is_op] = 2 + np.add.reduceat(child_sizes, starts)
-    values[l], sizes[l] = value, size
-
-  # ---- Top-down: pre-order position of every node; scatter its tokens.
-  tokens = np.zeros((num_accepted, max_length), np.uint8)
-  position = np.zeros(num_accepted, np.int64)  # Roots start their sequence.
-  for l, (node_tree, arity) in enumerate(levels):
-    row = row_of_tree[node_tree]
-    is_op = arity > 0
-    op_ids = np.asarray(OPERATOR_IDS, np.uint8)[
-        np.floor(draws[l] * 4).astype(np.int64)
-    ]
-    # An operator writes "[OP" at its position and "]" at its end; a leaf
-    # writes its digit (its value), id value + 1.
-    tokens[row, position] = np.where(is_op, op_ids, values[l] + 1)
-    tokens[row[is_op], (position + sizes[l] - 1)[is_op]] = END_ID
-    if l + 1 < len(levels):
-      # Child k starts after its parent's token and its elder siblings.
-      child_sizes = sizes[l + 1]
-      before = np.cumsum(child_sizes) - child_sizes
-      first = np.repeat(before[_segment_starts(arity)], arity[is_op])
-      position = np.repeat(position + 1, arity) + before - first
+  values, sizes = _values_and_sizes(levels, draws)
+  tokens = _scatter_tokens(levels, draws, values, sizes, row_of_tree,
+                           int(accepted.sum()), max_length)
   return (
       tokens,
       length[accepted].astype(np.int32),
@@ -419,62 +442,32 @@ def _generation_params(config: dict[str, Any]) -> dict[str, int]:
 def cache_path(config: dict[str, Any], data_dir: str) -> str:
   """`<data_dir>/listops/<readable params>_<hash>.npz` for a resolved config."""
   p = _generation_params(config)
-  digest = hashlib.sha256(
-      json.dumps({"version": GENERATOR_VERSION, **p}, sort_keys=True).encode()
-  ).hexdigest()[:10]
   name = (
       f"n{p['num_train']}-{p['num_validation']}-{p['num_test']}"
       f"_len{p['min_length']}-{p['max_length']}_d{p['max_depth']}"
-      f"_a{p['max_args']}_s{p['seed']}_{digest}.npz"
+      f"_a{p['max_args']}_s{p['seed']}"
   )
-  return os.path.join(data_dir, NAME, name)
+  return cache.npz_path(data_dir, NAME, name, _stamp(p))
 
 
-def _load_cache(path: str, params: dict[str, int]):
-  """The ragged splits stored at `path`, or None if absent or unusable."""
-  if not os.path.exists(path):
-    return None
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      stored = json.loads(str(f["params"]))
-      if stored != {"version": GENERATOR_VERSION, **params}:
-        logging.warning("ListOps cache %s has other params; regenerating", path)
-        return None
-      return {
-          split: {
-              k: f[f"{split}_{k}"] for k in ("tokens", "lengths", "targets")
-          }
-          for split in SPLITS
-      }
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning("Unreadable ListOps cache %s (%s); regenerating", path, e)
-    return None
+def _stamp(params: dict[str, int]) -> dict[str, int]:
+  return {"version": GENERATOR_VERSION, **params}
 
 
 def load_ragged(config: dict[str, Any], data_dir: str):
   """The ragged splits for `config`, from the cache or freshly generated."""
   params = _generation_params(config)
-  path = cache_path(config, data_dir)
-  ragged = _load_cache(path, params)
-  if ragged is not None:
-    logging.info("Loaded ListOps from cache %s", path)
-    return ragged
-  logging.info("Generating ListOps %s", params)
-  start = time.perf_counter()
-  ragged = generate_splits(**params)
-  elapsed = time.perf_counter() - start
-  logging.info(
-      "Generated ListOps (%d examples) in %.1f s; caching to %s",
-      sum(len(r["lengths"]) for r in ragged.values()), elapsed, path,
-  )
-  arrays = {"params": np.asarray(json.dumps({"version": GENERATOR_VERSION,
-                                             **params}, sort_keys=True))}
-  for split, r in ragged.items():
-    for k, v in r.items():
-      arrays[f"{split}_{k}"] = v
-  # Atomic: a concurrent reader or a crash never sees a half-written cache.
-  files.atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
-  return ragged
+
+  def generate():
+    logging.info("Generating ListOps %s", params)
+    return generate_splits(**params)
+
+  def made(ragged):
+    return f"Generated ListOps ({sum(cache.rows(ragged).values())} examples)"
+
+  return cache.cached(cache_path(config, data_dir), generate, splits=SPLITS,
+                      fields=("tokens", "lengths", "targets"), what="ListOps",
+                      stamp=_stamp(params), made=made)
 
 
 def _check_config(config: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from lightjax.data import TaskData, register, resolve_task_config
+from lightjax.data.base import TaskData, register, resolve_task_config
 
 NAME = "lm"
 PAD_ID = 0

@@ -53,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from lightjax.data import TaskData, register, resolve_task_config
 from lightjax.data import arrays
+from lightjax.data.base import TaskData, register, resolve_task_config
 
 NAME = "lra_image"
 
@@ -211,14 +211,8 @@ def _read_tfds_split(split: str) -> dict[str, np.ndarray]:
 
 
 def _check_config(config: dict[str, Any]) -> None:
-  if config["source"] not in SOURCES:
-    raise ValueError(
-        f"{NAME} source must be one of {', '.join(SOURCES)}, got"
-        f" {config['source']!r}")
-  if not 0 <= config["validation_fraction"] < 1:
-    raise ValueError(
-        f"{NAME} validation_fraction must be in [0, 1), got"
-        f" {config['validation_fraction']!r}")
+  arrays.check_source(NAME, config, SOURCES)
+  arrays.check_hold_out(NAME, config)
 
 
 @register(NAME, default_config=default_config)

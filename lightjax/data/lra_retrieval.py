@@ -61,7 +61,7 @@ from typing import Any
 from absl import logging
 import numpy as np
 
-from lightjax.data import TaskData, register, resolve_task_config
+from lightjax.data.base import TaskData, register, resolve_task_config
 
 NAME = "lra_retrieval"
 PAD_ID = 0

@@ -50,19 +50,16 @@ cache then). The hold-out is cut after loading, so changing
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import time
 from typing import Any, Iterable
 
-from absl import logging
 import numpy as np
 
-from lightjax import files
-from lightjax.data import TaskData, register, resolve_task_config
-from lightjax.data.arrays import hold_out, import_tfds, pad_ragged, tfds_arrays
+from lightjax.data import cache
+from lightjax.data.base import TaskData, register, resolve_task_config
+from lightjax.data.arrays import (check_hold_out, check_source, hold_out,
+                                  import_tfds, pad_ragged, tfds_arrays)
 
 NAME = "lra_text"
 
@@ -227,18 +224,12 @@ def _read_tfds_split(split: str) -> tuple[list[bytes], np.ndarray]:
 
 
 def _check_config(config: dict[str, Any]) -> None:
-  if config["source"] not in SOURCES:
-    raise ValueError(
-        f"{NAME} source must be one of {', '.join(SOURCES)}, got"
-        f" {config['source']!r}")
+  check_source(NAME, config, SOURCES)
   length = config["max_length"]
   if isinstance(length, bool) or int(length) != length or length < 1:
     raise ValueError(
         f"{NAME} max_length must be an integer >= 1, got {length!r}")
-  if not 0 <= config["validation_fraction"] < 1:
-    raise ValueError(
-        f"{NAME} validation_fraction must be in [0, 1), got"
-        f" {config['validation_fraction']!r}")
+  check_hold_out(NAME, config)
 
 
 def cache_path(config: dict[str, Any], data_dir: str,
@@ -255,44 +246,20 @@ def cache_path(config: dict[str, Any], data_dir: str,
         "/".join(k): [os.path.abspath(folder), len(names[k]),
                       os.stat(folder).st_mtime_ns]
         for k, folder in sorted(_folders(imdb_dir).items())}
-  digest = hashlib.sha256(
-      json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-  return os.path.join(
-      data_dir, CACHE_SUBDIR,
-      f"{config['source']}_L{int(config['max_length'])}_{digest}.npz")
+  return cache.npz_path(data_dir, CACHE_SUBDIR,
+                        f"{config['source']}_L{int(config['max_length'])}",
+                        key, digits=12)
 
 
 _FIELDS = ("tokens", "lengths", "targets")
 
 
-def _load_cache(path: str) -> dict[str, dict[str, np.ndarray]] | None:
-  if not os.path.exists(path):
-    return None
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      return {split: {k: f[f"{split}_{k}"] for k in _FIELDS}
-              for split in _FILE_SPLITS}
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning("Unreadable LRA Text cache %s (%s); re-encoding", path, e)
-    return None
-
-
-def load_ragged(config: dict[str, Any], data_dir: str
+def read_ragged(config: dict[str, Any], data_dir: str,
+                names: dict[tuple[str, str], list[str]] | None
                 ) -> dict[str, dict[str, np.ndarray]]:
-  """IMDb train and test as ragged truncated bytes + labels, from the cache
-  or freshly read (then cached)."""
+  """IMDb train and test read afresh as ragged truncated bytes + labels
+  (from the files listed in `names`, or tfds when it is None)."""
   max_length = int(config["max_length"])
-  names = None
-  if config["source"] == "files":
-    names = check_files(_imdb_dir(config, data_dir))
-  else:
-    import_tfds(TFDS_NAME)  # the one-line message before any work
-  path = cache_path(config, data_dir, names)
-  ragged = _load_cache(path)
-  if ragged is not None:
-    logging.info("Loaded LRA Text from cache %s", path)
-    return ragged
-  start = time.perf_counter()
   ragged = {}
   for split in _FILE_SPLITS:
     if names is not None:
@@ -301,13 +268,24 @@ def load_ragged(config: dict[str, Any], data_dir: str
       texts, targets = _read_tfds_split(split)
     tokens, lengths = ragged_bytes(texts, max_length)
     ragged[split] = {"tokens": tokens, "lengths": lengths, "targets": targets}
-  logging.info("Encoded LRA Text (%s) in %.1f s; caching to %s",
-               {s: len(r["targets"]) for s, r in ragged.items()},
-               time.perf_counter() - start, path)
-  arrays = {f"{s}_{k}": v for s, r in ragged.items() for k, v in r.items()}
-  # Atomic: a concurrent reader or a crash never sees a half-written cache.
-  files.atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
   return ragged
+
+
+def load_ragged(config: dict[str, Any], data_dir: str
+                ) -> dict[str, dict[str, np.ndarray]]:
+  """IMDb train and test as ragged truncated bytes + labels, from the cache
+  or freshly read (then cached)."""
+  names = None
+  if config["source"] == "files":
+    names = check_files(_imdb_dir(config, data_dir))
+  else:
+    import_tfds(TFDS_NAME)  # the one-line message before any work
+
+  return cache.cached(
+      cache_path(config, data_dir, names),
+      lambda: read_ragged(config, data_dir, names), splits=_FILE_SPLITS,
+      fields=_FIELDS, what="LRA Text", redo="re-encoding",
+      made=lambda ragged: f"Encoded LRA Text ({cache.rows(ragged)})")
 
 
 # ----------------------------------------------------------------- building

@@ -65,17 +65,12 @@ short hash of them and of `GENERATOR_VERSION`; written atomically.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
 from typing import Any
 
-from absl import logging
 import numpy as np
 
-from lightjax import files
-from lightjax.data import TaskData, register, resolve_task_config
+from lightjax.data import cache
+from lightjax.data.base import TaskData, register, resolve_task_config
 
 NAME = "mqar"
 
@@ -91,6 +86,7 @@ _SPLIT_STREAM = {"test": 0, "validation": 1, "train": 2}
 # order depends on it, hence covered by GENERATOR_VERSION).
 _ROWS_PER_BLOCK = 4096
 
+_STORED = ("inputs", "answer_positions", "answers")
 _INT_FIELDS = ("vocab_size", "seq_len", "num_kv_pairs", "num_train",
                "num_validation", "num_test", "seed")
 
@@ -266,33 +262,15 @@ def _generation_params(config: dict[str, Any]) -> dict[str, Any]:
 def cache_path(config: dict[str, Any], data_dir: str) -> str:
   """`<data_dir>/mqar/<readable params>_<hash>.npz` for a resolved config."""
   p = _generation_params(config)
-  digest = hashlib.sha256(
-      json.dumps({"version": GENERATOR_VERSION, **p}, sort_keys=True).encode()
-  ).hexdigest()[:10]
   name = (f"n{p['num_train']}-{p['num_validation']}-{p['num_test']}"
           f"_v{p['vocab_size']}_len{p['seq_len']}_kv{p['num_kv_pairs']}"
           f"_a{p['power_a']:g}_r{int(p['random_non_queries'])}"
-          f"_s{p['seed']}_{digest}.npz")
-  return os.path.join(data_dir, NAME, name)
+          f"_s{p['seed']}")
+  return cache.npz_path(data_dir, NAME, name, _stamp(p))
 
 
-_STORED = ("inputs", "answer_positions", "answers")
-
-
-def _load_cache(path: str, params: dict[str, Any]):
-  if not os.path.exists(path):
-    return None
-  try:
-    with np.load(path, allow_pickle=False) as f:
-      if json.loads(str(f["params"])) != {"version": GENERATOR_VERSION,
-                                          **params}:
-        logging.warning("MQAR cache %s has other params; regenerating", path)
-        return None
-      return {split: {k: f[f"{split}_{k}"] for k in _STORED}
-              for split in SPLITS}
-  except Exception as e:  # pylint: disable=broad-except
-    logging.warning("Unreadable MQAR cache %s (%s); regenerating", path, e)
-    return None
+def _stamp(params: dict[str, Any]) -> dict[str, Any]:
+  return {"version": GENERATOR_VERSION, **params}
 
 
 def generate_splits(params: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
@@ -304,27 +282,25 @@ def generate_splits(params: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
           for split in SPLITS}
 
 
+def _compact(stored: dict[str, dict[str, np.ndarray]], vocab_size: int
+             ) -> dict[str, dict[str, np.ndarray]]:
+  """The splits in the dtypes the cache stores (token ids in uint16 when the
+  vocabulary fits)."""
+  small = np.uint16 if vocab_size <= 2**16 else np.int32
+  return {split: {"inputs": s["inputs"].astype(small),
+                  "answer_positions": s["answer_positions"].astype(np.int32),
+                  "answers": s["answers"].astype(small)}
+          for split, s in stored.items()}
+
+
 def load_splits(config: dict[str, Any], data_dir: str):
   """Per split {inputs, answer_positions, answers}, cached or generated."""
   params = _generation_params(config)
-  path = cache_path(config, data_dir)
-  stored = _load_cache(path, params)
-  if stored is not None:
-    logging.info("Loaded MQAR from cache %s", path)
-    return stored
-  start = time.perf_counter()
-  stored = generate_splits(params)
-  logging.info("Generated MQAR %s in %.1f s; caching to %s", params,
-               time.perf_counter() - start, path)
-  small = np.uint16 if params["vocab_size"] <= 2**16 else np.int32
-  arrays = {"params": np.asarray(json.dumps(
-      {"version": GENERATOR_VERSION, **params}, sort_keys=True))}
-  for split, s in stored.items():
-    arrays[f"{split}_inputs"] = s["inputs"].astype(small)
-    arrays[f"{split}_answer_positions"] = s["answer_positions"].astype(np.int32)
-    arrays[f"{split}_answers"] = s["answers"].astype(small)
-  files.atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
-  return stored
+  return cache.cached(
+      cache_path(config, data_dir),
+      lambda: _compact(generate_splits(params), params["vocab_size"]),
+      splits=SPLITS, fields=_STORED, what="MQAR", stamp=_stamp(params),
+      made=lambda _: f"Generated MQAR {params}")
 
 
 def _check_config(config: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lightjax import data
+from lightjax.data.base import MissingPackage
 
 TOKENIZER_JSON = "tokenizer.json"
 VOCAB_TXT = "vocab.txt"
@@ -51,7 +51,7 @@ def _import_tokenizers():
   try:
     import tokenizers  # pylint: disable=import-outside-toplevel
   except ImportError:
-    raise data.MissingPackage(
+    raise MissingPackage(
         "text tasks need the `tokenizers` package: pip install -r"
         " requirements.txt (or pip install tokenizers)") from None
   return tokenizers

@@ -83,32 +83,42 @@ class ModelConfig:
   resolved `layers`); each is documented where `config_lib.base_config`
   sets it.
   """
-  name: str = "encoder_classifier"
+  name: str = "encoder_classifier"  # a name in `models.MODELS`
   embed_dim: int = 128
   num_heads: int = 4
-  head_dim: int = 32
+  head_dim: int = 32  # not forced to embed_dim / num_heads
   mlp_dim: int = 256
   num_layers: int = 2
   dropout_rate: float = 0.1
   pos_embedding: PosEmbedding = "learned"
+  # "cls": a learned vector prepended; "mean"; "first": input token 0
+  # (BERT's [CLS]).
   pool: Pool = "cls"
+  # "post": BERT's post-LN blocks + embedding LN (Xiong et al. 2020, fig. 1).
   norm_position: NormPosition = "pre"
-  activation: str = "gelu_tanh"
-  layer_norm_eps: float = 1e-6  # flax's LayerNorm default
-  type_vocab_size: int = 0
-  pooler: bool = False
-  classifier_hidden_dim: int = 128
-  classifier_activation: str = ""  # "" = `activation`
+  activation: str = "gelu_tanh"  # MLP's; "gelu": exact erf GELU (BERT)
+  layer_norm_eps: float = 1e-6  # every LayerNorm's (flax's default; BERT 1e-12)
+  type_vocab_size: int = 0  # segment embeddings; 0 = none (BERT: 2)
+  pooler: bool = False  # BERT's pooler: tanh(dense(pooled)) before the head
+  classifier_hidden_dim: int = 128  # 0 = a single linear head
+  classifier_activation: str = ""  # the hidden head's; "" = `activation`
+  # LayerDrop: skip each block w.p. p in training (Fan et al. 2020).
   layerdrop: float = 0.0
-  embed_factor_dim: int = 0
-  share_layers: bool = False
-  dtype: str = "float32"
+  embed_factor_dim: int = 0  # ALBERT factorised token embedding F; 0 = none
+  share_layers: bool = False  # ALBERT all-shared: one block, num_layers uses
+  dtype: str = "float32"  # compute dtype (`DTYPES`); params stay float32
+  # {"name": variant, <variant>: {its options}} for every registered variant.
   attention: Mapping[str, Any] = dataclasses.field(
       default_factory=_default_attention)
+  # BERT-of-Theseus (models/theseus.py): predecessor depth, replacement
+  # probability and its slope per step.
   theseus_predecessor_layers: int = 0
   theseus_replace_rate: float = 0.5
   theseus_rate_slope: float = 0.0
   # One LayerSpec per layer; () = uniform (num_heads, mlp_dim, full rank).
+  # On the run config: heads_per_layer, mlp_dims_per_layer (() = uniform; 0
+  # = sublayer pruned away) and low_rank_ranks (per layer {"query".."fc2":
+  # rank}: W = down @ up; () or 0 = full).
   layers: tuple[LayerSpec, ...] = ()
 
   def __post_init__(self):
@@ -217,9 +227,9 @@ class ModelConfig:
     if _not_int(self.type_vocab_size) or self.type_vocab_size < 0:
       raise ValueError("config.model.type_vocab_size must be >= 0 (0 = no"
                        f" segment embeddings), got {self.type_vocab_size}")
-    if not 0.0 <= self.layerdrop < 1.0:
-      raise ValueError(f"config.model.layerdrop must be in [0, 1), got"
-                       f" {self.layerdrop} (1 would never train a block)")
+    if not 0.0 <= self.layerdrop <= 1.0:  # a run needs < 1 (config_lib)
+      raise ValueError(f"config.model.layerdrop must be in [0, 1) for"
+                       f" training, [0, 1] for a model, got {self.layerdrop}")
     if _not_int(self.embed_factor_dim) or self.embed_factor_dim < 0:
       raise ValueError("config.model.embed_factor_dim must be an integer >= 0"
                        f" (0 = no factorised embedding), got"

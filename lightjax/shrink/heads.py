@@ -54,8 +54,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from flax import nnx
 
+from lightjax.models import weights as weights_lib
 from lightjax import models
-from lightjax.models import transformer
 from lightjax.shrink import importance
 from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
                                   model_config, params_of)
@@ -151,13 +151,6 @@ def lowest_per_layer(scores: Sequence[np.ndarray],
 # --- slicing weights --------------------------------------------------------------------
 
 
-def _layer_path(path) -> tuple[int, tuple] | None:
-  """(layer, path inside the block) of a block parameter, else None."""
-  if len(path) > 3 and path[:2] == ("backbone", "blocks"):
-    return int(path[2]), tuple(path[3:])
-  return None
-
-
 def _slice_sublayer(weights: dict, sublayer: tuple, index_of: Callable,
                     columns: tuple[str, ...], rows: str,
                     drop: Callable = lambda layer, inner: False) -> dict:
@@ -167,7 +160,7 @@ def _slice_sublayer(weights: dict, sublayer: tuple, index_of: Callable,
   which `drop(layer, path in block)` holds are left out."""
   out = {}
   for path, value in weights.items():
-    where = _layer_path(path)
+    where = weights_lib.block_of(path)
     if where is None or where[1][:1] != sublayer:
       out[path] = value
       continue
@@ -214,7 +207,7 @@ def _match_kernel_params(weights: dict, student_cfg, ctx) -> dict:
                                                               nnx.Param))}
 
   def is_kernel(path):
-    where = _layer_path(path)
+    where = weights_lib.block_of(path)
     return where is not None and where[1][:2] == ("attn", "kernel")
 
   out = {p: v for p, v in weights.items() if p in wanted or not is_kernel(p)}

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lightjax.models import weights as weights_lib
 from lightjax import models
-from lightjax.models import transformer
 from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
                                   model_config, params_of)
 
@@ -124,10 +124,11 @@ def keep_layers(teacher, ctx: Context, kept: list[int]) -> Shrunk:
   student_cfg = model_config(cfg, **changes)
   weights = {}
   for path, value in params_of(teacher).items():
-    if path[:2] == ("backbone", "blocks"):
-      if path[2] not in kept:
+    layer = weights_lib.block_of(path)
+    if layer is not None:
+      if layer[0] not in kept:
         continue
-      path = path[:2] + (kept.index(path[2]),) + path[3:]
+      path = weights_lib.block_path(kept.index(layer[0]), *layer[1])
     weights[path] = value
   model = build_with(ctx, student_cfg, weights)
   return Shrunk(model, student_cfg, {"kept_layers": kept})

@@ -46,15 +46,12 @@ from typing import Any
 
 import numpy as np
 
+from lightjax.models import weights as weights_lib
 from lightjax import models
-from lightjax.models import transformer
 from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
                                   model_config, params_of)
 
 MATRICES = models.config.LOW_RANK_MATRICES
-# The sublayer that owns each projection: blocks[i].<sublayer>.<matrix>.
-SUBLAYER = {"query": "attn", "key": "attn", "value": "attn", "out": "attn",
-            "fc1": "mlp", "fc2": "mlp"}
 
 
 # --- the linear algebra --------------------------------------------------------------
@@ -96,7 +93,7 @@ def saves(din: int, dout: int, rank: int) -> bool:
 
 
 def _prefix(layer: int, name: str) -> tuple:
-  return ("backbone", "blocks", layer, SUBLAYER[name], name)
+  return weights_lib.projection_path(layer, name)
 
 
 def dense_weights(params: dict, layer: int, name: str
@@ -118,8 +115,8 @@ def factorised_weights(params: dict, ranks_per_layer: list[dict[str, int]]
   (`<name>/kernel`, `<name>/bias`): the weights of the model whose
   `low_rank_ranks` is `ranks_per_layer`."""
   out = {p: v for p, v in params.items()
-         if not (p[:2] == ("backbone", "blocks") and len(p) > 4
-                 and p[3] in ("attn", "mlp") and p[4] in MATRICES)}
+         if not ((layer := weights_lib.block_of(p)) is not None
+                 and layer[1][:2] in weights_lib.PROJECTIONS.values())}
   for layer, ranks in enumerate(ranks_per_layer):
     for name in MATRICES:
       if _prefix(layer, name) + ("kernel",) not in params and (

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import functools
 
-from lightjax import shrink
+from lightjax.models import weights as weights_lib
+from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
+                                  model_config, params_of)
 
 _THESEUS_FIELDS = ("theseus_predecessor_layers", "theseus_replace_rate",
                    "theseus_rate_slope")
 
 
-def _successor(ctx: shrink.Context, hybrid) -> shrink.Shrunk:
+def _successor(ctx: Context, hybrid) -> Shrunk:
   """The trained successor as a plain encoder_classifier."""
-  cfg = shrink.model_config(ctx.teacher_cfg,
-                            num_layers=len(hybrid.backbone.blocks))
-  weights = {p: v for p, v in shrink.params_of(hybrid).items()
-             if p[:2] != ("backbone", "predecessor")}
-  return shrink.Shrunk(shrink.build_with(ctx, cfg, weights), cfg, {})
+  cfg = model_config(ctx.teacher_cfg, num_layers=len(hybrid.backbone.blocks))
+  weights = {p: v for p, v in params_of(hybrid).items()
+             if p[:len(weights_lib.PREDECESSOR)] != weights_lib.PREDECESSOR}
+  return Shrunk(build_with(ctx, cfg, weights), cfg, {})
 
 
-def theseus(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+def theseus(teacher, ctx: Context) -> Shrunk:
   opts, cfg = ctx.options, ctx.teacher_cfg
   if cfg.name != "encoder_classifier":
     raise ValueError(f"theseus replaces the layers of an encoder_classifier;"
@@ -45,24 +46,25 @@ def theseus(teacher, ctx: shrink.Context) -> shrink.Shrunk:
   if not 0.0 < rate <= 1.0 or slope < 0:
     raise ValueError(f"theseus.replace_rate must be in (0, 1] and rate_slope"
                      f" >= 0, got {rate} and {slope}")
-  hybrid_cfg = shrink.model_config(
+  hybrid_cfg = model_config(
       cfg, name="theseus_classifier", num_layers=m,
       theseus_predecessor_layers=n, theseus_replace_rate=rate,
       theseus_rate_slope=slope)
   weights = {}
-  for path, value in shrink.params_of(teacher).items():
-    if path[:2] == ("backbone", "blocks"):
-      weights[("backbone", "predecessor") + path[2:]] = value
-      if path[2] >= m:
+  for path, value in params_of(teacher).items():
+    layer = weights_lib.block_of(path)
+    if layer is not None:
+      weights[weights_lib.PREDECESSOR + (layer[0],) + layer[1]] = value
+      if layer[0] >= m:
         continue
     weights[path] = value
-  model = shrink.build_with(ctx, hybrid_cfg, weights)
+  model = build_with(ctx, hybrid_cfg, weights)
   steps = int(opts.get("replacing_steps") or ctx.config.num_train_steps)
-  return shrink.Shrunk(
+  return Shrunk(
       model, hybrid_cfg,
       {"successor_layers": m, "predecessor_layers": n, "replace_rate": rate,
        "rate_slope": slope, "replacing_steps": steps},
       prepare_steps=steps, extract=functools.partial(_successor, ctx))
 
 
-shrink.register("theseus", theseus)
+METHODS.register("theseus", theseus)
