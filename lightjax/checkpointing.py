@@ -221,6 +221,35 @@ def with_empty(restored, abstract_state):
       abstract_state, restored)
 
 
+def open_workdir(workdir: str, stack: contextlib.ExitStack) -> None:
+  """Creates `workdir` and holds its `WorkdirLock` until `stack` closes.
+
+  Raises:
+    WorkdirError: it is a file, cannot be created, or is in use.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir {workdir} is a file, not a directory")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise WorkdirError(
+        f"--workdir {workdir} cannot be created: {e.strerror}") from None
+  # Before anything is written: a second run would interleave metrics.jsonl
+  # and the checkpoints of the first.
+  stack.enter_context(WorkdirLock(workdir))
+
+
+def _meta(saved) -> dict[str, Any]:
+  """A checkpoint's json metadata as this code names it: the best
+  validation selection score is "best_val_score", which checkpoints written
+  before the rename call "best_val_accuracy"."""
+  meta = dict(saved)
+  if "best_val_accuracy" in meta:
+    old = meta.pop("best_val_accuracy")
+    meta.setdefault("best_val_score", old)
+  return meta
+
+
 class Checkpointer:
   """Saves/restores {"state": pytree, "meta": json dict} by step."""
 
@@ -241,7 +270,7 @@ class Checkpointer:
       out = mgr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(without_empty(abstract_state)),
           meta=ocp.args.JsonRestore()))
-    return with_empty(out["state"], abstract_state), dict(out["meta"])
+    return with_empty(out["state"], abstract_state), _meta(out["meta"])
 
   def latest_step(self) -> int | None:
     return self.last.latest_step()
@@ -319,7 +348,7 @@ class Checkpointer:
       with _settled_reads():
         out = self.best.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))
-      return dict(out["meta"])
+      return _meta(out["meta"])
     except Exception as e:  # pylint: disable=broad-except
       path = self._path(self.best, step)
       dest = self._move_aside(self.best, step, f"best-{step}")

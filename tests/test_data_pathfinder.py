@@ -254,7 +254,7 @@ def test_tiny_preset_trains(tmp_path):
   summary = trainer.train_and_evaluate(c, str(tmp_path / "run"))
   assert summary["task"] == "lra_pathfinder"
   assert 0 <= summary["test_accuracy"] <= 1
-  assert 0 <= summary["best_val_accuracy"] <= 1
+  assert 0 <= summary["best_val_score"] <= 1
 
 
 def test_lra_preset_matches_lra_config():

@@ -70,7 +70,7 @@ def test_unreadable_checkpoints_fall_back_and_are_moved_aside(tmp_path, data_dir
   # same numbers as the first time (data order is a function of the step).
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "5"]
   assert os.listdir(tmp_path / "best") == ["10"]
-  for k in ("best_val_accuracy", "best_step", "test_accuracy", "test_loss"):
+  for k in ("best_val_score", "best_step", "test_accuracy", "test_loss"):
     np.testing.assert_allclose(again[k], first[k], rtol=1e-5)
   # The workdir lock was released on return.
   checkpointing.WorkdirLock(str(tmp_path)).acquire().release()

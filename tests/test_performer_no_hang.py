@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lightjax import config_lib, models, objectives, optim, trainer
+from lightjax import config_lib, models, objectives, optim, steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LENGTH, BATCH, VOCAB, CLASSES = 64, 2, 16, 10
@@ -55,7 +55,7 @@ def _train_setup(num_steps):
   gd_opt, opt_state = nnx.split(opt)
   graphdefs = {"model": gd_model, "opt": gd_opt}
   state = {"model": model_state, "opt": opt_state}
-  step = jax.jit(functools.partial(trainer.train_step, graphdefs,
+  step = jax.jit(functools.partial(steps.train_step, graphdefs,
                                    objectives.get("classification")),
                  donate_argnums=(0, 2))
   return step, state
@@ -73,7 +73,7 @@ def train(num_steps):
   """Runs `num_steps` steps (the subprocess entry point); prints a summary."""
   step, state = _train_setup(num_steps)
   rng = np.random.default_rng(0)
-  acc = trainer.zero_metrics()
+  acc = steps.zero_metrics()
   for _ in range(num_steps):
     state, acc = step(state, _batch(rng), acc)
   acc = jax.device_get(acc)
@@ -84,7 +84,7 @@ def train(num_steps):
 def test_train_step_has_no_lapack_call():
   step, state = _train_setup(STEPS)
   text = step.lower(state, _batch(np.random.default_rng(0)),
-                    trainer.zero_metrics()).as_text()
+                    steps.zero_metrics()).as_text()
   targets = re.findall(r"custom_call\s*@([\w.]+)", text)
   assert not [t for t in targets if "lapack" in t.lower()], targets
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lightjax import init_from, objectives, shrink, trainer
+from lightjax import init_from, objectives, shrink, steps, trainer
 from lightjax.shrink import distill, layers, run
 from tests.helpers import REPO, load_config, set_fields, train_tiny_listops
 
@@ -204,9 +204,9 @@ def test_train_step_runs_the_frozen_teacher(teacher, data_dir_module):
     graphdefs = {"model": nnx.graphdef(student), "opt": nnx.graphdef(opt),
                  "teacher": gd_t}
     state = {"model": nnx.state(student), "opt": nnx.state(opt)}
-    _, acc = trainer.train_step(graphdefs, objective, state, batch,
-                                trainer.zero_metrics(), t_state,
-                                pad_id=task.pad_id)
+    _, acc = steps.train_step(graphdefs, objective, state, batch,
+                              steps.zero_metrics(), t_state,
+                              pad_id=task.pad_id)
     return float(acc["loss_sum"]) / float(acc["count"])
 
   assert abs(first_loss(model)) < 1e-5
@@ -280,7 +280,7 @@ def test_distill_student_from_a_model_or_its_fresh_architecture(
     assert got[init]["shrink_details"] == {"student_from": teacher,
                                            "init": init}
   loaded, _ = init_from.load_model(teacher)
-  assert got["teacher"]["best_val_accuracy"] == pytest.approx(
+  assert got["teacher"]["best_val_score"] == pytest.approx(
       got["teacher"]["teacher_val_accuracy"])
   assert got["scratch"]["num_params"] == got["teacher"]["num_params"]
   # A run that fine-tuned nothing chains through its saved student.
@@ -293,6 +293,25 @@ def test_distill_student_from_a_model_or_its_fresh_architecture(
                          shrink.params_of(loaded)[("head", "kernel")])
 
 
+def test_objectives_declare_what_they_take():
+  """An objective's declared `options` and `takes_pad_id` are what its
+  function takes (the declaration the trainer reads cannot drift)."""
+  import inspect  # pylint: disable=import-outside-toplevel
+  step_inputs = {"teacher_logits_BxC", "teacher_hidden_BxLxE", "hidden_BxLxE",
+                 "mask_BxL"}
+  for name in objectives.names():
+    objective = objectives.get(name)
+    params = inspect.signature(objective.fn).parameters
+    assert objective.options == tuple(
+        p for p, v in params.items() if v.kind == v.KEYWORD_ONLY
+        and p not in step_inputs), name
+    assert objective.takes_pad_id == ("pad_id" in params), name
+    assert objective.needs_teacher == ("teacher_logits_BxC" in params), name
+    assert objective.needs_hidden == ("hidden_BxLxE" in params), name
+  assert objectives.distillation.needs_teacher
+  assert not objectives.regression.reports_accuracy
+
+
 def test_objective_options_are_checked():
   import ml_collections  # pylint: disable=import-outside-toplevel
   def objective(name, options):
@@ -300,7 +319,7 @@ def test_objective_options_are_checked():
         {"train_objective": name, "objective_options": options}),
         "classification")
   assert objective("distillation", {"distillation": {"temperature": 3.0}}
-                   ).keywords == {"temperature": 3.0}
+                   ).bound == (("temperature", 3.0),)
   # Another objective's options are not this one's business.
   assert objective("classification", {"distillation": {"alpha": 1.0}}
                    ) is objectives.classification

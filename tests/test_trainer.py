@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from lightjax import trainer, writers
+from lightjax import resume, trainer, writers
 from tests.helpers import load_config, read_jsonl, set_fields
 
 
@@ -44,11 +44,11 @@ def test_tiny_run_writes_everything_and_learns(tmp_path, data_dir):
   assert on_disk == json.loads(json.dumps(summary))
   for key in ("total", "attention", "embedding", "per_layer"):
     assert key in summary["num_params"]
-  assert 0.0 <= summary["best_val_accuracy"] <= 1.0
+  assert 0.0 <= summary["best_val_score"] <= 1.0
   assert 0.0 <= summary["test_accuracy"] <= 1.0
   assert summary["best_step"] in (30, 60)
   vals = {r["step"]: r["accuracy"] for r in recs if r["split"] == "validation"}
-  assert summary["best_val_accuracy"] == max(vals.values())
+  assert summary["best_val_score"] == max(vals.values())
   assert summary["device"]["count"] == jax.device_count()
   assert summary["config_name"] == "listops:tiny"
 
@@ -97,7 +97,7 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, data_dir,
   for r in a:
     np.testing.assert_allclose(b_by_key[key(r)]["loss"], r["loss"], rtol=1e-5)
     assert b_by_key[key(r)]["accuracy"] == r["accuracy"]
-  for k in ("best_val_accuracy", "best_step", "test_accuracy", "test_loss"):
+  for k in ("best_val_score", "best_step", "test_accuracy", "test_loss"):
     np.testing.assert_allclose(resumed[k], straight[k], rtol=1e-5)
 
 
@@ -128,7 +128,7 @@ def test_resume_when_best_is_newer_than_last_checkpoint(tmp_path, data_dir):
   (tmp_path / "summary.json").unlink()
   again = trainer.train_and_evaluate(_config(data_dir, **kw), str(tmp_path))
   assert again["best_step"] == first["best_step"]
-  assert again["best_val_accuracy"] == first["best_val_accuracy"]
+  assert again["best_val_score"] == first["best_val_score"]
   assert again["test_accuracy"] == first["test_accuracy"]
 
 
@@ -150,7 +150,7 @@ def test_resume_check_fills_fields_an_older_config_json_lacks():
     old["model"].pop(field, None)
   old["model"]["attention"].pop("none", None)  # variant added later
   old["model"]["attention"]["linear"]["chunk_size"] = 7  # not the chosen one
-  view = trainer._resume_view
+  view = resume.view
   assert view(old)["model"] == view(now)["model"]
   old["model"]["attention"]["softmax"]["implementation"] = "einsum"
   assert view(old)["model"] != view(now)["model"]

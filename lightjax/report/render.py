@@ -34,6 +34,14 @@ def _text(header: str, key: str, dotted: str) -> Column:
   return Column(header, key, lambda r: get(r.summary, dotted))
 
 
+def _best_val_accuracy(summary, factor: float) -> float | None:
+  """The best validation score where it is an accuracy (the selection
+  metric of classification), times `factor`."""
+  if summary.selection != "accuracy":
+    return None
+  return num(summary, "best_val_score", factor)
+
+
 COLUMNS = (
     Column("run", "run", lambda r: r.name),
     _text("config", "config_name", "config_name"),
@@ -43,8 +51,8 @@ COLUMNS = (
     Column("LRA paper test acc (%)", "lra_paper_test_accuracy_pct",
            lambda r: paper_accuracy(get(r.summary, "attention"),
                                     get(r.summary, "task")), ".2f"),
-    _field("best val acc (%)", "best_val_accuracy_pct", "best_val_accuracy",
-           100, ".2f"),
+    Column("best val acc (%)", "best_val_accuracy_pct",
+           lambda r: _best_val_accuracy(r.summary, 100), ".2f"),
     _field("best step", "best_step", "best_step", fmt=".0f"),
     _field("params", "params_total", "num_params.total", fmt=",.0f"),
     _field("attn params", "params_attention", "num_params.attention",
@@ -86,7 +94,7 @@ def _formatted(x: Any, fmt: str) -> Any:
   return x
 
 
-def _setup_key(summary: dict[str, Any]) -> tuple[Any, ...]:
+def _setup_key(summary) -> tuple[Any, ...]:
   """What two runs must share to be compared as variants: the task and the
   config with the attention variant taken out of its argument
   ("listops:long,linear" and "listops:long" are the same setup)."""

@@ -1,10 +1,11 @@
 """Finding, reading and pooling runs' `summary.json` files for the report.
 
 A run is a `--workdir` of `lightjax.train`; its summary.json (written at the
-end of training) holds what the report prints: accuracy, parameters by group,
-XLA cost, wall time. Values are read by dotted path (`num_params.total`)
-through `config_lib.lookup`, the package's one dotted lookup; summaries
-written by older trainers lack some keys, and those values are None (the
+end of training, read through `lightjax.summary`) holds what the report
+prints: accuracy, parameters by group, XLA cost, wall time. Values are read
+by dotted path (`num_params.total`): a `Summary` field, then
+`config_lib.lookup`, the package's one dotted lookup, inside it; summaries
+written by older trainers lack some fields, and those values are None (the
 tables print "—").
 
 The paper numbers beside ours are Long Range Arena's Table 1 (Tay et al.
@@ -14,13 +15,13 @@ The paper numbers beside ours are Long Range Arena's Table 1 (Tay et al.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import statistics
 from typing import Any, Iterable, NamedTuple
 
 from lightjax import config_lib, paper, tables
+from lightjax import summary as summary_lib
 
 SUMMARY = "summary.json"
 PAPER_CSV = "lra_table1_accuracy.csv"
@@ -35,7 +36,7 @@ class ReportError(ValueError):
 class Run(NamedTuple):
   name: str       # short, unique label: the workdir's name (longer if clashing)
   workdir: str
-  summary: dict[str, Any]
+  summary: summary_lib.Summary
 
 
 # --- Finding and loading summaries --------------------------------------------
@@ -98,28 +99,27 @@ def load_runs(paths: Iterable[str]) -> list[Run]:
   summaries = []
   for f in files:
     try:
-      with open(f) as fh:
-        s = json.load(fh)
+      summaries.append(summary_lib.read(f))
     except (OSError, ValueError) as e:
       raise ReportError(f"cannot read {f}: {e}") from e
-    if not isinstance(s, dict):
-      raise ReportError(f"{f}: expected a JSON object, got {type(s).__name__}")
-    summaries.append(s)
   workdirs = [os.path.dirname(f) for f in files]
   runs = [Run(n, w, s) for n, w, s in
           zip(_short_names(workdirs), workdirs, summaries)]
-  return sorted(runs, key=lambda r: (str(r.summary.get("task") or ""),
-                                     str(r.summary.get("attention") or ""),
-                                     r.name))
+  return sorted(runs, key=lambda r: (str(r.summary.task or ""),
+                                     str(r.summary.attention or ""), r.name))
 
 
 # --- Values -------------------------------------------------------------------
 
 
-def get(summary: dict[str, Any], dotted: str) -> Any:
-  """summary["a"]["b"] for "a.b"; None when any level is missing or null."""
+def get(summary: summary_lib.Summary, dotted: str) -> Any:
+  """summary.a["b"] for "a.b"; None when any level is missing or null."""
+  field, _, rest = dotted.partition(".")
+  value = getattr(summary, field)  # a typo is an error, not a blank column
+  if not rest or value is None:
+    return value
   try:
-    return config_lib.lookup(summary, dotted)
+    return config_lib.lookup(value, rest)
   except config_lib.PathError:
     return None
 
@@ -134,7 +134,7 @@ def _number(x: Any) -> float | None:
   return x if math.isfinite(x) else None
 
 
-def num(summary: dict[str, Any], dotted: str, factor: float = 1.0
+def num(summary: summary_lib.Summary, dotted: str, factor: float = 1.0
         ) -> float | None:
   """The finite number at `dotted` times `factor`, else None."""
   x = _number(get(summary, dotted))

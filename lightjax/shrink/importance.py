@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lightjax import objectives, trainer
+from lightjax import objectives, steps
 from lightjax.models import transformer
 
 
@@ -92,8 +92,8 @@ def gradient_fn(model, kind: str, pad_id: int):
       # Scaling row j of W2 = gating unit j's activation (module docstring).
       fc2.kernel[...] = fc2.kernel[...] * scale_M[:, None]
     batch = {k: v[None] for k, v in example.items()}
-    logits = trainer.apply_model(copy, batch, deterministic=True,
-                                 pad_id=pad_id)
+    logits = steps.apply_model(copy, batch, deterministic=True,
+                               pad_id=pad_id)
     return objective(logits, batch["targets"], jnp.ones((1,)))["loss_sum"]
 
   grad_one = jax.grad(example_loss, argnums=(0, 1))

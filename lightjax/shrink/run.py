@@ -32,6 +32,7 @@ and student measured in the same process.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 from typing import Any, Iterable
@@ -39,10 +40,12 @@ from typing import Any, Iterable
 import ml_collections
 import numpy as np
 
-from lightjax import checkpointing, data, init_from, shrink, trainer, writers
+from lightjax import checkpointing, data, evaluate, init_from, trainer, writers
+from lightjax import summary as summary_lib
 from lightjax.metrics import latency
 from lightjax.metrics.params import count_params
 from lightjax.shrink import report
+from lightjax.shrink.base import METHODS, Context, Shrunk, params_of
 
 STUDENT = init_from.STUDENT_DIR
 SHRINK_JSON = "shrink.json"
@@ -53,7 +56,7 @@ def _weights_bytes(model) -> int:
   """Size of the model's weights written as one safetensors file."""
   from safetensors.numpy import save  # pylint: disable=import-outside-toplevel
   return len(save({"/".join(map(str, p)): np.ascontiguousarray(v)
-                   for p, v in shrink.params_of(model).items()}))
+                   for p, v in params_of(model).items()}))
 
 
 def deploy_costs(model, task, max_len: int, repeats: int = 200
@@ -97,8 +100,8 @@ def _resolve(config, explicit: Iterable[str]):
 
 
 def _evaluate(model, task, batch_size: int) -> dict[str, Any]:
-  return {split: trainer.evaluate_model(model, task, split,
-                                        batch_size=batch_size)
+  return {split: evaluate.evaluate_model(model, task, split,
+                                         batch_size=batch_size)
           for split in ("validation", "test")}
 
 
@@ -118,8 +121,7 @@ def _run_config(config, init_dir: str, **changes) -> ml_collections.ConfigDict:
   return cfg
 
 
-def _prepare(config, workdir: str, source, task, out: shrink.Shrunk
-             ) -> shrink.Shrunk:
+def _prepare(config, workdir: str, source, task, out: Shrunk) -> Shrunk:
   """A two-phase method's first phase (Theseus' module replacement): trains
   `out.model` with the trainer in <workdir>/replacing (resumable), then
   extracts the student from its best checkpoint."""
@@ -143,19 +145,19 @@ def _prepare(config, workdir: str, source, task, out: shrink.Shrunk
 def _shrink(config, workdir: str, teacher, source, task) -> dict[str, Any]:
   """Steps 1-2: teacher scored, student made, saved and scored."""
   method = config.shrink.method
-  shrink.get(method)  # an unknown method lists the valid ones
+  METHODS.get(method)  # an unknown method lists the valid ones
   writers.say(f"Teacher {source.spec}: {count_params(teacher)['total']:,}"
               " parameters; scoring it.")
   teacher_eval = _evaluate(teacher, task, config.eval_batch_size)
   options = dict(config.shrink.get(method) or {})
-  ctx = shrink.Context(
+  ctx = Context(
       config=config, options=options,
       teacher_cfg=ml_collections.ConfigDict(source.model), task=task,
       vocab_size=source.vocab_size, num_classes=source.num_classes,
       max_len=source.max_len,
-      evaluate=lambda m, split="validation": trainer.evaluate_model(
+      evaluate=lambda m, split="validation": evaluate.evaluate_model(
           m, task, split, batch_size=config.eval_batch_size))
-  out = shrink.get(method)(teacher, ctx)
+  out = METHODS.get(method)(teacher, ctx)
   if out.extract is not None:
     out = _prepare(config, workdir, source, task, out)
   student_dir = os.path.join(workdir, STUDENT)
@@ -178,6 +180,19 @@ def _shrink(config, workdir: str, teacher, source, task) -> dict[str, Any]:
   }
   writers.write_json(os.path.join(workdir, SHRINK_JSON), record)
   return record
+
+
+def _untuned_summary(config, task, student, ev) -> summary_lib.Summary:
+  """The summary of a student scored as it is (0 fine-tuning steps): its
+  evaluation before fine-tuning `ev` ({"validation", "test"}), selected on
+  accuracy at step 0."""
+  return summary_lib.Summary(
+      config_name=config.config_name, task=task.name,
+      attention=config.model.attention.name,
+      num_params=count_params(student), best_step=0, num_train_steps=0,
+      selection="accuracy", best_val_score=ev["validation"].get("accuracy"),
+      test_accuracy=ev["test"].get("accuracy"), test_loss=ev["test"]["loss"],
+      test_metrics=ev["test"].get("metrics"))
 
 
 def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -209,27 +224,16 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ft = _run_config(config, student_dir)  # the student's sizes
     # The teacher runs frozen inside each train step when the objective
     # learns from it (distillation); other objectives ignore it.
-    summary = trainer.train_and_evaluate(ft, workdir, task=task,
-                                         teacher=teacher)
+    summary = summary_lib.Summary.from_dict(trainer.train_and_evaluate(
+        ft, workdir, task=task, teacher=teacher))
     student, _ = init_from.load_model(workdir)
   else:
     # The run's config, as a trained run has one (what its task was: an
     # export reads it to check the model on that task's data).
     writers.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     student, _ = init_from.load_model(student_dir)
-    ev = record["student_eval_before"]
-    summary = {
-        "config_name": config.config_name, "task": task.name,
-        "attention": config.model.attention.name,
-        "num_params": count_params(student),
-        "selection": "accuracy", "best_step": 0, "num_train_steps": 0,
-        "best_val_accuracy": ev["validation"].get("accuracy"),
-        "best_val_score": ev["validation"].get("accuracy"),
-        "test_accuracy": ev["test"].get("accuracy"),
-        "test_loss": ev["test"]["loss"],
-    }
-    if "metrics" in ev["test"]:
-      summary["test_metrics"] = ev["test"]["metrics"]
+    summary = _untuned_summary(config, task, student,
+                               record["student_eval_before"])
 
   # --- 4. Report -------------------------------------------------------------------
   # Teacher and student measured here, one after the other, every time the
@@ -239,8 +243,8 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   teacher_deploy = deploy_costs(teacher, task, source.max_len)
   deploy = deploy_costs(student, task, source.max_len)
   t_test = teacher_eval["test"].get("accuracy")
-  summary.update(
-      method=record["method"], shrink_details=record["details"],
+  summary = dataclasses.replace(
+      summary, method=record["method"], shrink_details=record["details"],
       teacher=record["teacher"],
       teacher_num_params=teacher_deploy["num_params"],
       teacher_val_accuracy=teacher_eval["validation"].get("accuracy"),
@@ -249,12 +253,13 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           "validation"].get("accuracy"),
       test_accuracy_before_finetune=record["student_eval_before"][
           "test"].get("accuracy"),
-      accuracy_kept=(summary["test_accuracy"] / t_test
-                     if t_test and summary.get("test_accuracy") is not None
+      accuracy_kept=(summary.test_accuracy / t_test
+                     if t_test and summary.test_accuracy is not None
                      else None),
       deploy=deploy, teacher_deploy=teacher_deploy)
-  writers.write_json(os.path.join(workdir, "summary.json"), summary)
-  paths = report.write(workdir, summary)
-  writers.say("Shrink report:\n" + report.table(summary) + "\nWrote "
+  summary_lib.write(os.path.join(workdir, "summary.json"), summary)
+  out = summary.to_dict()
+  paths = report.write(workdir, out)
+  writers.say("Shrink report:\n" + report.table(out) + "\nWrote "
               + ", ".join(paths))
-  return summary
+  return out
