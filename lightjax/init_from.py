@@ -45,6 +45,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from lightjax import hf, models
+from lightjax import checkpointing, writers
 from lightjax.models import weights as weights_lib
 
 MODEL_JSON = "model.json"
@@ -127,7 +128,6 @@ def write_model_json(workdir: str, model_cfg, *, vocab_size: int,
                      tokenizer: str | None = None, **extra) -> None:
   """What a model in `workdir` is: its config and the dimensions it was
   built with (the task's vocabulary, classes and length)."""
-  from lightjax import writers  # pylint: disable=import-outside-toplevel
   cfg = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
   writers.write_json(os.path.join(workdir, MODEL_JSON), {
       "model": cfg, "vocab_size": int(vocab_size),
@@ -287,7 +287,6 @@ def save_model(directory: str, model: nnx.Module, model_cfg, *,
   """Writes `model` as a directory `init_from` (and `load_model`) reads:
   model.json + its parameters as the `best/` checkpoint. How a shrinking
   recipe hands its (physically smaller) model to the fine-tuning run."""
-  from lightjax import checkpointing  # pylint: disable=import-outside-toplevel
   write_model_json(directory, model_cfg, vocab_size=vocab_size,
                    num_classes=num_classes, max_len=max_len, pad_id=pad_id,
                    tokenizer=tokenizer, **extra)

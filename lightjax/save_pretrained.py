@@ -19,6 +19,8 @@ import json
 import os
 import sys
 
+import ml_collections
+
 from absl import app, flags, logging
 
 from lightjax import init_from
@@ -64,7 +66,6 @@ def export(workdir: str, out: str, which: str = "best") -> dict:
 
 
 def _model_config(source: init_from.Source):
-  import ml_collections  # pylint: disable=import-outside-toplevel
   return ml_collections.ConfigDict(source.model)
 
 

@@ -33,7 +33,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def listops_run(tmp_path_factory, data_dir):
-  """The README's ListOps model, tiny: a trained run."""
+  """The README's ListOps model (docs/export.md), tiny: a trained run."""
   return train_tiny_listops(str(tmp_path_factory.mktemp("listops") / "run"),
                             data_dir)
 

@@ -310,7 +310,7 @@ def test_pruned_model_saves_zero_padded_with_identical_outputs(tmp_path):
 
 
 def test_shrink_an_imported_bert_on_glue_then_save_it_back(tmp_path, glue_dir):
-  """The README's BERT chain, small: the imported fixture fine-tuned on
+  """docs/shrink.md's BERT chain, small: the imported fixture fine-tuned on
   SST-2 TSVs, then `lightjax.shrink` prunes its heads unevenly and
   fine-tunes, and the shrink workdir saves back to a Hugging Face directory whose model gives the run's
   outputs (zero-padded heads)."""

@@ -16,7 +16,8 @@ from lightjax.models.config import (ACTIVATIONS, DTYPES, LayerSpec,
 from lightjax.models.mlm import EncoderMLM
 from lightjax.models.retrieval import DualEncoderClassifier
 from lightjax.models.theseus import TheseusClassifier
-from lightjax.models.transformer import DecoderLM, EncoderClassifier
+from lightjax.models.decoder import DecoderLM
+from lightjax.models.transformer import EncoderClassifier
 from lightjax.registry import Registry
 
 MODELS: Registry[type] = Registry("model")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from lightjax import paper, tables
+from lightjax import attention, paper, tables
 from lightjax.report.runs import (CITATION, Run, get, groups, is_lra_task,
                                   num, paper_accuracy)
 
@@ -98,7 +98,6 @@ def _setup_key(summary) -> tuple[Any, ...]:
   """What two runs must share to be compared as variants: the task and the
   config with the attention variant taken out of its argument
   ("listops:long,linear" and "listops:long" are the same setup)."""
-  from lightjax import attention  # pylint: disable=import-outside-toplevel
   name = str(get(summary, "config_name") or "")
   base, _, arg = name.partition(":")
   rest = sorted(t for t in arg.split(",") if t and t not in attention.names())

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightjax import init_from, shrink
+import ml_collections
+
+from lightjax import init_from
 from lightjax.shrink import layers
+from lightjax.shrink.base import METHODS, Context, Shrunk
 
 
 def student_layers(n: int, keep: int) -> list[int]:
@@ -34,7 +37,7 @@ def student_layers(n: int, keep: int) -> list[int]:
   return sorted({int(np.floor(i * step)) for i in range(keep)})
 
 
-def distill(teacher, ctx: shrink.Context) -> shrink.Shrunk:
+def distill(teacher, ctx: Context) -> Shrunk:
   opts = ctx.options
   if opts.get("student_from"):
     model, source = init_from.load_model(opts["student_from"],
@@ -45,7 +48,6 @@ def distill(teacher, ctx: shrink.Context) -> shrink.Shrunk:
                        f" vocabulary {source.vocab_size} and"
                        f" {source.num_classes} classes; the teacher"
                        f" {ctx.vocab_size} and {ctx.num_classes}")
-    import ml_collections  # pylint: disable=import-outside-toplevel
     cfg = ml_collections.ConfigDict(source.model)
     init = opts.get("init", "teacher")
     if init == "scratch":  # the baseline: that architecture, fresh weights
@@ -53,20 +55,20 @@ def distill(teacher, ctx: shrink.Context) -> shrink.Shrunk:
     elif init != "teacher":
       raise ValueError(f"distill.init must be 'teacher' or 'scratch', got"
                        f" {init!r}")
-    return shrink.Shrunk(model, cfg, {"student_from": opts["student_from"],
-                                      "init": init})
+    return Shrunk(model, cfg, {"student_from": opts["student_from"],
+                               "init": init})
   n = ctx.teacher_cfg.num_layers
   keep = int(opts.get("num_layers") or max(1, n // 2))
   kept = student_layers(n, keep)
   out = layers.keep_layers(teacher, ctx, kept)
   init = opts.get("init", "teacher")
   if init == "scratch":
-    out = shrink.Shrunk(ctx.build(out.model_cfg), out.model_cfg,
-                        {"kept_layers": kept})
+    out = Shrunk(ctx.build(out.model_cfg), out.model_cfg,
+                 {"kept_layers": kept})
   elif init != "teacher":
     raise ValueError(f"distill.init must be 'teacher' or 'scratch', got {init!r}")
   out.details["init"] = init
   return out
 
 
-shrink.register("distill", distill)
+METHODS.register("distill", distill)

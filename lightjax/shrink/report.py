@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lightjax import tables
+from lightjax import files, tables
 
 REPORT_MD = "shrink_report.md"
 PARETO_PNG = "shrink_pareto.png"
@@ -97,7 +97,6 @@ def plot(summary: dict[str, Any], path: str) -> None:
 
 
 def write(workdir: str, summary: dict[str, Any]) -> list[str]:
-  from lightjax import files  # pylint: disable=import-outside-toplevel
   md = os.path.join(workdir, REPORT_MD)
   text = (f"# {summary['method']} of {summary.get('teacher')}\n\n"
           + table(summary) + "\n\nLatency: batch 1 on this machine's CPU,"
