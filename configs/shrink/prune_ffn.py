@@ -6,7 +6,7 @@ r"""Prune MLP units (structured FFN neuron pruning) by importance.
   # after head pruning (its student as the teacher):
   python -m lightjax.shrink --config configs/shrink/prune_ffn.py \
       --workdir ... --config.init_from=runs/shrink/prune_heads
-  # a BERT fine-tuned on SST-2 (README, "Shrinking a trained model"):
+  # a BERT fine-tuned on SST-2 (docs/shrink.md):
   python -m lightjax.shrink --config configs/shrink/prune_ffn.py:sst2 \
       --workdir ... --config.init_from=runs/bert_sst2 \
       --config.task.glue_dir=/data/glue

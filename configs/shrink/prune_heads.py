@@ -9,7 +9,7 @@ Heads Really Better than One?").
       --workdir ... --config.init_from=runs/listops \
       --config.shrink.prune_heads.heads_per_layer='(3, 1)' \
       --config.shrink.prune_heads.iterations=1
-  # a BERT fine-tuned on SST-2 (README, "Shrinking a trained model"):
+  # a BERT fine-tuned on SST-2 (docs/shrink.md):
   python -m lightjax.shrink --config configs/shrink/prune_heads.py:sst2 \
       --workdir ... --config.init_from=runs/bert_sst2 \
       --config.task.glue_dir=/data/glue
