@@ -13,7 +13,6 @@ import numpy as np
 from flax import nnx
 
 from lightjax.attention import param_axes
-from lightjax.registry import Registry
 
 
 def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
@@ -26,12 +25,6 @@ def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
   return table_LxD
 
 
-# `config.model.pos_embedding` choices.
-POSITION_EMBEDDINGS: Registry[str] = Registry("position embedding")
-POSITION_EMBEDDINGS.register("learned", "trained table, N(0, 0.02) init")
-POSITION_EMBEDDINGS.register("sinusoidal", "fixed sin/cos, sec. 3.5")
-
-
 class PositionTable(nnx.Variable):
   """A fixed (non-trained) position table: counted as a buffer, not a Param."""
 
@@ -40,7 +33,9 @@ class PositionEmbedding(nnx.Module):
   """Learned (`kind="learned"`) or fixed sinusoidal (`kind="sinusoidal"`) positions."""
 
   def __init__(self, max_len: int, dim: int, kind: str, *, rngs: nnx.Rngs):
-    POSITION_EMBEDDINGS.get(kind)
+    if kind not in ("learned", "sinusoidal"):  # ModelConfig.pos_embedding
+      raise ValueError(f"unknown position embedding {kind!r}; valid:"
+                       " learned, sinusoidal")
     if kind == "learned":
       init = nnx.initializers.normal(stddev=0.02)
       self.table = nnx.Param(init(rngs.params(), (max_len, dim)),
