@@ -15,7 +15,7 @@ import contextlib
 import sys
 from typing import Callable
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 from lightjax import checkpointing, data, sharding, trainer
 
@@ -44,6 +44,28 @@ def define_distributed_flags() -> Callable[[str], None]:
       print(f"{prog}: {e}", file=sys.stderr)
       sys.exit(2)
   return join
+
+
+def start_run(prog: str, argv: list[str], config, join: Callable[[str], None],
+              unnamed: tuple[str, ...] = ()) -> list[str]:
+  """What a training entry point (train, shrink) does before its work:
+  refuses extra arguments, keeps orbax's per-save INFO lines off the
+  terminal, joins a multi-process job, and names the run after its
+  `--config.` overrides (runs that differ must not share a name: reports
+  group by it), leaving out overrides that start with one of `unnamed`.
+  Returns the overrides ("key=value")."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  join(prog)
+  overrides = [a[len("--config."):] for a in sys.argv
+               if a.startswith("--config.")]
+  named = [o for o in overrides if not o.startswith(unnamed)]
+  if named:
+    with config.unlocked():
+      config.config_name += "[" + ",".join(named) + "]"
+  return overrides
 
 
 @contextlib.contextmanager

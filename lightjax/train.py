@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from lightjax import cli, config_lib, init_from, sharding, trainer
@@ -40,17 +40,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    # Orbax logs every save at INFO; keep the terminal to our progress lines.
-    logging.set_verbosity(logging.WARNING)
-  _JOIN("lightjax.train")
   config = _CONFIG.value
-  overrides = [a[len("--config."):] for a in sys.argv if a.startswith("--config.")]
-  if overrides:  # runs that differ must not share a name (reports group by it)
-    with config.unlocked():
-      config.config_name += "[" + ",".join(overrides) + "]"
+  overrides = cli.start_run("lightjax.train", argv, config, _JOIN)
   try:
     # A checkpoint's sizes replace the config file's; a size given on the
     # command line that contradicts them is refused here.

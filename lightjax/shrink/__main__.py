@@ -10,9 +10,7 @@ teacher whose task does not match), 3 when the workdir is in use.
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from lightjax import cli, config_lib
@@ -27,17 +25,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  _JOIN("lightjax.shrink")
   config = _CONFIG.value
-  overrides = [a[len("--config."):] for a in sys.argv if a.startswith("--config.")]
-  named = [o for o in overrides if not o.startswith("init_from=")]
-  if named:  # runs that differ must not share a name (reports group by it)
-    with config.unlocked():
-      config.config_name += "[" + ",".join(named) + "]"
+  overrides = cli.start_run("lightjax.shrink", argv, config, _JOIN,
+                            unnamed=("init_from=",))
   with cli.exit_codes("lightjax.shrink", bad_input=(ValueError, KeyError)):
     run.shrink_and_evaluate(config, _WORKDIR.value, explicit=overrides)
 
