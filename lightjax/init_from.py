@@ -138,7 +138,9 @@ def write_model_json(workdir: str, model_cfg, *, vocab_size: int,
 def _workdir_source(workdir: str) -> Source:
   info = read_model_json(workdir)
   return Source(
-      spec=workdir, model=info["model"], vocab_size=info["vocab_size"],
+      spec=workdir, vocab_size=info["vocab_size"],
+      # ModelConfig's form (files before `layers` hold per-layer lists).
+      model=models.ModelConfig.from_dict(info["model"]).to_dict(),
       num_classes=info["num_classes"], max_len=info["max_len"],
       pad_id=info.get("pad_id", 0), tokenizer=info.get("tokenizer"),
       read_weights=lambda: read_workdir_weights(workdir, info))

@@ -2,12 +2,18 @@
 
 Returning sums rather than means lets the trainer add metrics over steps and
 eval batches on device and divide once on the host.
+
+Each objective is an `Objective`: the loss function and, as plain fields,
+what it needs and gives (`needs_teacher`, `needs_hidden`, `takes_pad_id`,
+the `options` a config may set, the `sums` it returns and so
+`reports_accuracy`). Callers read those fields; nothing here or there
+inspects a function's signature.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import inspect
 import math
 from typing import Any, Callable
 
@@ -21,6 +27,48 @@ from lightjax.registry import Registry
 Sums = dict[str, jax.Array]
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """A loss and what it needs, declared once where it is defined.
+
+  Called as `objective(logits, targets, weights, **step_inputs) -> Sums`;
+  `bound` values (config options, the task's pad id) are passed too.
+  """
+  fn: Callable[..., Sums]
+  # The sums it returns; "correct_sum" where it reports accuracy.
+  sums: tuple[str, ...] = ("loss_sum", "correct_sum", "count")
+  # The train step passes a frozen teacher's outputs ("teacher_logits_BxC",
+  # "teacher_hidden_BxLxE"); the trainer then needs a `teacher` model.
+  needs_teacher: bool = False
+  # ... and the student's last hidden states and mask ("hidden_BxLxE",
+  # "mask_BxL").
+  needs_hidden: bool = False
+  # Takes `pad_id`: targets equal to it are not scored (`with_pad`).
+  takes_pad_id: bool = False
+  # Keyword options `config.objective_options.<name>` may set.
+  options: tuple[str, ...] = ()
+  # Values bound to it: (name, value) pairs (`bind`).
+  bound: tuple[tuple[str, Any], ...] = ()
+
+  @property
+  def reports_accuracy(self) -> bool:
+    """Whether it returns a "correct_sum" (all but regression)."""
+    return "correct_sum" in self.sums
+
+  def bind(self, **values: Any) -> Objective:
+    """This objective with `values` passed on every call."""
+    return dataclasses.replace(self, bound=self.bound + tuple(values.items()))
+
+  def __call__(self, *args, **kwargs) -> Sums:
+    return self.fn(*args, **{**dict(self.bound), **kwargs})
+
+  @staticmethod
+  def declare(**fields: Any) -> Callable[[Callable[..., Sums]], Objective]:
+    """Decorator: the function as an `Objective` with `fields`."""
+    return lambda fn: Objective(fn, **fields)
+
+
+@Objective.declare()
 def classification(logits_BxC, targets_B, weights_B) -> Sums:
   """Cross-entropy and accuracy of one label per sequence."""
   loss_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, targets_B)
@@ -30,6 +78,7 @@ def classification(logits_BxC, targets_B, weights_B) -> Sums:
           "count": weights_B.sum()}
 
 
+@Objective.declare(takes_pad_id=True)
 def language_model(logits_BxLxV, targets_BxL, weights_B, pad_id: int = 0) -> Sums:
   """Next-token cross-entropy over non-pad targets (token-level accuracy)."""
   w_BxL = (targets_BxL != pad_id).astype(jnp.float32) * weights_B[:, None]
@@ -41,6 +90,7 @@ def language_model(logits_BxLxV, targets_BxL, weights_B, pad_id: int = 0) -> Sum
           "count": w_BxL.sum()}
 
 
+@Objective.declare(sums=("loss_sum", "count"))
 def regression(logits_Bx1, targets_B, weights_B) -> Sums:
   """Squared error of the single logit against a float target (GLUE STS-B).
 
@@ -52,9 +102,8 @@ def regression(logits_Bx1, targets_B, weights_B) -> Sums:
   return {"loss_sum": (err_B * weights_B).sum(), "count": weights_B.sum()}
 
 
-regression.reports_accuracy = False
-
-
+@Objective.declare(needs_teacher=True, needs_hidden=True,
+                   options=("temperature", "alpha", "cosine"))
 def distillation(logits_BxC, targets_B, weights_B, *, teacher_logits_BxC,
                  hidden_BxLxE=None, teacher_hidden_BxLxE=None, mask_BxL=None,
                  temperature: float = 2.0, alpha: float = 0.5,
@@ -102,35 +151,16 @@ def distillation(logits_BxC, targets_B, weights_B, *, teacher_logits_BxC,
   return {**hard, "loss_sum": (loss_B * weights_B).sum()}
 
 
-distillation.needs_teacher = True
-
-# Keyword arguments the train step passes (`trainer.train_step`), not
-# options a config may set.
-STEP_INPUTS = ("teacher_logits_BxC", "teacher_hidden_BxLxE", "hidden_BxLxE",
-               "mask_BxL")
-
-
-def needs_teacher(objective: Callable[..., Sums]) -> bool:
-  """Whether `objective` reads a teacher's outputs (distillation): the
-  trainer then needs a `teacher` model (`lightjax.shrink` gives it one)."""
-  fn = getattr(objective, "func", objective)  # through functools.partial
-  return getattr(fn, "needs_teacher", False)
-
-
-def reports_accuracy(objective: Callable[..., Sums]) -> bool:
-  """Whether `objective` returns a "correct_sum" (all but regression)."""
-  return getattr(getattr(objective, "func", objective), "reports_accuracy",
-                 True)
-
-
 # --- What a task's evaluation metric needs (see lightjax.metrics.glue_metrics)
-# Per kind: (logits, targets, weights) -> (sums over the batch, predictions_B).
+# Per kind: (logits, targets, weights, pad_id) -> (sums over the batch,
+# predictions_B); `for_task` binds the task's pad id.
 # The sums add over eval batches like the objective's; the predictions (class
 # ids or scores) are for metrics without a finite statistic (Spearman).
 
 
-def confusion_sums(logits_BxC, targets_B, weights_B):
+def confusion_sums(logits_BxC, targets_B, weights_B, pad_id: int = 0):
   """Weighted confusion matrix "confusion"[true, predicted] (float32[C, C])."""
+  del pad_id  # one label per sequence: nothing is padding
   c = logits_BxC.shape[-1]
   pred_B = logits_BxC.argmax(-1)
   conf_CxC = jnp.zeros((c, c), jnp.float32).at[targets_B, pred_B].add(
@@ -138,8 +168,9 @@ def confusion_sums(logits_BxC, targets_B, weights_B):
   return {"confusion": conf_CxC}, pred_B
 
 
-def pearson_sums(logits_Bx1, targets_B, weights_B):
+def pearson_sums(logits_Bx1, targets_B, weights_B, pad_id: int = 0):
   """"pearson_sums" = (n, Σx, Σy, Σx², Σy², Σxy), x the score, y the target."""
+  del pad_id  # one score per sequence: nothing is padding
   x_B = logits_Bx1[..., 0].astype(jnp.float32)
   y_B = targets_B.astype(jnp.float32)
   w_B = weights_B.astype(jnp.float32)
@@ -187,7 +218,13 @@ def task_metric_names(task_name: str) -> tuple[str, ...]:
                or TASK_METRICS.get(task_name, ()))
 
 
-OBJECTIVES: Registry[Callable[..., Sums]] = Registry("objective")
+def _check_objective(name: str, obj: Any) -> None:
+  if not isinstance(obj, Objective):
+    raise TypeError(f"objective {name!r} must be an objectives.Objective"
+                    f" (what it needs, declared); got {type(obj).__name__}")
+
+
+OBJECTIVES: Registry[Objective] = Registry("objective", _check_objective)
 OBJECTIVES.register("classification", classification)
 OBJECTIVES.register("lm", language_model)
 OBJECTIVES.register("regression", regression)
@@ -195,7 +232,7 @@ OBJECTIVES.register("distillation", distillation)
 register, get, names = OBJECTIVES.register, OBJECTIVES.get, OBJECTIVES.names
 
 
-def train_objective(config, kind: str) -> Callable[..., Sums]:
+def train_objective(config, kind: str) -> Objective:
   """The objective training minimises: `config.train_objective` (e.g.
   "distillation"), or (empty) the task kind's. Evaluation always uses the
   task kind's.
@@ -210,35 +247,30 @@ def train_objective(config, kind: str) -> Callable[..., Sums]:
   if unknown:
     raise ValueError(f"config.objective_options has entries for unknown"
                      f" objective(s) {unknown}; valid: {', '.join(names())}")
-  fn = get(name)  # unknown: the registry's message lists the valid names
+  objective = get(name)  # unknown: the registry lists the valid names
   options = dict(all_options.get(name) or {})
-  params = inspect.signature(fn).parameters
-  valid = [p for p, v in params.items()
-           if v.kind == v.KEYWORD_ONLY and v.default is not v.empty
-           and p not in STEP_INPUTS]
-  bad = sorted(set(options) - set(valid))
+  bad = sorted(set(options) - set(objective.options))
   if bad:
     raise ValueError(f"config.objective_options.{name} {bad} are not options"
                      f" of the {name!r} objective; valid:"
-                     f" {', '.join(valid) or '(none)'}")
-  return functools.partial(fn, **options) if options else fn
+                     f" {', '.join(objective.options) or '(none)'}")
+  return objective.bind(**options) if options else objective
 
 
-def with_pad(fn: Callable, pad_id: int) -> Callable:
-  """`fn` with the task's padding id bound when it takes one (the lm
-  objective and its metric sums ignore targets equal to `pad_id`); other
-  objectives are returned as they are."""
-  if "pad_id" in inspect.signature(fn).parameters:
-    return functools.partial(fn, pad_id=pad_id)
-  return fn
+def with_pad(objective: Objective, pad_id: int) -> Objective:
+  """`objective` with the task's padding id bound where it takes one
+  (`takes_pad_id`: the lm objective ignores targets equal to `pad_id`);
+  other objectives are returned as they are."""
+  return objective.bind(pad_id=pad_id) if objective.takes_pad_id else objective
 
 
-def for_task(task) -> tuple[Callable[..., Sums], tuple[str, ...],
+def for_task(task) -> tuple[Objective, tuple[str, ...],
                             Callable[..., Any] | None]:
-  """What evaluating `task` (a `data.TaskData`) uses: its kind's objective,
-  its metric names (`task_metric_names`) and, when it has any, its kind's
-  metric sums; each with the task's pad id bound (`with_pad`)."""
+  """What evaluating `task` (a `data.TaskData`) uses: its kind's objective
+  and its metric names (`task_metric_names`) and, when it has any, its
+  kind's metric sums; each with the task's pad id bound."""
   names = task_metric_names(task.name)
   metric_sums = METRIC_SUMS.get(task.kind) if names else None
   return (with_pad(get(task.kind), task.pad_id), names,
-          with_pad(metric_sums, task.pad_id) if metric_sums else None)
+          functools.partial(metric_sums, pad_id=task.pad_id)
+          if metric_sums else None)

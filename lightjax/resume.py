@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from lightjax import attention as attention_lib
-from lightjax import checkpointing, config_lib
+from lightjax import checkpointing, models
 
 # Config fields a resumed run must share with the run that wrote the workdir.
 MUST_MATCH = ("model", "task", "batch_size", "seed")
@@ -48,12 +48,13 @@ def view(cfg: dict[str, Any]) -> dict[str, Any]:
   field existed get that field's default (what the older code built), and of
   the attention options only the chosen variant's count."""
   model = dict(cfg.get("model") or {})
-  # JSON's view of the defaults, as `cfg` is JSON (a tuple field is a list).
-  defaults = json.loads(json.dumps(config_lib.base_config().model.to_dict(),
-                                   default=str))
+  try:  # ModelConfig's form: defaults filled, per-layer sizes as `layers`
+    model = models.ModelConfig.from_dict(model).to_dict()
+  except ValueError:
+    pass  # not a model this code builds: compared as it is
+  # JSON's view, as `cfg` is JSON (a tuple is a list).
+  model = json.loads(json.dumps(model, default=str))
   attn = dict(model.pop("attention", None) or {})
-  defaults.pop("attention")
-  model = {**defaults, **model}
   name = attn.get("name")
   options = dict(attn.get(name) or {})
   if name in attention_lib.VARIANTS:

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from lightjax import config_lib
+from lightjax import config_lib, models
 from lightjax.tables import read_jsonl  # noqa: F401  (re-exported)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,3 +115,21 @@ def train_tiny_listops(workdir: str, data_dir: str, **model) -> str:
     c.model[key] = value
   trainer.train_and_evaluate(c, workdir)
   return workdir
+
+
+# --- per-layer sizes of a model config ---------------------------------------------
+
+
+def heads_of(model_cfg) -> tuple[int, ...]:
+  """Each layer's head count (`ModelConfig.layers`) of a config.model."""
+  return tuple(s.num_heads for s in models.as_model_config(model_cfg).layers)
+
+
+def widths_of(model_cfg) -> tuple[int, ...]:
+  """Each layer's MLP width of a config.model."""
+  return tuple(s.mlp_dim for s in models.as_model_config(model_cfg).layers)
+
+
+def ranks_of(model_cfg) -> tuple[dict[str, int], ...]:
+  """Each layer's {matrix: rank} (full-rank matrices left out)."""
+  return tuple(dict(s.ranks) for s in models.as_model_config(model_cfg).layers)

@@ -17,7 +17,7 @@ pytest.importorskip("tokenizers")
 
 from lightjax import init_from, models, save_pretrained, trainer  # noqa: E402
 from lightjax import hf  # noqa: E402
-from tests.helpers import REPO, load_config, set_fields, write_glue_tsvs  # noqa: E402
+from tests.helpers import REPO, heads_of, load_config, set_fields, write_glue_tsvs  # noqa: E402
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 BERT = os.path.join(FIXTURES, "bert_tiny")
@@ -339,7 +339,7 @@ def test_shrink_an_imported_bert_on_glue_then_save_it_back(tmp_path, glue_dir):
   config = save_pretrained.export(str(work), str(tmp_path / "hf"))
   assert config["num_attention_heads"] == 4
   run_model, source = init_from.load_model(str(work))
-  assert tuple(source.model["heads_per_layer"]) == (3, 1)
+  assert heads_of(source.model) == (3, 1)
   back, _ = hf.from_pretrained(str(tmp_path / "hf"))
   tokens, segs = _tokens()
   np.testing.assert_allclose(np.asarray(back(tokens, segment_ids_BxL=segs)),

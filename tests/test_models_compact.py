@@ -14,7 +14,7 @@ from lightjax import config_lib, models, trainer
 from lightjax.metrics.params import count_params
 from lightjax import hf
 from lightjax.models import generate, transformer
-from tests.helpers import full_config, load_config, read_jsonl
+from tests.helpers import full_config, heads_of, load_config, read_jsonl
 
 E, V, C, L, D = 16, 11, 3, 8, 8  # embed, vocab, classes, length, head_dim
 NEW_FIELDS = ("heads_per_layer", "mlp_dims_per_layer", "layerdrop",
@@ -428,7 +428,7 @@ def test_empty_layers_checkpoint_resume_and_reload(tmp_path, data_dir):
            if r["split"] == "train"]
   assert train == [2, 4, 6, 8]  # resumed at 4, not restarted
   model, source = init_from.load_model(str(tmp_path))
-  assert tuple(source.model["heads_per_layer"]) == (0, 2)
+  assert heads_of(source.model) == (0, 2)
   assert model.backbone.blocks[0].attn.query.kernel[...].shape == (32, 0)
 
 

@@ -18,7 +18,7 @@ from lightjax import hf, init_from, models, objectives, shrink, trainer
 from lightjax.metrics.params import count_params
 from lightjax.models import transformer
 from lightjax.shrink import heads, importance, run
-from tests.helpers import REPO, load_config, train_tiny_listops
+from tests.helpers import REPO, heads_of, load_config, train_tiny_listops, widths_of
 
 E, H, D, M = 32, 4, 8, 64  # the teacher: embed, heads, head_dim, mlp_dim
 BERT = os.path.join(REPO, "tests", "fixtures", "bert_tiny")
@@ -142,7 +142,7 @@ def test_pruned_heads_equal_the_teacher_with_those_heads_gated_off(
   out = heads.prune_heads(model, ctx)
   kept = out.details["kept_heads"]
   counts = tuple(len(k) for k in kept)
-  assert tuple(out.model_cfg.heads_per_layer) == counts
+  assert heads_of(out.model_cfg) == tuple(counts)
   assert sum(counts) == 5 and counts[0] != counts[1]
   assert len(out.details["rounds"]) == 2  # re-scored between rounds
   assert [len(r["removed"]) for r in out.details["rounds"]] == [2, 1]
@@ -156,7 +156,7 @@ def test_pruned_heads_equal_the_teacher_with_those_heads_gated_off(
   assert count_params(out.model)["total"] == _n(out.model)
   # A crafted uneven cut, one layer emptied: its sublayer is out's bias.
   crafted = heads.keep_heads(model, ctx, [[0, 2, 3], []])
-  assert tuple(crafted.model_cfg.heads_per_layer) == (3, 0)
+  assert heads_of(crafted.model_cfg) == (3, 0)
   np.testing.assert_allclose(crafted.model(x),
                              _gated(model, [[0, 2, 3], []], [H, H])(x),
                              atol=1e-5)
@@ -170,7 +170,7 @@ def test_pruned_units_equal_the_teacher_with_those_fc2_rows_zeroed(
   out = heads.prune_ffn(model, ctx)
   kept = out.details["kept_units"]
   assert sum(len(k) for k in kept) == M  # 64 of 128 removed
-  assert tuple(out.model_cfg.mlp_dims_per_layer) == tuple(len(k) for k in kept)
+  assert widths_of(out.model_cfg) == tuple(len(k) for k in kept)
   x = _tokens(ctx)
   np.testing.assert_allclose(out.model(x), _zeroed_units(model, kept)(x),
                              atol=1e-5)
@@ -191,7 +191,8 @@ for name in sys.argv[2:]:
   model, source = init_from.load_model(sys.argv[1] + "/" + name)
   x = np.load(sys.argv[1] + "/inputs.npz")[name]
   out[name] = np.asarray(model(jnp.asarray(x), pad_id=source.pad_id))
-  out[name + "_heads"] = np.asarray(source.model["heads_per_layer"])
+  out[name + "_heads"] = np.asarray(
+      [layer["num_heads"] for layer in source.model["layers"]])
 np.savez(sys.argv[1] + "/reloaded.npz", **out)
 """
 
@@ -260,7 +261,7 @@ def test_prune_heads_run_shrinks_params_flops_and_latency(tmp_path, teacher,
   assert s["deploy"]["forward_flops"] < s["teacher_deploy"]["forward_flops"]
   assert s["deploy"]["bytes"] < s["teacher_deploy"]["bytes"]
   student, source = init_from.load_model(str(tmp_path / "ph"))
-  assert tuple(source.model["heads_per_layer"]) == tuple(
+  assert heads_of(source.model) == tuple(
       s["shrink_details"]["heads_per_layer"])
   # FFN pruning, scored as cut (no fine-tuning).
   c = load_config("configs/shrink/prune_ffn.py:tiny")

@@ -15,7 +15,7 @@ from lightjax.metrics.params import count_params
 from lightjax import hf
 from lightjax.models import transformer
 from lightjax.shrink import lowrank, run
-from tests.helpers import load_config
+from tests.helpers import heads_of, load_config, ranks_of, widths_of
 
 DIMS = {"vocab_size": 24, "num_classes": 10, "max_len": 32}
 
@@ -172,7 +172,9 @@ def test_full_rank_factorisation_reproduces_the_teacher(tmp_path):
   cfg = _model_cfg(heads_per_layer=(2, 1))
   teacher = _random_teacher(cfg)
   ranks = _full_ranks(cfg)
-  student_cfg = shrink.model_config(cfg, low_rank_ranks=tuple(ranks))
+  student_cfg = shrink.model_config(cfg, layers=tuple(
+      {"num_heads": h, "mlp_dim": w, "ranks": r}
+      for h, w, r in zip(heads_of(cfg), widths_of(cfg), ranks)))
   student = _build(student_cfg, seed=1)
   hf.load_weights(student, lowrank.factorised_weights(
       shrink.params_of(teacher), ranks))
@@ -182,7 +184,7 @@ def test_full_rank_factorisation_reproduces_the_teacher(tmp_path):
   init_from.save_model(str(tmp_path / "s"), student, student_cfg, pad_id=0,
                        **DIMS)
   info = json.loads(open(tmp_path / "s" / "model.json").read())
-  assert info["model"]["low_rank_ranks"] == ranks
+  assert [layer["ranks"] for layer in info["model"]["layers"]] == ranks
   again, _ = init_from.load_model(str(tmp_path / "s"))
   np.testing.assert_array_equal(np.asarray(again(_tokens())),
                                 np.asarray(student(_tokens())))
@@ -199,7 +201,7 @@ def test_method_ranks_details_and_the_no_saving_rule():
   teacher = _random_teacher(cfg)
   out = lowrank.low_rank(teacher, _ctx(cfg, {"rank": 12}))
   # 12 * (32 + 32) = 768 < 1024 saves; 12 * (32 + 64) = 1152 < 2048 too.
-  assert out.model_cfg.low_rank_ranks == (dict.fromkeys(lowrank.MATRICES, 12),) * 2
+  assert ranks_of(out.model_cfg) == (dict.fromkeys(lowrank.MATRICES, 12),) * 2
   d = out.details
   assert d["layers"][0]["fc1"] == {
       "rank": 12, "rule_rank": 12, "full_rank": 32,
@@ -210,7 +212,7 @@ def test_method_ranks_details_and_the_no_saving_rule():
   # rank 20 saves on fc1/fc2 ([32, 64]: 1920 < 2048) but not on q/k/v/out.
   out = lowrank.low_rank(teacher, _ctx(cfg, {"rank": 20, "matrices": (
       "query", "fc1")}))
-  assert out.model_cfg.low_rank_ranks == ({"fc1": 20},) * 2
+  assert ranks_of(out.model_cfg) == ({"fc1": 20},) * 2
   assert any("layer 0 query [32, 32]: rank 20 would hold 1280 >= 1024"
              in reason for reason in out.details["kept_full"])
   # Energy: each matrix its own rank, the energy kept at least the target.
@@ -220,7 +222,7 @@ def test_method_ranks_details_and_the_no_saving_rule():
       assert info["energy_kept"] >= 0.6 or info["rank"] == 0
   # Nothing saves: the student is the teacher, field () (no option at all).
   out = lowrank.low_rank(teacher, _ctx(cfg, {"rank": 32}))
-  assert out.model_cfg.low_rank_ranks == () and len(out.details["kept_full"]) == 12
+  assert not any(ranks_of(out.model_cfg)) and len(out.details["kept_full"]) == 12
   np.testing.assert_allclose(np.asarray(out.model(_tokens())),
                              np.asarray(teacher(_tokens())), atol=1e-5)
 
@@ -229,12 +231,12 @@ def test_refactorising_a_low_rank_teacher_and_a_shared_one():
   cfg = _model_cfg(low_rank_ranks=({"fc1": 10}, {"fc1": 10}))
   teacher = _random_teacher(cfg)
   out = lowrank.low_rank(teacher, _ctx(cfg, {"rank": 20, "matrices": ("fc1",)}))
-  assert out.model_cfg.low_rank_ranks == ({"fc1": 10},) * 2  # capped at 10
+  assert ranks_of(out.model_cfg) == ({"fc1": 10},) * 2  # capped at 10
   np.testing.assert_allclose(np.asarray(out.model(_tokens())),
                              np.asarray(teacher(_tokens())), atol=1e-5)
   shared = _model_cfg(share_layers=True)
   out = lowrank.low_rank(_random_teacher(shared), _ctx(shared, {"rank": 4}))
-  assert out.model_cfg.low_rank_ranks == (dict.fromkeys(lowrank.MATRICES, 4),) * 2
+  assert ranks_of(out.model_cfg) == (dict.fromkeys(lowrank.MATRICES, 4),) * 2
   assert len(out.details["layers"]) == 1  # the one block
 
 
@@ -269,7 +271,7 @@ def test_low_rank_recipe_end_to_end(tmp_path, data_dir):
   assert s["num_params"]["total"] < s["teacher_num_params"]
   assert s["num_train_steps"] == c.num_train_steps > 0
   saved = json.loads(open(tmp_path / "lr" / "config.json").read())
-  ranks = saved["model"]["low_rank_ranks"]
+  ranks = [layer["ranks"] for layer in saved["model"]["layers"]]
   assert len(ranks) == 2 and all(r for r in ranks)
   assert s["shrink_details"]["rule"].startswith(("rank", "energy"))
   assert os.path.exists(tmp_path / "lr" / "shrink_report.md")

@@ -14,9 +14,10 @@ Transformers", sec. 4.2, eq. 2-3): with a connectivity set Omega_i per query,
 
   a(x_i, Omega_i) = softmax((W_q x_i) K_{Omega_i}^T / sqrt(d)) V_{Omega_i}.
 
-One machinery (`_block_sparse`) serves every pattern. Omega_i is the disjoint
-union of up to three kinds of key sets, joined under ONE softmax (a shared
-row max and denominator), so the result equals dense masked attention:
+One machinery (`_block_sparse`) serves every pattern; each pattern function
+states its Omega_i as a `KeySet`. Omega_i is the disjoint union of up to
+three kinds of key sets, joined under ONE softmax (a shared row max and
+denominator), so the result equals dense masked attention:
   * gathered keys, per query block: key blocks from a block table (window
     blocks and global blocks as static slices, BigBird's random blocks by a
     gather; a block listed twice counts once) followed by a few shared key
@@ -61,9 +62,10 @@ take static ints (jit with functools.partial) and are differentiable.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -153,54 +155,55 @@ def _take_blocks(x_BxNb: jax.Array, static_table: np.ndarray,
   return jnp.stack(cols, axis=2)
 
 
-def _block_sparse(
-    q: jax.Array,
-    k: jax.Array,
-    v: jax.Array,
-    *,
-    block_size: int,
-    mask: jax.Array | None,
-    causal: bool,
-    weighting: str,
-    block_table: np.ndarray | None = None,
-    random_table: jax.Array | None = None,
-    block_rule: Rule | None = None,
-    shared_keys: np.ndarray | None = None,
-    shared_rule: Rule | None = None,
-    same_offset: bool = False,
-    global_rows: int = 0,
-) -> jax.Array:
-  """The shared machinery: attention over the union of the given key sets.
+@dataclasses.dataclass(frozen=True, eq=False)
+class KeySet:
+  """One pattern's Omega_i in block form: the key sets `_block_sparse` joins
+  under one softmax (module docstring). Each pattern function builds one.
 
-  Args:
-    q, k, v: [B, N, H, D] (self-attention, N need not divide by block_size).
-    block_size: query block size bs (N is padded to nb * bs; pads masked).
-    mask: optional boolean [B, N] key-padding mask, True = real token.
-    causal: keep only keys j <= i everywhere.
-    weighting: "softmax" or "uniform_sqrt".
+  A rule(q_pos, k_pos) -> keep is elementwise over absolute int positions
+  (broadcastable shapes).
+
+  Attributes:
+    block_size: query block size bs (the length is padded to nb * bs; pads
+      masked).
     block_table: static numpy int [nb, slots] key blocks per query block;
       -1 / out of range = empty slot. Columns that are a shifted window
       (block i + o) or one fixed block are read with slices, not gathers.
     random_table: optional traced int [nb, r] key blocks appended to
       block_table and read with a gather (BigBird's random blocks). A block
       listed twice in a row (both tables) is counted once.
-    block_rule: optional elementwise rule(q_pos, k_pos) -> keep, applied inside
-      the gathered blocks (absolute int positions, broadcastable shapes).
+    block_rule: optional rule applied inside the gathered blocks.
     shared_keys: int [P] key positions added to every query block.
-    shared_rule: optional rule(q_pos, k_pos) for the shared keys.
+    shared_rule: optional rule for the shared keys.
     same_offset: add keys j with j = i (mod bs) from every block.
     global_rows: the first R queries attend to all keys instead.
-  Returns:
-    [B, N, H, D] in q.dtype.
   """
-  if weighting not in WEIGHTINGS:
-    raise ValueError(f"unknown sparse weighting {weighting!r}; valid:"
-                     f" {', '.join(WEIGHTINGS)}")
-  if k.shape[1] != q.shape[1] or v.shape[1] != q.shape[1]:
-    raise ValueError("sparse patterns are self-attention: q, k, v need one"
-                     f" length, got {q.shape[1]}, {k.shape[1]}, {v.shape[1]}")
+  block_size: int
+  block_table: np.ndarray | None = None
+  random_table: jax.Array | None = None
+  block_rule: Rule | None = None
+  shared_keys: np.ndarray | None = None
+  shared_rule: Rule | None = None
+  same_offset: bool = False
+  global_rows: int = 0
+
+
+class _Blocks(NamedTuple):
+  """q, k, v padded to nb * bs and cut into query blocks, and which keys
+  are real (inside the length and the key-padding mask)."""
+  q_BxNpxHxD: jax.Array
+  k_BxNpxHxD: jax.Array
+  v_BxNpxHxD: jax.Array
+  q_BxNbxBsxHxD: jax.Array
+  k_BxNbxBsxHxD: jax.Array
+  v_BxNbxBsxHxD: jax.Array
+  valid_BxNp: jax.Array
+  valid_BxNbxBs: jax.Array
+  qpos_NbxBsx1: jax.Array
+
+
+def _cut_into_blocks(q, k, v, mask, bs: int) -> _Blocks:
   b_, n, h, d = q.shape
-  bs = block_size
   nb = patterns.num_blocks(n, bs)
   n_pad = nb * bs
   pad = ((0, 0), (0, n_pad - n), (0, 0), (0, 0))
@@ -208,106 +211,173 @@ def _block_sparse(
   valid_BxNp = jnp.arange(n_pad)[None] < n
   if mask is not None:
     valid_BxNp &= jnp.pad(mask.astype(bool), ((0, 0), (0, n_pad - n)))
-  valid_BxNbxBs = valid_BxNp.reshape(-1, nb, bs)
-  q_BxNbxBsxHxD = q_p.reshape(b_, nb, bs, h, d)
-  k_BxNbxBsxHxD = k_p.reshape(b_, nb, bs, h, d)
-  v_BxNbxBsxHxD = v_p.reshape(b_, nb, bs, h, d)
-  qpos_NbxBsx1 = jnp.arange(n_pad).reshape(nb, bs, 1)
+  return _Blocks(
+      q_p, k_p, v_p, q_p.reshape(b_, nb, bs, h, d),
+      k_p.reshape(b_, nb, bs, h, d), v_p.reshape(b_, nb, bs, h, d),
+      valid_BxNp, valid_BxNp.reshape(-1, nb, bs),
+      jnp.arange(n_pad).reshape(nb, bs, 1))
+
+
+def _keep(ok, rule: Rule | None, qpos, kpos, causal: bool):
+  """`ok` & the rule (if any) & j <= i (if causal)."""
+  if rule is not None:
+    ok = ok & rule(qpos, kpos)
+  if causal:
+    ok = ok & (kpos <= qpos)
+  return ok
+
+
+def _table_keys(x: _Blocks, keys: KeySet, causal: bool):
+  """The key blocks of the block (+ random) table, per query block:
+  (k, v [B, nb, K, H, D], allowed [nb, bs, K], real [B, nb, K])."""
+  b_, nb, bs, h, d = x.k_BxNbxBsxHxD.shape
+  table = jnp.asarray(keys.block_table, jnp.int32)
+  if keys.random_table is not None:
+    table = jnp.concatenate([table, keys.random_table.astype(jnp.int32)],
+                            axis=1)
+  slots = table.shape[1]
+  keep = (table >= 0) & (table < nb)
+  earlier = np.tril(np.ones((slots, slots), bool), -1)
+  keep &= ~jnp.any((table[:, :, None] == table[:, None, :]) & earlier[None],
+                   -1)
+  table = jnp.clip(table, 0, nb - 1)
+  kk = slots * bs
+  take = functools.partial(_take_blocks, static_table=keys.block_table,
+                           random_table=keys.random_table)
+  kpos_Nbx1xK = (table[:, :, None] * bs
+                 + jnp.arange(bs)[None, None, :]).reshape(nb, 1, kk)
+  ok = _keep(jnp.repeat(keep, bs, axis=1)[:, None, :], keys.block_rule,
+             x.qpos_NbxBsx1, kpos_Nbx1xK, causal)
+  return (take(x.k_BxNbxBsxHxD).reshape(b_, nb, kk, h, d),
+          take(x.v_BxNbxBsxHxD).reshape(b_, nb, kk, h, d),
+          jnp.broadcast_to(ok, (nb, bs, kk)),
+          take(x.valid_BxNbxBs).reshape(-1, nb, kk))
+
+
+def _shared_keys(x: _Blocks, keys: KeySet, causal: bool):
+  """The shared key positions, the same for every query block: (k, v
+  [B, nb, P, H, D], allowed [nb, bs, P], real [B, nb, P])."""
+  b_, nb, bs, h, d = x.k_BxNbxBsxHxD.shape
+  kpos_P = np.asarray(keys.shared_keys, np.int32)
+  p = len(kpos_P)
+  ok = _keep(jnp.ones((1, 1, p), bool), keys.shared_rule, x.qpos_NbxBsx1,
+             jnp.asarray(kpos_P)[None, None, :], causal)
+  return (jnp.broadcast_to(x.k_BxNpxHxD[:, None, kpos_P], (b_, nb, p, h, d)),
+          jnp.broadcast_to(x.v_BxNpxHxD[:, None, kpos_P], (b_, nb, p, h, d)),
+          jnp.broadcast_to(ok, (nb, bs, p)),
+          jnp.broadcast_to(x.valid_BxNp[:, None, kpos_P],
+                           (x.valid_BxNp.shape[0], nb, p)))
+
+
+def _gathered_keys(x: _Blocks, keys: KeySet, causal: bool):
+  """Per query block, its table's blocks then the shared keys, concatenated
+  into one set (one score matmul): k, v [B, nb, K, H, D] and allowed
+  [B, nb, bs, K] (the rules, causality and the real keys)."""
+  parts = []
+  if keys.block_table is not None:
+    parts.append(_table_keys(x, keys, causal))
+  if keys.shared_keys is not None and len(keys.shared_keys):
+    parts.append(_shared_keys(x, keys, causal))
+  ks, vs, allowed, kvalid = zip(*parts)
+  return (jnp.concatenate(ks, axis=2), jnp.concatenate(vs, axis=2),
+          jnp.concatenate(allowed, axis=-1)[None]
+          & jnp.concatenate(kvalid, axis=-1)[:, :, None, :])
+
+
+def _same_offset_keys(x: _Blocks, causal: bool, scale: float):
+  """Key block m', same in-block offset c as the query: scores
+  [B, nb, bs, H, nb] and allowed [B, nb, bs, nb], read in the [nb, bs]
+  layout with c as a batch axis."""
+  nb, bs = x.valid_BxNbxBs.shape[1:]
+  kpos_1xBsxNb = (jnp.arange(nb)[None, None, :] * bs
+                  + jnp.arange(bs)[None, :, None])
+  ok = _keep(jnp.ones((1, bs, nb), bool), None, x.qpos_NbxBsx1, kpos_1xBsxNb,
+             causal)
+  ok = ok[None] & jnp.swapaxes(x.valid_BxNbxBs, 1, 2)[:, None]  # [B,nb,bs,nb]
+  logits_BxNbxBsxHxNb = jnp.einsum(
+      "bmchd,bnchd->bmchn", x.q_BxNbxBsxHxD, x.k_BxNbxBsxHxD,
+      preferred_element_type=jnp.float32) * scale
+  return logits_BxNbxBsxHxNb, ok
+
+
+def _global_rows(x: _Blocks, r: int, causal: bool, weighting: str,
+                 scale: float):
+  """Dense rows: the first R queries see every key -> float32 [B, R, H, D]."""
+  n_pad = x.valid_BxNp.shape[1]
+  allowed_Bx1xRxNp = jnp.broadcast_to(x.valid_BxNp[:, None, None, :],
+                                      (x.valid_BxNp.shape[0], 1, r, n_pad))
+  if causal:
+    allowed_Bx1xRxNp = allowed_Bx1xRxNp & jnp.tril(
+        jnp.ones((r, n_pad), bool))[None, None]
+  v_BxNpxHxD = x.v_BxNpxHxD
+  return _combine(
+      jnp.einsum("brhd,bkhd->brhk", x.q_BxNpxHxD[:, :r], x.k_BxNpxHxD,
+                 preferred_element_type=jnp.float32)[:, None] * scale,
+      allowed_Bx1xRxNp,
+      lambda w: jnp.einsum("bnrhk,bkhd->bnrhd", w.astype(v_BxNpxHxD.dtype),
+                           v_BxNpxHxD, preferred_element_type=jnp.float32),
+      weighting)[:, 0]
+
+
+def _block_sparse(q_BxLxHxD: jax.Array, k_BxLxHxD: jax.Array,
+                  v_BxLxHxD: jax.Array, keys: KeySet, *,
+                  mask: jax.Array | None, causal: bool,
+                  weighting: str) -> jax.Array:
+  """The shared machinery: attention over the union of `keys`' key sets.
+
+  Args:
+    q_BxLxHxD, k_BxLxHxD, v_BxLxHxD: self-attention (L need not divide by
+      the block size).
+    keys: the pattern's key sets (`KeySet`).
+    mask: optional boolean [B, L] key-padding mask, True = real token.
+    causal: keep only keys j <= i everywhere.
+    weighting: "softmax" or "uniform_sqrt".
+  Returns:
+    [B, L, H, D] in q's dtype.
+  """
+  if weighting not in WEIGHTINGS:
+    raise ValueError(f"unknown sparse weighting {weighting!r}; valid:"
+                     f" {', '.join(WEIGHTINGS)}")
+  n = q_BxLxHxD.shape[1]
+  if k_BxLxHxD.shape[1] != n or v_BxLxHxD.shape[1] != n:
+    raise ValueError("sparse patterns are self-attention: q, k, v need one"
+                     f" length, got {n}, {k_BxLxHxD.shape[1]},"
+                     f" {v_BxLxHxD.shape[1]}")
+  b_, _, h, d = q_BxLxHxD.shape
+  x = _cut_into_blocks(q_BxLxHxD, k_BxLxHxD, v_BxLxHxD, mask, keys.block_size)
   scale = 1.0 / math.sqrt(d)
-  f32 = jnp.float32
-
-  # Gathered keys: per query block, its table's blocks then the shared keys,
-  # concatenated into one [B, nb, K, H, D] set (one score matmul).
-  ks, vs, allowed, kvalid = [], [], [], []
-  if block_table is not None:
-    table = jnp.asarray(block_table, jnp.int32)
-    if random_table is not None:
-      table = jnp.concatenate([table, random_table.astype(jnp.int32)], axis=1)
-    slots = table.shape[1]
-    keep = (table >= 0) & (table < nb)
-    earlier = np.tril(np.ones((slots, slots), bool), -1)
-    keep &= ~jnp.any((table[:, :, None] == table[:, None, :]) & earlier[None],
-                     -1)
-    table = jnp.clip(table, 0, nb - 1)
-    kk = slots * bs
-    take = functools.partial(_take_blocks, static_table=block_table,
-                             random_table=random_table)
-    ks.append(take(k_BxNbxBsxHxD).reshape(b_, nb, kk, h, d))
-    vs.append(take(v_BxNbxBsxHxD).reshape(b_, nb, kk, h, d))
-    kpos_Nbx1xK = (table[:, :, None] * bs
-                   + jnp.arange(bs)[None, None, :]).reshape(nb, 1, kk)
-    ok = jnp.repeat(keep, bs, axis=1)[:, None, :]
-    if block_rule is not None:
-      ok = ok & block_rule(qpos_NbxBsx1, kpos_Nbx1xK)
-    if causal:
-      ok = ok & (kpos_Nbx1xK <= qpos_NbxBsx1)
-    allowed.append(jnp.broadcast_to(ok, (nb, bs, kk)))
-    kvalid.append(take(valid_BxNbxBs).reshape(-1, nb, kk))
-  if shared_keys is not None and len(shared_keys):
-    kpos_P = np.asarray(shared_keys, np.int32)
-    p = len(kpos_P)
-    ks.append(jnp.broadcast_to(k_p[:, None, kpos_P], (b_, nb, p, h, d)))
-    vs.append(jnp.broadcast_to(v_p[:, None, kpos_P], (b_, nb, p, h, d)))
-    kpos_1x1xP = jnp.asarray(kpos_P)[None, None, :]
-    ok = jnp.ones((1, 1, p), bool)
-    if shared_rule is not None:
-      ok = ok & shared_rule(qpos_NbxBsx1, kpos_1x1xP)
-    if causal:
-      ok = ok & (kpos_1x1xP <= qpos_NbxBsx1)
-    allowed.append(jnp.broadcast_to(ok, (nb, bs, p)))
-    kvalid.append(jnp.broadcast_to(valid_BxNp[:, None, kpos_P],
-                                   (valid_BxNp.shape[0], nb, p)))
-  k_BxNbxKxHxD = jnp.concatenate(ks, axis=2)
-  v_BxNbxKxHxD = jnp.concatenate(vs, axis=2)
-  allowed_BxNbxBsxK = (jnp.concatenate(allowed, axis=-1)[None]
-                       & jnp.concatenate(kvalid, axis=-1)[:, :, None, :])
+  k_BxNbxKxHxD, v_BxNbxKxHxD, allowed_BxNbxBsxK = _gathered_keys(x, keys,
+                                                                 causal)
   logits_BxNbxBsxHxK = jnp.einsum(
-      "bnqhd,bnkhd->bnqhk", q_BxNbxBsxHxD, k_BxNbxKxHxD,
-      preferred_element_type=f32) * scale
+      "bnqhd,bnkhd->bnqhk", x.q_BxNbxBsxHxD, k_BxNbxKxHxD,
+      preferred_element_type=jnp.float32) * scale
   n_gathered = k_BxNbxKxHxD.shape[2]
-
-  if same_offset:  # Key block m', same in-block offset c as the query.
-    kpos_1xBsxNb = (jnp.arange(nb)[None, None, :] * bs
-                    + jnp.arange(bs)[None, :, None])
-    ok = jnp.ones((1, bs, nb), bool)
-    if causal:
-      ok = ok & (kpos_1xBsxNb <= qpos_NbxBsx1)
-    ok = ok[None] & jnp.swapaxes(valid_BxNbxBs, 1, 2)[:, None]  # [B,nb,bs,nb]
-    logits_BxNbxBsxHxK = jnp.concatenate([
-        logits_BxNbxBsxHxK,
-        jnp.einsum("bmchd,bnchd->bmchn", q_BxNbxBsxHxD, k_BxNbxBsxHxD,
-                   preferred_element_type=f32) * scale], axis=-1)
+  if keys.same_offset:
+    logits_BxNbxBsxHxNb, ok = _same_offset_keys(x, causal, scale)
+    logits_BxNbxBsxHxK = jnp.concatenate(
+        [logits_BxNbxBsxHxK, logits_BxNbxBsxHxNb], axis=-1)
     allowed_BxNbxBsxK = jnp.concatenate(
-        [allowed_BxNbxBsxK,
-         jnp.broadcast_to(ok, allowed_BxNbxBsxK.shape[:3] + (nb,))], axis=-1)
+        [allowed_BxNbxBsxK, jnp.broadcast_to(
+            ok, allowed_BxNbxBsxK.shape[:3] + ok.shape[-1:])], axis=-1)
+  dtype = v_BxLxHxD.dtype
 
   def values(w_BxNbxBsxHxK):
-    w = w_BxNbxBsxHxK.astype(v.dtype)
+    w = w_BxNbxBsxHxK.astype(dtype)
     out = jnp.einsum("bnqhk,bnkhd->bnqhd", w[..., :n_gathered], v_BxNbxKxHxD,
-                     preferred_element_type=f32)
-    if same_offset:
+                     preferred_element_type=jnp.float32)
+    if keys.same_offset:
       out += jnp.einsum("bmchn,bnchd->bmchd", w[..., n_gathered:],
-                        v_BxNbxBsxHxD, preferred_element_type=f32)
+                        x.v_BxNbxBsxHxD, preferred_element_type=jnp.float32)
     return out
 
   out = _combine(logits_BxNbxBsxHxK, allowed_BxNbxBsxK, values, weighting)
-  out = out.reshape(b_, n_pad, h, d)[:, :n]
-  if global_rows:  # Dense rows: the first R queries see every key.
-    r = global_rows
-    allowed_Bx1xRxNp = jnp.broadcast_to(valid_BxNp[:, None, None, :],
-                                        (valid_BxNp.shape[0], 1, r, n_pad))
-    if causal:
-      allowed_Bx1xRxNp = allowed_Bx1xRxNp & jnp.tril(
-          jnp.ones((r, n_pad), bool))[None, None]
-    out_g = _combine(
-        jnp.einsum("brhd,bkhd->brhk", q_p[:, :r], k_p,
-                   preferred_element_type=f32)[:, None] * scale,
-        allowed_Bx1xRxNp,
-        lambda w: jnp.einsum("bnrhk,bkhd->bnrhd", w.astype(v.dtype), v_p,
-                             preferred_element_type=f32),
-        weighting)[:, 0]
-    out = jnp.concatenate([out_g, out[:, r:]], axis=1)
-  return out.astype(q.dtype)
+  out_BxLxHxD = out.reshape(b_, -1, h, d)[:, :n]
+  if keys.global_rows:
+    r = keys.global_rows
+    out_BxLxHxD = jnp.concatenate(
+        [_global_rows(x, r, causal, weighting, scale), out_BxLxHxD[:, r:]],
+        axis=1)
+  return out_BxLxHxD.astype(q_BxLxHxD.dtype)
 
 
 def local_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
@@ -332,8 +402,8 @@ def local_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   bs = patterns.clamp_block_size(n, block_size)
   table = patterns.window_block_table(patterns.num_blocks(n, bs),
                                       num_neighbor_blocks, causal)
-  return _block_sparse(q, k, v, block_size=bs, mask=mask, causal=causal,
-                       weighting=weighting, block_table=table)
+  return _block_sparse(q, k, v, KeySet(bs, block_table=table), mask=mask,
+                       causal=causal, weighting=weighting)
 
 
 def strided_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
@@ -364,9 +434,9 @@ def strided_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   def window(qp, kp):  # Disjoint from the strided columns: d mod l != 0.
     return (qp != kp) & (jnp.abs(qp - kp) < stride)
 
-  return _block_sparse(q, k, v, block_size=bs, mask=mask, causal=causal,
-                       weighting=weighting, block_table=table,
-                       block_rule=window, same_offset=True)
+  keys = KeySet(bs, block_table=table, block_rule=window, same_offset=True)
+  return _block_sparse(q, k, v, keys, mask=mask, causal=causal,
+                       weighting=weighting)
 
 
 def fixed_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
@@ -401,10 +471,10 @@ def fixed_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   def other_block(qp, kp):  # The own block is the gathered part.
     return qp // bs != kp // bs
 
-  return _block_sparse(
-      q, k, v, block_size=bs, mask=mask, causal=causal, weighting=weighting,
-      block_table=np.arange(patterns.num_blocks(n, bs))[:, None],
-      shared_keys=shared, shared_rule=other_block)
+  keys = KeySet(bs, block_table=np.arange(patterns.num_blocks(n, bs))[:, None],
+                shared_keys=shared, shared_rule=other_block)
+  return _block_sparse(q, k, v, keys, mask=mask, causal=causal,
+                       weighting=weighting)
 
 
 def bigbird_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
@@ -451,10 +521,10 @@ def bigbird_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   table = np.concatenate([
       np.broadcast_to(np.arange(g, dtype=np.int32), (nb, g)),
       patterns.window_block_table(nb, num_neighbor_blocks, causal)], axis=1)
-  return _block_sparse(
-      q, k, v, block_size=bs, mask=mask, causal=causal, weighting=weighting,
-      block_table=table, random_table=random_blocks[:nb],
-      global_rows=min(g * bs, n))
+  keys = KeySet(bs, block_table=table, random_table=random_blocks[:nb],
+                global_rows=min(g * bs, n))
+  return _block_sparse(q, k, v, keys, mask=mask, causal=causal,
+                       weighting=weighting)
 
 
 def longformer_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
@@ -490,10 +560,10 @@ def longformer_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   def band(qp, kp):
     return (jnp.abs(qp - kp) <= radius) & (kp >= g)
 
-  return _block_sparse(q, k, v, block_size=bs, mask=mask, causal=causal,
-                       weighting=weighting, block_table=table,
-                       block_rule=band, shared_keys=np.arange(g),
-                       global_rows=g)
+  keys = KeySet(bs, block_table=table, block_rule=band,
+                shared_keys=np.arange(g), global_rows=g)
+  return _block_sparse(q, k, v, keys, mask=mask, causal=causal,
+                       weighting=weighting)
 
 
 class RandomBlocks(nnx.Variable):

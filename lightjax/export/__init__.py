@@ -22,139 +22,44 @@ model runs in its runtime (onnxruntime; `jax.export`'s deserialized
 artifact) on the run's validation split, or, for a decode step, greedily
 generates from a prompt, and DIR/export.json records the largest logit
 difference from the JAX model and whether every argmax (every token)
-agrees. Formats: `FORMATS` (onnx.py, stablehlo.py).
+agrees. Formats: `FORMATS` (onnx.py, stablehlo.py register themselves).
+The shared types (`Signature`, `Format`, `ExportError`) live in base.py;
+this file is the job (`export_run`) and its checks.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from lightjax import init_from
-from lightjax.registry import Registry
+from lightjax import data, init_from
+from lightjax.export.base import (
+    DECODE_STATE,
+    EXPORT_JSON,
+    FORMATS,
+    ExportError,
+    Format,
+    Signature,
+    decode_signature,
+    first_that_converts,
+    forward_signature,
+)
+from lightjax.models import generate
 
-EXPORT_JSON = "export.json"
-DECODE_STATE = "decode_state.npz"
+# Importing the formats registers them (FORMATS); quantize is ONNX's int8.
+from lightjax.export import onnx, quantize, stablehlo  # noqa: F401
 
-
-class ExportError(ValueError):
-  """What cannot be exported, said in one line (the CLI exits 2)."""
-
-
-@dataclasses.dataclass
-class Signature:
-  """The exported function and its argument specs.
-
-  `fn(*args) -> tuple of arrays`; `names` name the inputs and outputs in
-  the exported file; `dynamic` the axes that may vary at run time, per
-  input ("batch", "length" or None per axis)."""
-  fn: Callable[..., tuple[jax.Array, ...]]
-  specs: list[jax.ShapeDtypeStruct]
-  input_names: list[str]
-  output_names: list[str]
-  dynamic: list[tuple[str | None, ...]]
-  kind: str                      # "forward" or "decode_step"
-  decode_state: list[np.ndarray] | None = None  # initial states (decode)
-
-
-def _has_token_types(model) -> bool:
-  bb = getattr(model, "backbone", None)
-  return bb is not None and getattr(bb, "type_embed", None) is not None
-
-
-def forward_signature(model, *, length: int, pad_id: int) -> Signature:
-  """tokens [B, L] (+ segment ids) -> logits, eval mode."""
-  names, specs, dynamic = ["tokens"], [jax.ShapeDtypeStruct((1, length),
-                                                            jnp.int32)], [
-                                                                ("batch", "length")]
-  if _has_token_types(model):
-    names.append("segment_ids")
-    specs.append(specs[0])
-    dynamic.append(("batch", "length"))
-
-    def fn(tokens, segment_ids):
-      return (model(tokens, segment_ids_BxL=segment_ids, deterministic=True,
-                    pad_id=pad_id),)
-  else:
-    def fn(tokens):
-      return (model(tokens, deterministic=True, pad_id=pad_id),)
-  return Signature(fn, specs, names, ["logits"], dynamic, "forward")
-
-
-def decode_signature(model, *, max_len: int) -> Signature:
-  """(token [1], index [], *states) -> (logits [1, V], *states'): one step
-  of `DecoderLM.decode_step` with the decode state flattened into arrays."""
-  if not hasattr(model, "decode_step"):
-    raise ExportError(f"--decode exports a decoder LM's decode step; this"
-                      f" run holds a {type(model).__name__}")
-  from lightjax.models import generate  # pylint: disable=import-outside-toplevel
-  try:
-    generate.check_decodable(model)
-  except NotImplementedError as e:  # names the variants that decode
-    raise ExportError(str(e)) from None
-  cache = model.init_cache(1, max_len, jnp.float32)
-  leaves, treedef = jax.tree.flatten(cache)
-
-  def fn(token, index, *states):
-    logits, new = model.decode_step(token, jax.tree.unflatten(treedef, states),
-                                    index)
-    return (logits, *jax.tree.leaves(new))
-
-  state_names = [f"state_{i}" for i in range(len(leaves))]
-  specs = ([jax.ShapeDtypeStruct((1,), jnp.int32),
-            jax.ShapeDtypeStruct((), jnp.int32)]
-           + [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves])
-  return Signature(
-      fn, specs, ["token", "index", *state_names],
-      ["logits", *[n + "_out" for n in state_names]],
-      [(None,), ()] + [(None,) * x.ndim for x in leaves], "decode_step",
-      decode_state=[np.asarray(x) for x in leaves])
-
-
-# --- formats ----------------------------------------------------------------------
-
-
-def first_that_converts(convert: Callable[[bool], Any], sig: Signature,
-                        axis: str, what: str) -> tuple[Any, bool]:
-  """(convert(True), True) with `axis` ("batch" or "length") symbolic where
-  the signature has one and the converter manages it, else (convert(False),
-  False); when neither converts, one ExportError: "`what` this model's
-  <kind>" and the first failure's first line."""
-  first = None
-  for symbolic in (True, False):
-    if symbolic and axis not in sum(sig.dynamic, ()):
-      continue
-    try:
-      return convert(symbolic), symbolic
-    except Exception as e:  # pylint: disable=broad-except
-      first = first or e
-  line = (str(first).strip().splitlines() or [""])[0]
-  raise ExportError(f"{what} this model's {sig.kind}: {type(first).__name__}:"
-                    f" {line[:300]}") from None
-
-
-@dataclasses.dataclass
-class Format:
-  """`write(signature, out_dir) -> (file path, details)`;
-  `runner(path, signature) -> fn(*numpy args) -> tuple of numpy outputs`."""
-  write: Callable[[Signature, str], tuple[str, dict[str, Any]]]
-  runner: Callable[[str, Signature], Callable[..., tuple[np.ndarray, ...]]]
-
-
-FORMATS: Registry[Format] = Registry("export format")
-
-
-def _register_formats() -> None:
-  from lightjax.export import onnx, stablehlo  # pylint: disable=import-outside-toplevel
-  if "onnx" not in FORMATS.names():
-    FORMATS.register("onnx", Format(onnx.write, onnx.runner))
-    FORMATS.register("stablehlo", Format(stablehlo.write, stablehlo.runner))
+__all__ = [
+    "DECODE_STATE", "EXPORT_JSON", "FORMATS", "ExportError", "Format",
+    "Signature", "check_decode", "check_forward", "decode_signature",
+    "export_run", "first_that_converts", "forward_signature", "greedy_tokens",
+]
 
 
 # --- checks -----------------------------------------------------------------------
@@ -203,7 +108,6 @@ def greedy_tokens(step: Callable, state: list[np.ndarray], prompt: np.ndarray,
 def check_decode(run: Callable, model, sig: Signature, prompt: np.ndarray,
                  num_new: int) -> dict[str, Any]:
   """The exported step's greedy tokens against `models.generate`'s."""
-  from lightjax.models import generate  # pylint: disable=import-outside-toplevel
   want = np.asarray(generate.generate(model, jnp.asarray(prompt)[None], num_new,
                                       greedy=True))[0, len(prompt):]
   got = greedy_tokens(run, sig.decode_state, prompt, num_new)
@@ -227,7 +131,6 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
   (ONNX): also write model.int8.onnx by onnxruntime's dynamic
   quantization, checked the same way.
   """
-  _register_formats()
   form = FORMATS.get(fmt)  # unknown: the registry lists the valid ones
   if int8 and fmt != "onnx":
     raise ExportError(f"--int8 quantizes an ONNX model; got --format={fmt}")
@@ -250,7 +153,6 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
              **dict(zip(sig.input_names[2:], sig.decode_state)))
   files = {"fp32": path}
   if int8:
-    from lightjax.export import quantize  # pylint: disable=import-outside-toplevel
     q_path = os.path.join(out_dir, "model.int8.onnx")
     record["int8"] = quantize.quantize_int8(path, q_path)
     files["int8"] = q_path
@@ -281,8 +183,6 @@ def _check_inputs(source, data_dir: str | None, names: list[str]):
   its task loads here (config.json in the run or, for a saved student, the
   directory above), else 64 random token sequences (export.json says
   which)."""
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  from lightjax import data  # pylint: disable=import-outside-toplevel
   inputs, labels, where = None, None, "64 random sequences"
   for directory in (source.spec, os.path.dirname(source.spec.rstrip("/"))):
     path = os.path.join(directory, "config.json")

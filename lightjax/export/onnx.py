@@ -22,7 +22,8 @@ import jax
 import numpy as np
 
 from lightjax import data
-from lightjax.export import ExportError, Signature, first_that_converts
+from lightjax.export.base import (FORMATS, ExportError, Format, Signature,
+                                  first_that_converts)
 
 OPSET = 23
 INSTALL = "pip install jax2onnx==0.13.0 onnx onnxruntime"
@@ -196,3 +197,6 @@ def runner(path: str, sig: Signature) -> Callable[..., tuple[np.ndarray, ...]]:
   def run(*args):
     return tuple(sess.run(None, dict(zip(names, (np.asarray(a) for a in args)))))
   return run
+
+
+FORMATS.register("onnx", Format(write, runner))

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
-from lightjax.export import Signature, first_that_converts
+from lightjax.export.base import FORMATS, Format, Signature, first_that_converts
 
 FILE = "model.stablehlo"
 
@@ -76,3 +76,6 @@ def runner(path: str, sig: Signature) -> Callable[..., tuple[np.ndarray, ...]]:
   def run(*args):
     return tuple(np.asarray(x) for x in call(*args))
   return run
+
+
+FORMATS.register("stablehlo", Format(write, runner))

@@ -14,10 +14,11 @@ every saved run keeps loading.
 
 Per-layer sizes are one description, `layers`: a `LayerSpec` (heads, MLP
 width, low-rank ranks) per layer, always `num_layers` long. A pruned or
-factorised model is then a plain model config. On the run config's surface
-they are the optional per-layer lists `heads_per_layer`,
-`mlp_dims_per_layer` and `low_rank_ranks` (empty = the uniform sizes), which
-`from_dict` reads and `to_dict` writes back.
+factorised model is then a plain model config. In the run config (and
+model.json) `layers` is () for uniform layers, else one {"num_heads",
+"mlp_dim", "ranks"} per layer; files written before it existed hold the
+parallel lists `heads_per_layer`, `mlp_dims_per_layer` and
+`low_rank_ranks`, which `from_dict` reads.
 """
 
 from __future__ import annotations
@@ -115,10 +116,9 @@ class ModelConfig:
   theseus_predecessor_layers: int = 0
   theseus_replace_rate: float = 0.5
   theseus_rate_slope: float = 0.0
-  # One LayerSpec per layer; () = uniform (num_heads, mlp_dim, full rank).
-  # On the run config: heads_per_layer, mlp_dims_per_layer (() = uniform; 0
-  # = sublayer pruned away) and low_rank_ranks (per layer {"query".."fc2":
-  # rank}: W = down @ up; () or 0 = full).
+  # One LayerSpec per layer: heads and MLP width (0 = that sublayer pruned
+  # away), ranks {"query".."fc2": r}: W = down @ up (absent or 0 = full).
+  # () = every layer (num_heads, mlp_dim), full rank.
   layers: tuple[LayerSpec, ...] = ()
 
   def __post_init__(self):
@@ -132,52 +132,46 @@ class ModelConfig:
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
     """From a run config's `model` section (a ConfigDict or a dict read
-    from model.json / config.json); fields it predates get their defaults.
+    from model.json / config.json); fields it predates get their defaults,
+    and files written before `layers` existed give per-layer sizes as the
+    lists `heads_per_layer`, `mlp_dims_per_layer`, `low_rank_ranks`.
     Unknown fields are an error naming the valid ones."""
     d = dict(d.to_dict() if hasattr(d, "to_dict") else d)
-    per_layer = {k: d.pop(k, ()) or () for k in _PER_LAYER_LISTS}
-    if "layers" in d:
-      given = d.pop("layers") or ()
-      if any(per_layer.values()) and given:
-        raise ValueError("config.model: give per-layer sizes either as"
-                         " layers or as heads_per_layer / mlp_dims_per_layer"
-                         " / low_rank_ranks, not both")
-      per_layer = _lists_from_layers(given) if given else per_layer
-    names = {f.name for f in dataclasses.fields(cls)} - {"layers"}
+    lists = {k: d.pop(k, ()) or () for k in _PER_LAYER_LISTS}
+    given = d.pop("layers", ()) or ()
+    if given and any(lists.values()):
+      raise ValueError("config.model: give per-layer sizes as layers, not"
+                       " also as heads_per_layer / mlp_dims_per_layer /"
+                       " low_rank_ranks (older files' form)")
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-      raise ValueError(
-          f"config.model has unknown field(s) {unknown}; valid:"
-          f" {', '.join(sorted(names | set(_PER_LAYER_LISTS)))}")
+      raise ValueError(f"config.model has unknown field(s) {unknown};"
+                       f" valid: {', '.join(sorted(names))}")
     if "attention" in d:
       d["attention"] = _plain(d["attention"])
-    base = cls(**{k: v for k, v in d.items() if k not in ("layers",)},
-               layers=())
-    layers = _layers_from_lists(base, **per_layer)
-    return dataclasses.replace(base, layers=layers)
+    base = cls(**d)
+    if given:
+      return dataclasses.replace(base, layers=_layer_specs(base, given))
+    return dataclasses.replace(base, layers=_layers_from_lists(base, **lists))
 
   def to_dict(self) -> dict[str, Any]:
-    """The run config's `model` section (plain lists and dicts, JSON-ready):
-    per-layer sizes as the three lists, each empty where uniform."""
-    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-           if f.name != "layers"}
+    """The run config's `model` section (plain tuples and dicts,
+    JSON-ready): `layers` is () where every layer has the uniform sizes,
+    else one {"num_heads", "mlp_dim", "ranks"} per layer."""
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
     out["attention"] = _plain(self.attention)
     if self.name != "theseus_classifier":
       for k in THESEUS_FIELDS:
         out.pop(k)
-    heads = tuple(s.num_heads for s in self.layers)
-    widths = tuple(s.mlp_dim for s in self.layers)
-    ranks = tuple(dict(s.ranks) for s in self.layers)
-    out["heads_per_layer"] = (
-        () if set(heads) <= {self.num_heads} else heads)
-    out["mlp_dims_per_layer"] = (
-        () if set(widths) <= {self.mlp_dim} else widths)
-    out["low_rank_ranks"] = ranks if any(ranks) else ()
+    out["layers"] = () if self.uniform else tuple(
+        {"num_heads": s.num_heads, "mlp_dim": s.mlp_dim,
+         "ranks": dict(s.ranks)} for s in self.layers)
     return out
 
   def replace(self, **changes) -> "ModelConfig":
-    """A copy with `changes` (run-config field names, per-layer lists
-    included), checked again."""
+    """A copy with `changes` (run-config field names; `layers` as dicts or
+    LayerSpecs), checked again."""
     return ModelConfig.from_dict({**self.to_dict(), **changes})
 
   # --- presets ---------------------------------------------------------------
@@ -369,13 +363,25 @@ def _layers_from_lists(base: ModelConfig, heads_per_layer=(),
                for i, (h, w, e) in enumerate(zip(heads, widths, entries)))
 
 
-def _lists_from_layers(layers) -> dict[str, tuple]:
-  """`layers` given as dicts ({"num_heads", "mlp_dim", "ranks"}) or
-  LayerSpecs, as the three per-layer lists."""
-  specs = [s if isinstance(s, LayerSpec) else
-           LayerSpec(s["num_heads"], s["mlp_dim"],
-                     tuple(dict(s.get("ranks") or {}).items()))
-           for s in layers]
-  return {"heads_per_layer": tuple(s.num_heads for s in specs),
-          "mlp_dims_per_layer": tuple(s.mlp_dim for s in specs),
-          "low_rank_ranks": tuple(dict(s.ranks) for s in specs)}
+def _layer_specs(base: ModelConfig, layers) -> tuple[LayerSpec, ...]:
+  """`layers` given as {"num_heads", "mlp_dim", "ranks"} dicts (or
+  LayerSpecs), each checked as the lists are."""
+  if len(layers) != base.num_layers:
+    raise ValueError(f"config.model.layers has {len(layers)} entries,"
+                     f" num_layers is {base.num_layers}")
+  out = []
+  for i, s in enumerate(layers):
+    if isinstance(s, LayerSpec):
+      s = {"num_heads": s.num_heads, "mlp_dim": s.mlp_dim,
+           "ranks": dict(s.ranks)}
+    if not hasattr(s, "items") or set(s) - {"num_heads", "mlp_dim", "ranks"}:
+      raise ValueError(f"config.model.layers[{i}] must be a dict with"
+                       f" num_heads, mlp_dim and ranks, got {s!r}")
+    h, w = s.get("num_heads", base.num_heads), s.get("mlp_dim", base.mlp_dim)
+    for key, v in (("num_heads", h), ("mlp_dim", w)):
+      if _not_int(v) or v < 0:
+        raise ValueError(f"config.model.layers[{i}].{key} must be an"
+                         f" integer >= 0, got {v!r}")
+    out.append(LayerSpec(int(h), int(w),
+                         _ranks(base, i, s.get("ranks") or {}, h, w)))
+  return tuple(out)

@@ -91,8 +91,8 @@ def _check_teacher(cfg, method: str) -> None:
                      " (share_layers), so every layer must keep the same"
                      " heads and units; per-layer pruning needs separate"
                      " layers")
-  if any(any(dict(r).values()) for r in (cfg.get("low_rank_ranks") or ())):
-    raise ValueError(f"{method}: the teacher has factorised (low_rank_ranks)"
+  if any(s.ranks for s in models.as_model_config(cfg).layers):
+    raise ValueError(f"{method}: the teacher has factorised (low-rank)"
                      " projections; prune heads and units before factorising")
 
 
@@ -229,7 +229,9 @@ def keep_heads(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
   _check_teacher(cfg, "prune_heads")
   sizes = [s.num_heads for s in models.as_model_config(cfg).layers]
   kept = check_kept(kept, sizes, "heads")
-  student_cfg = model_config(cfg, heads_per_layer=tuple(len(k) for k in kept))
+  student_cfg = model_config(cfg, layers=tuple(
+      dataclasses.replace(s, num_heads=len(k))
+      for s, k in zip(models.as_model_config(cfg).layers, kept)))
   weights = slice_heads(params_of(teacher), kept, cfg.head_dim)
   weights = _match_kernel_params(weights, student_cfg, ctx)
   model = build_with(ctx, student_cfg, weights)
@@ -243,8 +245,9 @@ def keep_units(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
   _check_teacher(cfg, "prune_ffn")
   sizes = [s.mlp_dim for s in models.as_model_config(cfg).layers]
   kept = check_kept(kept, sizes, "units")
-  student_cfg = model_config(
-      cfg, mlp_dims_per_layer=tuple(len(k) for k in kept))
+  student_cfg = model_config(cfg, layers=tuple(
+      dataclasses.replace(s, mlp_dim=len(k))
+      for s, k in zip(models.as_model_config(cfg).layers, kept)))
   model = build_with(ctx, student_cfg, slice_units(params_of(teacher), kept))
   return Shrunk(model, student_cfg, {"kept_units": kept})
 

@@ -116,12 +116,9 @@ def keep_layers(teacher, ctx: Context, kept: list[int]) -> Shrunk:
     raise ValueError("the teacher shares one block across layers"
                      " (share_layers); dropping layers would change nothing"
                      " but its depth: set model.num_layers instead")
-  changes = {"num_layers": len(kept)}
-  for field in ("heads_per_layer", "mlp_dims_per_layer"):
-    values = cfg.get(field) or ()
-    if values:
-      changes[field] = tuple(values[i] for i in kept)
-  student_cfg = model_config(cfg, **changes)
+  layers = models.as_model_config(cfg).layers
+  student_cfg = model_config(cfg, num_layers=len(kept),
+                             layers=tuple(layers[i] for i in kept))
   weights = {}
   for path, value in params_of(teacher).items():
     layer = weights_lib.block_of(path)

@@ -228,10 +228,11 @@ def low_rank(teacher, ctx: Context) -> Shrunk:
                                 energy=energy, matrices=matrices)
   if shared:  # one block in every layer: the same ranks everywhere
     ranks = ranks * n
-  field = tuple({k: v for k, v in r.items() if v} for r in ranks)
-  if not any(field):
-    field = ()
-  student_cfg = model_config(cfg, low_rank_ranks=field)
+  layers = tuple(
+      {"num_heads": s.num_heads, "mlp_dim": s.mlp_dim,
+       "ranks": {k: v for k, v in r.items() if v}}
+      for s, r in zip(models.as_model_config(cfg).layers, ranks))
+  student_cfg = model_config(cfg, layers=layers)
   model = build_with(ctx, student_cfg, factorised_weights(params, ranks))
   return Shrunk(model, student_cfg, details)
 
