@@ -17,8 +17,7 @@ from lightjax.models import generate, transformer
 from tests.helpers import full_config, heads_of, load_config, read_jsonl
 
 E, V, C, L, D = 16, 11, 3, 8, 8  # embed, vocab, classes, length, head_dim
-NEW_FIELDS = ("heads_per_layer", "mlp_dims_per_layer", "layerdrop",
-              "embed_factor_dim", "share_layers")
+NEW_FIELDS = ("layers", "layerdrop", "embed_factor_dim", "share_layers")
 X = jax.random.randint(jax.random.key(0), (2, L), 1, V).at[1, 6:].set(0)
 
 
@@ -67,6 +66,12 @@ def test_defaults_build_the_model_of_a_config_without_the_fields(name):
   cfg = _cfg(name)
   for k in NEW_FIELDS:
     assert cfg[k] == models.ModelConfig().to_dict()[k], k
+  # Written before `layers`: per-layer sizes as parallel lists, empty.
+  listed = ml_collections.ConfigDict(
+      {**{k: v for k, v in cfg.to_dict().items() if k != "layers"},
+       "heads_per_layer": (), "mlp_dims_per_layer": (),
+       "low_rank_ranks": ()})
+  assert _shapes(_build(listed), nnx.Variable) == _shapes(_build(cfg), nnx.Variable)
   old = ml_collections.ConfigDict(
       {k: v for k, v in cfg.to_dict().items() if k not in NEW_FIELDS})
   a, b = _build(cfg), _build(old)
