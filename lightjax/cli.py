@@ -46,18 +46,24 @@ def define_distributed_flags() -> Callable[[str], None]:
   return join
 
 
-def start_run(prog: str, argv: list[str], config, join: Callable[[str], None],
-              unnamed: tuple[str, ...] = ()) -> list[str]:
-  """What a training entry point (train, shrink) does before its work:
-  refuses extra arguments, keeps orbax's per-save INFO lines off the
-  terminal, joins a multi-process job, and names the run after its
-  `--config.` overrides (runs that differ must not share a name: reports
-  group by it), leaving out overrides that start with one of `unnamed`.
-  Returns the overrides ("key=value")."""
+def start(argv: list[str]) -> None:
+  """What every absl entry point does first: refuses extra arguments and
+  keeps orbax's per-save / per-restore INFO lines off the terminal (unless
+  --verbosity is given)."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+
+
+def start_run(prog: str, argv: list[str], config, join: Callable[[str], None],
+              unnamed: tuple[str, ...] = ()) -> list[str]:
+  """What a training entry point (train, shrink) does before its work:
+  `start`, joins a multi-process job, and names the run after its
+  `--config.` overrides (runs that differ must not share a name: reports
+  group by it), leaving out overrides that start with one of `unnamed`.
+  Returns the overrides ("key=value")."""
+  start(argv)
   join(prog)
   overrides = [a[len("--config."):] for a in sys.argv
                if a.startswith("--config.")]

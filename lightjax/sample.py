@@ -22,9 +22,9 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from lightjax import config_lib, init_from, models
+from lightjax import cli, config_lib, init_from, models
 from lightjax.data import lm
 from lightjax.models import generate
 
@@ -60,10 +60,7 @@ def check_workdir(workdir: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every restore
+  cli.start(argv)
   try:
     check_workdir(_WORKDIR.value)
     prompt_P = lm.encode(_PROMPT.value)

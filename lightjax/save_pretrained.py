@@ -23,8 +23,7 @@ import ml_collections
 
 from absl import app, flags, logging
 
-from lightjax import init_from
-from lightjax import hf
+from lightjax import cli, hf, init_from
 
 _FLAGS = {}
 
@@ -70,8 +69,7 @@ def _model_config(source: init_from.Source):
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.start(argv)
   try:
     config = export(_FLAGS["workdir"].value, _FLAGS["out"].value,
                     _FLAGS["checkpoint"].value)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import shlex
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from lightjax import bench, config_lib
+from lightjax import bench, cli, config_lib
 from lightjax.bench import plan
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -28,10 +28,7 @@ flags.mark_flags_as_required(["config", "out"])
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # progress lines only
+  cli.start(argv)
   config = _CONFIG.value
   try:
     plan.check(config)

@@ -14,9 +14,7 @@ install).
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags, logging
+from absl import app, flags
 
 from lightjax import cli, config_lib, export
 
@@ -48,10 +46,7 @@ def _line(name: str, check: dict) -> str:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   with cli.exit_codes("lightjax.export", bad_input=(ValueError,)):
     record = export.export_run(
         _WORKDIR.value, _FORMAT.value, _OUT.value, decode=_DECODE.value,

@@ -222,16 +222,24 @@ def _match_kernel_params(weights: dict, student_cfg, ctx) -> dict:
 # --- the students ---------------------------------------------------------------------
 
 
+def _student_config(cfg, method: str, kept: Sequence[Sequence[int]],
+                    field: str) -> tuple[Any, list[list[int]]]:
+  """The teacher's config.model with each layer's `field` ("num_heads" or
+  "mlp_dim") cut to the `kept` indices (checked), and those indices."""
+  _check_teacher(cfg, method)
+  layers = models.as_model_config(cfg).layers
+  kept = check_kept(kept, [getattr(s, field) for s in layers],
+                    "heads" if field == "num_heads" else "units")
+  return model_config(cfg, layers=tuple(
+      dataclasses.replace(s, **{field: len(k)})
+      for s, k in zip(layers, kept))), kept
+
+
 def keep_heads(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
   """The teacher with only heads `kept[l]` (original indices) in layer l,
   physically: fewer q/k/v columns and out rows."""
   cfg = ctx.teacher_cfg
-  _check_teacher(cfg, "prune_heads")
-  sizes = [s.num_heads for s in models.as_model_config(cfg).layers]
-  kept = check_kept(kept, sizes, "heads")
-  student_cfg = model_config(cfg, layers=tuple(
-      dataclasses.replace(s, num_heads=len(k))
-      for s, k in zip(models.as_model_config(cfg).layers, kept)))
+  student_cfg, kept = _student_config(cfg, "prune_heads", kept, "num_heads")
   weights = slice_heads(params_of(teacher), kept, cfg.head_dim)
   weights = _match_kernel_params(weights, student_cfg, ctx)
   model = build_with(ctx, student_cfg, weights)
@@ -241,13 +249,8 @@ def keep_heads(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
 def keep_units(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
   """The teacher with only MLP units `kept[l]` (original indices) in layer
   l, physically: fewer fc1 columns and fc2 rows."""
-  cfg = ctx.teacher_cfg
-  _check_teacher(cfg, "prune_ffn")
-  sizes = [s.mlp_dim for s in models.as_model_config(cfg).layers]
-  kept = check_kept(kept, sizes, "units")
-  student_cfg = model_config(cfg, layers=tuple(
-      dataclasses.replace(s, mlp_dim=len(k))
-      for s, k in zip(models.as_model_config(cfg).layers, kept)))
+  student_cfg, kept = _student_config(ctx.teacher_cfg, "prune_ffn", kept,
+                                      "mlp_dim")
   model = build_with(ctx, student_cfg, slice_units(params_of(teacher), kept))
   return Shrunk(model, student_cfg, {"kept_units": kept})
 
