@@ -95,6 +95,8 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from lightjax import models, objectives, optim, sharding, steps
+from lightjax.export import forward_signature, quantize
+from lightjax.export import onnx as onnx_export
 from lightjax.metrics import cost
 from lightjax.metrics.params import count_params
 from lightjax.models import generate
@@ -528,11 +530,8 @@ def edge(config: ml_collections.ConfigDict, job: Job, memo: Memo) -> Record:
   """JAX-jit vs onnxruntime fp32 vs onnxruntime int8 at batch 1 (docstring
   at the top of this module)."""
   del memo  # its own build: the model is exported after it is timed
-  # Optional packages, only here (ARCHITECTURE.md): missing, the point fails
-  # with `export.onnx.INSTALL` in its message before anything compiles.
-  from lightjax.export import forward_signature  # pylint: disable=import-outside-toplevel
-  from lightjax.export import onnx as onnx_export  # pylint: disable=import-outside-toplevel
-  from lightjax.export import quantize  # pylint: disable=import-outside-toplevel
+  # Optional packages (ARCHITECTURE.md): missing, the point fails with
+  # `export.onnx.INSTALL` in its message before anything compiles.
   ort = onnx_export.require("onnxruntime")
   onnx_export.require("jax2onnx")
 
