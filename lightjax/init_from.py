@@ -109,6 +109,7 @@ def _hf_source(spec: str) -> Source:
   directory = hf.resolve(spec[len(HF_PREFIX):])
   hf_config = hf.read_config(directory)
   config = hf.config_from_hf(hf_config, source=spec)
+  hf.verify(directory, hf_config, config)  # sizes against the tensors' headers
   return Source(
       spec=spec, model=config.model.to_dict(),
       vocab_size=config.hf.vocab_size, num_classes=config.hf.num_labels,

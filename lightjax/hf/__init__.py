@@ -18,5 +18,5 @@ from lightjax.hf.io import (CONFIG_FILE, OPTIONAL, PICKLE_FILES,
                             convert_weights, from_pretrained, hf_config_for,
                             hidden_states, load_weights, pad_pruned,
                             read_config, read_tensors, resolve,
-                            save_pretrained)
+                            save_pretrained, verify)
 from lightjax.models.weights import CheckpointError, Weights

@@ -26,6 +26,7 @@ per-head layout (`view(B, L, H, D)` of the projection) is the one
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any, Callable
 
@@ -97,6 +98,12 @@ class Family:
   mapping: Callable[[dict, str], Mapping]
   key: Callable[[str, str], str | None]
   position_offset: Callable[[dict], int] = lambda hf: 0
+  # config.json's names for the sizes lightjax reads (messages, checks).
+  fields: dict[str, str] = dataclasses.field(default_factory=lambda: dict(
+      layers="num_hidden_layers", hidden="hidden_size",
+      heads="num_attention_heads", mlp="intermediate_size",
+      activation="hidden_act", dropout="hidden_dropout_prob"))
+  layer_key: str = "encoder.layer."  # a block's tensors: layer_key + "i."
 
 
 # --- BERT -------------------------------------------------------------------------
@@ -311,7 +318,11 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
            {"classifier": "DistilBertForSequenceClassification"},
            _distilbert_config, _distilbert_hf_config,
            lambda m, head: m.type_vocab_size == 0 and _hidden_head(m, "relu"),
-           _distilbert_mapping, _distilbert_key),
+           _distilbert_mapping, _distilbert_key,
+           fields=dict(layers="n_layers", hidden="dim", heads="n_heads",
+                       mlp="hidden_dim", activation="activation",
+                       dropout="dropout"),
+           layer_key="transformer.layer."),
     Family("roberta", "roberta.", ("classifier.",), ("classifier",),
            {"classifier": "RobertaForSequenceClassification"},
            _roberta_config, _bert_hf_config,
@@ -321,9 +332,14 @@ FAMILIES: dict[str, Family] = {f.model_type: f for f in (
 
 
 def family(hf: dict, head: str = "classifier") -> Family:
-  """The family of an HF config.json that serves `head`, or CheckpointError."""
+  """The family of an HF config.json that serves `head`, or CheckpointError.
+
+  The config's fields lightjax reads are checked first (`check_fields`)."""
+  if not isinstance(hf, dict):
+    raise CheckpointError(f"config.json must hold a JSON object, got"
+                          f" {type(hf).__name__}")
   kind = hf.get("model_type")
-  if kind not in FAMILIES:
+  if not isinstance(kind, str) or kind not in FAMILIES:
     raise CheckpointError(
         f"model_type {kind!r} is not supported; supported:"
         f" {', '.join(sorted(FAMILIES))}")
@@ -332,7 +348,72 @@ def family(hf: dict, head: str = "classifier") -> Family:
   if head not in FAMILIES[kind].heads:
     raise CheckpointError(f"head {head!r} is not supported for model_type"
                           f" {kind!r}; its heads: {', '.join(FAMILIES[kind].heads)}")
+  check_fields(hf, FAMILIES[kind])
   return FAMILIES[kind]
+
+
+def _show(value: Any) -> str:
+  """A config value for a one-line message (repr, cut short)."""
+  text = repr(value)
+  return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def check_fields(hf: dict, fam: Family) -> None:
+  """One-line CheckpointError naming the first config.json field lightjax
+  reads that has the wrong type or range (sizes: integers > 0; the head
+  count divides the width; dropout in [0, 1); eps > 0; ids >= 0). Whether
+  the sizes agree with the tensors is `lightjax.hf.io.verify`'s job."""
+  f = fam.fields
+  sizes = [f["layers"], f["hidden"], f["heads"], f["mlp"], "vocab_size",
+           "max_position_embeddings"]
+  for name in sizes:
+    if name not in hf:
+      raise CheckpointError(f"config.json has no {name}")
+    if not _is_int(hf[name]) or hf[name] <= 0:
+      raise CheckpointError(f"config.json: {name} must be an integer > 0,"
+                            f" got {_show(hf[name])}")
+  if hf[f["hidden"]] % hf[f["heads"]]:
+    raise CheckpointError(f"config.json: {f['hidden']} {hf[f['hidden']]} is"
+                          f" not a multiple of {f['heads']} {hf[f['heads']]}")
+  for name, low in (("type_vocab_size", 0), ("num_labels", 1)):
+    if name in hf and (not _is_int(hf[name]) or hf[name] < low):
+      raise CheckpointError(f"config.json: {name} must be an integer >= {low},"
+                            f" got {_show(hf[name])}")
+  pad = hf.get("pad_token_id")
+  if pad is not None and (not _is_int(pad) or not 0 <= pad < hf["vocab_size"]):
+    raise CheckpointError(f"config.json: pad_token_id must be null or an"
+                          f" integer in [0, vocab_size={hf['vocab_size']}),"
+                          f" got {_show(pad)}")
+  if fam.position_offset(hf) >= hf["max_position_embeddings"]:
+    raise CheckpointError(
+        f"config.json: max_position_embeddings {hf['max_position_embeddings']}"
+        f" leaves no position after the {fam.position_offset(hf)} rows before"
+        " the first token's (pad_token_id + 1)")
+  labels = hf.get("id2label")
+  if labels is not None and not isinstance(labels, dict):
+    raise CheckpointError(f"config.json: id2label must be an object"
+                          f" {{\"0\": name, ...}}, got {_show(labels)}")
+  for name in (f["activation"], "position_embedding_type"):
+    if name in hf and not isinstance(hf[name], str):
+      raise CheckpointError(f"config.json: {name} must be a string, got"
+                            f" {_show(hf[name])}")
+  if f["dropout"] in hf and not (_is_number(hf[f["dropout"]])
+                                 and 0 <= hf[f["dropout"]] < 1):
+    raise CheckpointError(f"config.json: {f['dropout']} must be a number in"
+                          f" [0, 1), got {_show(hf[f['dropout']])}")
+  eps = hf.get("layer_norm_eps", 1e-12)
+  if not (_is_number(eps) and eps > 0):
+    raise CheckpointError(f"config.json: layer_norm_eps must be a number > 0,"
+                          f" got {_show(eps)}")
 
 
 def head_of(m: ModelConfig) -> str:

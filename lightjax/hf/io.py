@@ -35,7 +35,9 @@ mismatch, is an error naming the key and both shapes.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 from typing import Any
 
@@ -45,15 +47,14 @@ from flax import nnx
 
 from lightjax import attention as attention_lib
 from lightjax import files, models
-from lightjax.hf import families
+from lightjax.hf import checkpoint_files, families
+from lightjax.hf.checkpoint_files import (CONFIG_FILE, FLOAT_DTYPES,
+                                          PICKLE_FILES, SAFETENSORS_FILE,
+                                          SAFETENSORS_INDEX)
 from lightjax.models import weights as weights_lib
 from lightjax.models.config import ModelConfig, as_model_config
 from lightjax.models.weights import CheckpointError, Path, Weights
 
-CONFIG_FILE = "config.json"
-SAFETENSORS_FILE = "model.safetensors"
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # Tokenizer files a checkpoint directory may hold; `save_pretrained` copies
 # those present next to the tokenizer it is given.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json",
@@ -94,37 +95,17 @@ def resolve(path_or_id: str) -> str:
 
 
 def read_config(directory: str) -> dict[str, Any]:
+  """config.json, which must be a JSON object (one-line CheckpointError)."""
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise CheckpointError(f"no {CONFIG_FILE} in {directory}")
-  with open(path) as f:
-    return json.load(f)
+  return checkpoint_files.read_json_object(path)
 
 
 def read_tensors(directory: str) -> dict[str, np.ndarray]:
-  """Every tensor of the checkpoint's safetensors file(s), as numpy arrays."""
-  from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
-  single = os.path.join(directory, SAFETENSORS_FILE)
-  index = os.path.join(directory, SAFETENSORS_INDEX)
-  if os.path.exists(single):
-    return load_file(single)
-  if os.path.exists(index):
-    with open(index) as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
-    tensors: dict[str, np.ndarray] = {}
-    for shard in shards:
-      tensors.update(load_file(os.path.join(directory, shard)))
-    return tensors
-  pickles = [p for p in PICKLE_FILES if os.path.exists(os.path.join(directory, p))]
-  if pickles:
-    raise CheckpointError(
-        f"{directory} has only {pickles[0]} (a pickle, which lightjax never"
-        " loads). Convert it once where torch and transformers are installed:"
-        " python -c \"import transformers as t; t.AutoModel.from_pretrained("
-        f"'{directory}').save_pretrained('{directory}', safe_serialization=True)\""
-        " (use the model's own class, e.g. AutoModelForSequenceClassification,"
-        " to keep its head)")
-  raise CheckpointError(f"no {SAFETENSORS_FILE} (or {SAFETENSORS_INDEX}) in {directory}")
+  """Every tensor of the checkpoint's safetensors file(s), as numpy arrays;
+  headers and shard paths are checked first (`checkpoint_files`)."""
+  return checkpoint_files.load_tensors(directory)
 
 
 # --- config --------------------------------------------------------------------
@@ -166,21 +147,15 @@ def config_from_hf(hf: dict, source: str = "", head: str = "classifier"
 # --- weights ---------------------------------------------------------------------
 
 
-def convert_weights(hf: dict, tensors: dict[str, np.ndarray], *,
-                    drop_head: bool = False, head: str = "classifier"
-                    ) -> Weights:
-  """Checkpoint tensors -> {lightjax parameter path: float32 array}.
-
-  `drop_head=True` skips the checkpoint's classifier (it starts fresh).
-  `head="mlm"` maps BERT's `cls.predictions`; a tied copy
-  (`cls.predictions.decoder.*`) must equal what it is tied to.
-  """
+def _plan(hf: dict, shapes: dict[str, tuple[int, ...]], *, drop_head: bool,
+          head: str) -> list[tuple[str, Path, bool, int, bool]]:
+  """(raw key, lightjax path, transpose?, leading rows dropped, tied copy?)
+  for each checkpoint tensor lightjax reads, from the tensors' shapes."""
   family = families.family(hf, head)
   mapping = family.mapping(hf, head)
-  out = Weights()
-  copies = []  # (raw key, path, value) of tied copies, checked at the end
-  for raw_key in sorted(tensors):
-    value = tensors[raw_key]
+  out = []
+  for raw_key in sorted(shapes):
+    shape = tuple(shapes[raw_key])
     if drop_head and raw_key.startswith(HEAD_PREFIXES):
       continue
     key = family.key(raw_key, head)
@@ -188,24 +163,141 @@ def convert_weights(hf: dict, tensors: dict[str, np.ndarray], *,
       continue
     if key not in mapping:
       raise CheckpointError(
-          f"checkpoint tensor {raw_key!r} {tuple(value.shape)} has no lightjax"
+          f"checkpoint tensor {raw_key!r} {shape} has no lightjax"
           " parameter to go to")
     path, transpose = mapping[key]
+    shape = shape[::-1] if transpose else shape
+    skip = mapping.skip_rows.get(key, 0)
+    if skip and (not shape or shape[0] <= skip):
+      raise CheckpointError(
+          f"checkpoint tensor {raw_key!r} {shape} needs more than"
+          f" the {skip} leading rows lightjax drops from it")
+    out.append((raw_key, path, transpose, skip, key in mapping.tied))
+  return out
+
+
+def _check_values(raw_key: str, value: np.ndarray) -> None:
+  """A weight is floating point (int / bool tensors are never cast) and
+  finite."""
+  if value.dtype not in (np.float16, np.float32, np.float64):
+    raise CheckpointError(
+        f"checkpoint tensor {raw_key!r} has dtype {value.dtype}; lightjax"
+        f" reads floating-point weights only ({', '.join(FLOAT_DTYPES)})")
+  if not np.isfinite(value).all():
+    bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+    raise CheckpointError(f"checkpoint tensor {raw_key!r} {tuple(value.shape)}"
+                          f" holds {bad} non-finite value(s) (NaN or inf)")
+
+
+def convert_weights(hf: dict, tensors: dict[str, np.ndarray], *,
+                    drop_head: bool = False, head: str = "classifier"
+                    ) -> Weights:
+  """Checkpoint tensors -> {lightjax parameter path: float32 array}.
+
+  `drop_head=True` skips the checkpoint's classifier (it starts fresh).
+  `head="mlm"` maps BERT's `cls.predictions`; a tied copy
+  (`cls.predictions.decoder.*`) must equal what it is tied to. Each tensor
+  read must be floating point and finite (`_check_values`).
+  """
+  out = Weights()
+  copies = []  # (raw key, path, value) of tied copies, checked at the end
+  plan = _plan(hf, {k: v.shape for k, v in tensors.items()},
+               drop_head=drop_head, head=head)
+  for raw_key, path, transpose, skip, tied in plan:
+    value = tensors[raw_key]
+    _check_values(raw_key, value)
     value = np.asarray(value, np.float32)
     value = value.T if transpose else value
-    skip = mapping.skip_rows.get(key, 0)
-    if skip and value.shape[0] <= skip:
-      raise CheckpointError(
-          f"checkpoint tensor {raw_key!r} {tuple(value.shape)} needs more than"
-          f" the {skip} leading rows lightjax drops from it")
     value = value[skip:]
-    if key in mapping.tied:
+    if tied:
       copies.append((raw_key, path, value))
       continue
     out[path] = value
     out.source[path] = raw_key
   _check_tied(out, copies)
   return out
+
+
+class _Shape(tuple):
+  """A tensor's shape where `weights_lib.check` wants `.shape`."""
+
+  @property
+  def shape(self) -> tuple[int, ...]:
+    return tuple(self)
+
+
+# Parameters a checkpoint lacks may add this many elements (or as many as it
+# holds) before `verify` calls the config's sizes a mistake.
+FRESH_ELEMENTS = 1 << 22
+
+
+def verify(directory: str, hf: dict, config: ml_collections.ConfigDict, *,
+           head: str = "classifier", drop_head: bool = False) -> None:
+  """Checks `config` (from `config_from_hf(hf)`) against the tensors'
+  headers before anything is loaded or built: the layer count, width,
+  vocabulary, positions and token types that config.json states must be
+  the tensors' (one line naming the field), every tensor read must be
+  floating point, and the model's shapes (`nnx.eval_shape`, nothing
+  allocated) must match with what `load_weights` would say. Parameters the
+  checkpoint lacks (a fresh head) may not outgrow it (FRESH_ELEMENTS)."""
+  header = checkpoint_files.read_headers(directory)
+  family = families.family(hf, head)
+  fields, m, h = family.fields, config.model, config.hf
+  layer_key = re.compile(re.escape(family.layer_key) + r"(\d{1,9})\.")
+  keys = {family.key(k, head) for k in header} - {None}
+  layers = sorted({int(found.group(1)) for k in keys
+                   if (found := layer_key.match(k))})
+  if layers != list(range(m.num_layers)):
+    held = ", ".join(map(str, layers[:5])) + (", ..." if len(layers) > 5 else "")
+    raise CheckpointError(
+        f"config.json: {fields['layers']} = {hf[fields['layers']]} but the"
+        f" checkpoint holds tensors of {len(layers)} layer(s)"
+        f" ({held or 'none'})")
+  plan = _plan(hf, {k: t.shape for k, t in header.items()},
+               drop_head=drop_head, head=head)
+  shapes = Weights()
+  for raw_key, path, transpose, skip, tied in sorted(plan, key=lambda p: p[4]):
+    info = header[raw_key]
+    if info.dtype not in FLOAT_DTYPES:
+      raise CheckpointError(
+          f"checkpoint tensor {raw_key!r} has dtype {info.dtype}; lightjax"
+          f" reads floating-point weights only ({', '.join(FLOAT_DTYPES)})")
+    shape = info.shape[::-1] if transpose else info.shape
+    if tied and path in shapes:
+      continue  # compared with what it is tied to once loaded (_check_tied)
+    shapes[path] = _Shape((shape[0] - skip,) + shape[1:] if skip else shape)
+    shapes.source[path] = raw_key
+
+  def same(path, axis, field, value, stated):
+    if path in shapes and (len(shapes[path]) <= axis
+                           or shapes[path][axis] != value):
+      raw = shapes.source[path]
+      raise CheckpointError(f"config.json: {field} = {stated} but checkpoint"
+                            f" tensor {raw!r} is {header[raw].shape}")
+
+  bb = weights_lib.backbone_path
+  same(bb("token_embed", "embedding"), 0, "vocab_size", h.vocab_size,
+       hf["vocab_size"])
+  same(bb("token_embed", "embedding"), 1, fields["hidden"], m.embed_dim,
+       hf[fields["hidden"]])
+  same(bb("pos_embed", "table"), 0, "max_position_embeddings", h.max_len,
+       hf["max_position_embeddings"])
+  same(bb("type_embed", "embedding"), 0, "type_vocab_size", m.type_vocab_size,
+       m.type_vocab_size)
+  abstract = nnx.eval_shape(lambda: models.build_model(
+      m, vocab_size=h.vocab_size, num_classes=h.num_labels, max_len=h.max_len,
+      rngs=nnx.Rngs(0)))
+  have = weights_lib.params(abstract)
+  initialized = weights_lib.check(have, shapes, optional=OPTIONAL)
+  held = sum(math.prod(s) for s in shapes.values())
+  fresh = {name: math.prod(have[path].shape) for path in have
+           if (name := weights_lib.name(path)) in initialized}
+  if sum(fresh.values()) > max(held, FRESH_ELEMENTS):
+    biggest = max(fresh, key=fresh.get)
+    raise CheckpointError(
+        f"the model would initialise {sum(fresh.values())} parameters the"
+        f" checkpoint lacks (largest: {biggest}, {fresh[biggest]}), more than"
+        f" the {held} it holds; is num_labels = {h.num_labels} meant?")
 
 
 def _check_tied(out: Weights, copies) -> None:
@@ -276,6 +368,7 @@ def from_pretrained(path_or_id: str, *, attention: str | None = None,
     attention_lib.get(attention)  # one line listing the variants if unknown
     config.model.attention = ml_collections.ConfigDict(
         {"name": attention, **attention_lib.default_options()})
+  verify(directory, hf, config, head=head, drop_head=drop_head)
   weights = convert_weights(hf, read_tensors(directory), drop_head=drop_head,
                             head=head)
   return build(config, weights, seed=seed), config

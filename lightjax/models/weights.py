@@ -14,7 +14,7 @@ A path is a tuple of attribute names and list indices, as
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import jax.numpy as jnp
 import numpy as np
@@ -102,8 +102,21 @@ def load(model: nnx.Module, weights: dict[Path, np.ndarray], *,
   belongs to the attention variant (`attn.kernel.*`); a weight without a
   parameter, or of another shape, is a `CheckpointError` naming both shapes.
   """
-  optional = tuple(optional)
   have = params(model)
+  initialized = check(have, weights, optional=optional)
+  updates = [(path, var.replace(jnp.asarray(weights[path], var.dtype)))
+             for path, var in have.items() if path in weights]
+  nnx.update(model, nnx.from_flat_state(updates))
+  return initialized
+
+
+def check(have: dict[Path, Any], weights: dict[Path, Any], *,
+          optional: Iterable[str] = ()) -> list[str]:
+  """`load`'s checks on shapes alone: `have` and `weights` map paths to
+  anything with a `.shape` (parameters, arrays, `jax.ShapeDtypeStruct`s
+  of `nnx.eval_shape`), so a checkpoint can be checked against a model
+  before either is allocated. Returns the parameters left initialised."""
+  optional = tuple(optional)
   for path, value in weights.items():
     if path not in have:
       raise CheckpointError(f"weight {name(path)} {tuple(value.shape)} has no"
@@ -115,14 +128,13 @@ def load(model: nnx.Module, weights: dict[Path, np.ndarray], *,
       raise CheckpointError(
           f"shape mismatch at {name(path)}: {source}{tuple(value.shape)},"
           f" lightjax model {shape}")
-  initialized, updates = [], []
+  initialized = []
   for path, var in have.items():
     if path in weights:
-      updates.append((path, var.replace(jnp.asarray(weights[path], var.dtype))))
-    elif path[0] in optional or is_kernel_param(path):
+      continue
+    if path[0] in optional or is_kernel_param(path):
       initialized.append(name(path))
     else:
       raise CheckpointError(f"the checkpoint has no weight for {name(path)}"
                             f" {tuple(var.shape)}")
-  nnx.update(model, nnx.from_flat_state(updates))
   return initialized
