@@ -21,7 +21,8 @@ TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 
 
 def get_sweep(arg=None):
-  del arg
+  if arg is not None:
+    raise ValueError(f"glue_compact_bert takes no sweep argument, got {arg!r}")
   glue = os.environ.get("GLUE_DIR", "/data/glue")
   bert = os.environ.get("BERT", "hf:google/bert_uncased_L-4_H-256_A-4")
   trials = []

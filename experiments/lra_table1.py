@@ -26,6 +26,9 @@ REPORT = ("-m", "lightjax.report", "{root}", "--out", "{root}/table")
 
 
 def get_sweep(arg=None):
+  if arg not in (None, "smoke"):
+    raise ValueError(f"unknown lra_table1 sweep {arg!r}; valid: smoke (or"
+                     " none: the full sweep)")
   smoke = arg == "smoke"
   tasks = SMOKE_TASKS if smoke else tuple(TASKS)
   variants = (("softmax", "linear") if smoke else

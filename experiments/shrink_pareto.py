@@ -16,6 +16,9 @@ RECIPES = ("prune_heads", "prune_ffn", "drop_layers", "distill", "theseus",
 
 
 def get_sweep(arg=None):
+  if arg not in (None, "smoke"):
+    raise ValueError(f"unknown shrink_pareto sweep {arg!r}; valid: smoke (or"
+                     " none: the full sweep)")
   suffix = ":tiny" if arg == "smoke" else ""
   recipes = ("prune_heads", "drop_layers") if arg == "smoke" else RECIPES
   trials = [sweep.Trial("teacher", f"configs/listops.py{suffix}")]

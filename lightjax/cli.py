@@ -1,10 +1,16 @@
 """What the `python -m lightjax.<name>` entry points share: how a failure
-becomes one stderr line and an exit code, and the flags that join a
+becomes one stderr line and an exit code (`exit_codes`, the one place that
+decides), argument checks (`start`), and the flags that join a
 multi-process job (the entry points that train: train, shrink).
 
-  1            non-finite loss or gradient (the last good checkpoint is kept)
-  2            a task's data files or an optional package missing, and
-               what the entry point names as bad input (its config errors)
+  0            done
+  1            non-finite loss or gradient (the last good checkpoint is
+               kept), or a bug in lightjax (its traceback is printed)
+  2            the user's input: `lightjax.errors.UserInputError` (config,
+               data, checkpoint, path errors), a missing file, a path of the
+               wrong kind (a file where a directory goes), an optional
+               package missing, what the entry point names as bad input
+  3            a workdir in use by a live run (its .lock is held)
   WorkdirError its own code (in use: 3; unusable: 2; none readable: 1)
   128+signal   interrupted by SIGTERM/SIGINT after saving a checkpoint
 """
@@ -12,12 +18,13 @@ multi-process job (the entry points that train: train, shrink).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Callable
 
 from absl import app, flags, logging
 
-from lightjax import checkpointing, data, sharding, trainer
+from lightjax import checkpointing, data, errors, sharding, trainer
 
 
 def define_distributed_flags() -> Callable[[str], None]:
@@ -46,12 +53,31 @@ def define_distributed_flags() -> Callable[[str], None]:
   return join
 
 
-def start(argv: list[str]) -> None:
-  """What every absl entry point does first: refuses extra arguments and
+def prog_name() -> str:
+  """"lightjax.train" for `python -m lightjax.train` (from sys.argv[0])."""
+  path = os.path.abspath(sys.argv[0] if sys.argv else "lightjax")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  rel = os.path.relpath(path, root)
+  if rel.startswith("..") or not rel.endswith(".py"):
+    return os.path.basename(path)
+  rel = rel[:-3].replace(os.sep, ".")
+  return rel[:-len(".__main__")] if rel.endswith(".__main__") else rel
+
+
+def fail(prog: str, message: object, code: int = 2):
+  """Prints `prog: message` (one line) on stderr and exits with `code`."""
+  print(f"{prog}: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def start(argv: list[str], *, positional: int = 0) -> None:
+  """What every absl entry point does first: refuses extra arguments (one
+  line, exit 2; `positional` is how many the entry point takes) and
   keeps orbax's per-save / per-restore INFO lines off the terminal (unless
   --verbosity is given)."""
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if len(argv) > 1 + positional:
+    fail(prog_name(), f"unexpected arguments: {' '.join(argv[1 + positional:])}"
+         " (every option is a --flag; see --help)")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
 
@@ -74,25 +100,38 @@ def start_run(prog: str, argv: list[str], config, join: Callable[[str], None],
   return overrides
 
 
+def path_message(e: OSError) -> str:
+  """One line for an OSError about a path the user gave."""
+  if isinstance(e, errors.UserInputError) or e.filename is None:
+    return str(e)
+  hint = {FileExistsError: " (a file where a directory is needed)",
+          NotADirectoryError: " (a file where a directory is needed)",
+          IsADirectoryError: " (a directory where a file is needed)",
+          }.get(type(e), "")
+  return f"{e.filename}: {e.strerror}{hint}"
+
+
 @contextlib.contextmanager
 def exit_codes(prog: str, bad_input: tuple[type[BaseException], ...] = ()):
-  """Runs the body; a known failure prints `prog: message` and exits."""
-  def fail(e: BaseException, code: int):
-    print(f"{prog}: {e}", file=sys.stderr)
-    sys.exit(code)
-
+  """Runs the body; a known failure prints `prog: message` (one line) and
+  exits with its code (module docstring). The one place that decides which
+  exceptions are the user's input, for every entry point; anything else
+  (a bug in lightjax) keeps its traceback."""
   try:
     yield
   except trainer.Interrupted as e:
-    logging.warning(str(e))
-    fail(e, 128 + e.signum)
+    fail(prog, e, 128 + e.signum)  # once: not logged as well
   except FloatingPointError as e:
-    fail(e, 1)
+    fail(prog, e, 1)
   except checkpointing.WorkdirError as e:  # before ValueError: a subclass
-    fail(e, e.exit_code)
-  except (FileNotFoundError, data.MissingPackage) as e:
-    # a task's data files, or an optional package it needs (the message
-    # says which, and what to do)
-    fail(e, 2)
+    fail(prog, e, e.exit_code)
+  except (errors.UserInputError, data.MissingPackage) as e:
+    # config, data, checkpoint, path errors, an optional package missing
+    # (the message says which, and what to do)
+    fail(prog, e, getattr(e, "exit_code", 2))
+  except (FileNotFoundError, FileExistsError, NotADirectoryError,
+          IsADirectoryError, PermissionError) as e:
+    # a path the user gave: missing, or of the wrong kind
+    fail(prog, path_message(e), 2)
   except bad_input as e:
-    fail(e, 2)
+    fail(prog, e, 2)

@@ -8,6 +8,7 @@ after compilation.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -15,7 +16,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
-from lightjax import attention, data, models, optim
+from lightjax import attention, data, errors, models, optim
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -251,19 +252,56 @@ def flag_error_line(e: Exception, flag_values, argv: Iterable[str]) -> str:
   return f"bad value for --{name}: {reason}"
 
 
+@contextlib.contextmanager
+def user_code(path: str, what: str):
+  """Runs code of the user's file `path` (a config or sweep file): whatever
+  it raises becomes one-line `errors.ConfigError` naming the file, the
+  exception and the line of `path` it came from (a ValueError it raises on
+  purpose, e.g. an unknown argument, keeps its own message)."""
+  try:
+    yield
+  except errors.UserInputError:
+    raise
+  except SyntaxError as e:
+    raise errors.ConfigError(f"{path}: syntax error at line {e.lineno}:"
+                             f" {e.msg}") from None
+  except ValueError as e:
+    raise errors.ConfigError(f"{path}: {what}: {e}") from None
+  except Exception as e:  # pylint: disable=broad-except  # the user's code
+    import traceback  # pylint: disable=g-import-not-at-top
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(path)]
+    where = f" (line {frames[-1].lineno})" if frames else ""
+    raise errors.ConfigError(f"{path}: {what} raised {type(e).__name__}:"
+                             f" {e}{where}") from None
+
+
 def import_file(path: str, name: str):
   """The Python file `path` run as a module named `name` (config and sweep
-  files live outside the package)."""
+  files live outside the package); `errors.ConfigError` when it raises or
+  does not parse."""
   mod_spec = importlib.util.spec_from_file_location(name, path)
+  if mod_spec is None:
+    raise errors.ConfigError(f"{path} is not a Python file")
   module = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(module)
+  with user_code(path, "importing it"):
+    mod_spec.loader.exec_module(module)
   return module
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """Loads "path/to/config.py[:arg]" the way ml_collections' config flag does."""
   path, _, arg = spec.partition(":")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"config file {path!r} does not exist")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path!r} does not exist"
+                            if not os.path.exists(path) else
+                            f"config file {path!r} is not a file")
   module = import_file(path, "_lightjax_config")
-  return module.get_config(arg) if arg else module.get_config()
+  if not callable(getattr(module, "get_config", None)):
+    raise errors.ConfigError(f"{path} defines no get_config()")
+  with user_code(path, "get_config"):
+    config = module.get_config(arg) if arg else module.get_config()
+  if not isinstance(config, (ml_collections.ConfigDict, dict)):
+    raise errors.ConfigError(f"{path}: get_config returned"
+                             f" {type(config).__name__}, not a ConfigDict")
+  return config

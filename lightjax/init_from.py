@@ -34,8 +34,10 @@ exists.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
+import socket
 from typing import Any, Callable, Iterable
 
 import jax
@@ -44,7 +46,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from lightjax import hf, models
+from lightjax import errors, hf, models
 from lightjax import checkpointing, writers
 from lightjax.models import weights as weights_lib
 
@@ -87,20 +89,20 @@ def open_source(spec: str) -> Source:
     # is the student it saved, so recipes chain through it too.
     return _workdir_source(student)
   if any(os.path.isdir(os.path.join(spec, d)) for d in ("best", "checkpoints")):
-    raise ValueError(
+    raise errors.CheckpointError(
         f"{spec!r} is a lightjax workdir written before {MODEL_JSON} existed;"
         " rerun its training command once (it resumes, finds nothing left"
         f" to train and writes {MODEL_JSON})")
   if os.path.isfile(os.path.join(spec, hf.CONFIG_FILE)):
-    raise ValueError(
+    raise errors.CheckpointError(
         f"{spec!r} looks like a Hugging Face checkpoint (it has"
         f" {hf.CONFIG_FILE}); write init_from=hf:{spec}")
   if os.path.isdir(spec):
-    raise ValueError(
+    raise errors.CheckpointError(
         f"{spec!r} is a directory without {MODEL_JSON}: not a"
         " lightjax workdir (or one written before model.json existed; rerun"
         " its training to resume and write it)")
-  raise ValueError(
+  raise errors.CheckpointError(
       f"{spec!r} is neither a lightjax workdir nor"
       " hf:<hub id or checkpoint directory>")
 
@@ -120,8 +122,44 @@ def _hf_source(spec: str) -> Source:
 
 
 def read_model_json(workdir: str) -> dict[str, Any]:
-  with open(os.path.join(workdir, MODEL_JSON)) as f:
-    return json.load(f)
+  path = os.path.join(workdir, MODEL_JSON)
+  try:
+    with open(path) as f:
+      info = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise errors.CheckpointError(f"{path} is not valid JSON ({e})") from None
+  if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
+    raise errors.CheckpointError(f"{path} is not a lightjax {MODEL_JSON}")
+  return info
+
+
+def check_not_training(workdir: str) -> None:
+  """`errors.InUse` (exit 3) when a live run holds `workdir`'s lock: its
+  checkpoints are still being written (a shrink teacher, an export, any
+  load). The lock is `checkpointing.WorkdirLock`'s: an flock on
+  <workdir>/.lock whose holder wrote "pid host" in it; a shared flock
+  fails while that exclusive one is held. This process's own lock (a
+  shrink run reading its own workdir) does not count."""
+  path = os.path.join(workdir, ".lock")
+  if not os.path.isfile(path):
+    return
+  try:
+    f = open(path, "r")
+  except OSError:
+    return  # unreadable: not ours to judge; the load itself will say
+  with f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = f.read().split()
+      if holder[:2] == [str(os.getpid()), socket.gethostname()]:
+        return
+      who = (f" (pid {holder[0]} on host {holder[1]})" if len(holder) >= 2
+             else "")
+      raise errors.InUse(
+          f"{workdir} is still training{who}: wait for it to finish (its"
+          f" lock {path} is held), then rerun") from None
+    fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_model_json(workdir: str, model_cfg, *, vocab_size: int,
@@ -137,6 +175,7 @@ def write_model_json(workdir: str, model_cfg, *, vocab_size: int,
 
 
 def _workdir_source(workdir: str) -> Source:
+  check_not_training(workdir)
   info = read_model_json(workdir)
   return Source(
       spec=workdir, vocab_size=info["vocab_size"],
@@ -177,7 +216,7 @@ def read_workdir_weights(workdir: str, info: dict[str, Any] | None = None,
     for key in prefix:
       tree = tree[key]
     return _select_params(tree, _model_params(info), f"{workdir}/{folder}/{step}")
-  raise ValueError(f"no checkpoint in {workdir}/best or {workdir}/checkpoints")
+  raise errors.CheckpointError(f"no checkpoint in {workdir}/best or {workdir}/checkpoints")
 
 
 def _select_params(tree, params: dict[Path, Any], where: str
@@ -198,7 +237,7 @@ def _select_params(tree, params: dict[Path, Any], where: str
       out[path] = np.zeros(var.shape, np.float32)
       continue
     if path not in flat:
-      raise ValueError(f"{where} has no parameter {'/'.join(map(str, path))}")
+      raise errors.CheckpointError(f"{where} has no parameter {'/'.join(map(str, path))}")
     out[path] = np.asarray(flat[path], np.float32)
   return out
 
@@ -220,7 +259,7 @@ def resolve_config(config: ml_collections.ConfigDict,
   try:
     source = open_source(config.init_from)
   except ValueError as e:
-    raise ValueError(f"config.init_from: {e}") from None
+    raise errors.ConfigError(f"config.init_from: {e}") from None
   given = {}
   for item in explicit:
     key, _, value = item.partition("=")
@@ -234,7 +273,7 @@ def resolve_config(config: ml_collections.ConfigDict,
         value = tuple(value)
       if field in given and (field not in config.model
                              or config.model[field] != value):
-        raise ValueError(
+        raise errors.ConfigError(
             f"--config.model.{field}={given[field]} contradicts init_from="
             f"{config.init_from} (its {field} is {value!r}); a run that starts"
             " from a checkpoint takes its sizes from it. To make the model"
@@ -248,12 +287,12 @@ def resolve_config(config: ml_collections.ConfigDict,
 def check_task(source: Source, task) -> None:
   """The task's data fits the checkpoint's embeddings."""
   if task.vocab_size > source.vocab_size:
-    raise ValueError(
+    raise errors.CheckpointError(
         f"task {task.name}'s vocabulary has {task.vocab_size} ids but"
         f" init_from={source.spec} embeds {source.vocab_size}; use the"
         " checkpoint's own tokenizer (leave the task's tokenizer empty)")
   if task.max_len > source.max_len:
-    raise ValueError(
+    raise errors.CheckpointError(
         f"task {task.name}'s length {task.max_len} exceeds init_from="
         f"{source.spec}'s {source.max_len} positions; lower the task's"
         " max_length")

@@ -32,8 +32,18 @@ def check_config(workdir: str, config) -> None:
   if (not os.path.isdir(os.path.join(workdir, "checkpoints"))
       or not os.path.exists(path)):
     return
-  with open(path) as f:
-    saved = view(json.load(f))
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise checkpointing.WorkdirError(
+        f"{path} is not valid JSON ({e}); move it away to resume from the"
+        " checkpoints, or use a new --workdir") from None
+  if not isinstance(saved, dict):
+    raise checkpointing.WorkdirError(
+        f"{path} is not a run's config (a JSON {type(saved).__name__});"
+        " move it away to resume, or use a new --workdir")
+  saved = view(saved)
   now = view(json.loads(json.dumps(config.to_dict(), default=str)))
   diffs = [k for k in MUST_MATCH if saved.get(k) != now.get(k)]
   if diffs:

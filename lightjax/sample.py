@@ -72,6 +72,8 @@ def main(argv: list[str]) -> None:
         top_k=_TOP_K.value, seed=_SEED.value)
   except (ValueError, NotImplementedError) as e:
     _fail(str(e))
+  except OSError as e:
+    _fail(cli.path_message(e))
   print(lm.decode(list(prompt_P) + list(new_T)))
   print(f"lightjax.sample: {len(new_T)} new tokens, {tokens_per_s:.1f}"
         " tokens/s", file=sys.stderr)

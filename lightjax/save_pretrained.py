@@ -23,7 +23,7 @@ import ml_collections
 
 from absl import app, flags, logging
 
-from lightjax import cli, hf, init_from
+from lightjax import cli, config_lib, hf, init_from
 
 _FLAGS = {}
 
@@ -70,12 +70,9 @@ def _model_config(source: init_from.Source):
 
 def main(argv: list[str]) -> None:
   cli.start(argv)
-  try:
+  with cli.exit_codes("lightjax.save_pretrained", bad_input=(ValueError,)):
     config = export(_FLAGS["workdir"].value, _FLAGS["out"].value,
                     _FLAGS["checkpoint"].value)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"lightjax.save_pretrained: {e}", file=sys.stderr)
-    sys.exit(2)
   labels = config.get("id2label")
   print(f"Wrote {_FLAGS['out'].value}: {config['architectures'][0]}"
         + (f", {len(labels)} labels." if labels else "."))
@@ -83,4 +80,5 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=config_lib.flags_parser(
+      "lightjax.save_pretrained"))

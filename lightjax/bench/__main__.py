@@ -36,7 +36,8 @@ def main(argv: list[str]) -> None:
     print(f"lightjax.bench: invalid config: {e}", file=sys.stderr)
     sys.exit(2)
   command = "python -m lightjax.bench " + shlex.join(sys.argv[1:])
-  bench.run(config, _OUT.value, command=command)
+  with cli.exit_codes("lightjax.bench"):
+    bench.run(config, _OUT.value, command=command)
 
 
 def _variant_lists(argv: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from lightjax.errors import DataError, UserInputError
 from lightjax.registry import Registry, with_defaults
 
 TaskBuilder = Callable[[Any, str], "TaskData"]
@@ -24,7 +25,7 @@ TaskBuilder = Callable[[Any, str], "TaskData"]
 SPLITS = ("train", "validation", "test")
 
 
-class MissingPackage(ImportError):
+class MissingPackage(UserInputError, ImportError):
   """An optional package a task needs is not installed; the message says
   what to install. `python -m lightjax.train` prints it as one line."""
 
@@ -140,4 +141,13 @@ def default_data_dir() -> str:
 def load_task(task_config: Any, data_dir: str | None = None) -> TaskData:
   """Builds (or loads from cache) the task named by `task_config.name`."""
   config = resolve_task_config(task_config)
-  return get(config["name"])(config, data_dir or default_data_dir())
+  data_dir = data_dir or default_data_dir()
+  if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+    raise DataError(f"data directory {data_dir} is a file, not a directory"
+                    " (set LIGHTJAX_DATA_DIR or config.data_dir to a"
+                    " directory)")
+  try:
+    return get(config["name"])(config, data_dir)
+  except UnicodeDecodeError as e:  # a loader that did not say which file
+    raise DataError(f"task {config['name']}: a data file is not UTF-8 text"
+                    f" ({e.reason})") from None

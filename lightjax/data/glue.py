@@ -64,7 +64,7 @@ import numpy as np
 
 from lightjax.data import cache, tokenize
 from lightjax.data.arrays import check_hold_out, holdout_rows
-from lightjax.data.base import TaskData, register, resolve_task_config
+from lightjax.data.base import DataError, TaskData, register, resolve_task_config
 
 # Bump when the arrays produced for a given config change.
 ENCODING_VERSION = 1
@@ -159,7 +159,7 @@ def default_config_for(name: str) -> dict[str, Any]:
 # ----------------------------------------------------------------- TSV files
 
 
-class GlueFileError(FileNotFoundError):
+class GlueFileError(DataError, FileNotFoundError):
   """A GLUE file is missing (the message says where to get GLUE)."""
 
 
@@ -194,17 +194,23 @@ def read_tsv(spec: GlueSpec, path: str
   csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
   # utf-8-sig: a leading byte-order mark (MRPC's source files carry one) is
   # not part of the first column's name.
-  with open(path, encoding="utf-8-sig", newline="") as f:
-    rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+  try:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+      rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+  except UnicodeDecodeError as e:
+    raise DataError(f"GLUE file {path} is not UTF-8 text (byte"
+                    f" {e.start}: {e.reason})") from None
+  except (OSError, csv.Error) as e:
+    raise DataError(f"GLUE file {path} cannot be read: {e}") from None
   columns = [spec.text_a, spec.label] + (
       [spec.text_b] if spec.text_b is not None else [])
   if spec.header:
     if not rows:
-      raise ValueError(f"GLUE file {path} is empty (no header)")
+      raise DataError(f"GLUE file {path} is empty (no header)")
     header, rows = rows[0], rows[1:]
     missing = [c for c in columns if c not in header]
     if missing:
-      raise ValueError(
+      raise DataError(
           f"GLUE task {spec.name!r}: {path} has no column(s) {missing};"
           f" header: {header}")
     index = {c: header.index(c) for c in columns}
@@ -218,6 +224,8 @@ def read_tsv(spec: GlueSpec, path: str
   a = [r[index[spec.text_a]] for r in kept]
   b = [r[index[spec.text_b]] for r in kept] if spec.text_b is not None else None
   labels = [r[index[spec.label]] for r in kept]
+  if not kept:
+    raise DataError(f"GLUE task {spec.name!r}: {path} holds no examples")
   return a, b, labels
 
 
@@ -227,11 +235,11 @@ def parse_labels(spec: GlueSpec, labels: list[str], path: str) -> np.ndarray:
     try:
       return np.asarray([float(x) for x in labels], np.float32)
     except ValueError as e:
-      raise ValueError(f"GLUE {spec.name}: bad score in {path}: {e}") from None
+      raise DataError(f"GLUE {spec.name}: bad score in {path}: {e}") from None
   ids = {label: i for i, label in enumerate(spec.labels)}
   bad = sorted({x for x in labels if x not in ids})
   if bad:
-    raise ValueError(
+    raise DataError(
         f"GLUE {spec.name}: unknown label(s) {bad[:5]} in {path}; expected"
         f" {list(spec.labels)}")
   return np.asarray([ids[x] for x in labels], np.int32)

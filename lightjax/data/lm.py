@@ -45,14 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from lightjax.data.base import TaskData, register, resolve_task_config
+from lightjax.data.base import DataError, TaskData, register, resolve_task_config
 
 NAME = "lm"
 PAD_ID = 0
 VOCAB_SIZE = 257  # 256 byte values + padding
 
 
-class TextFileError(FileNotFoundError):
+class TextFileError(DataError, FileNotFoundError):
   """The task's `path` names no readable text (one-line message)."""
 
 
@@ -112,8 +112,11 @@ def read_ids(path: str) -> np.ndarray:
   """The byte ids of every file `path` names, concatenated."""
   chunks = []
   for name in text_files(path):
-    with open(name, "rb") as f:
-      raw = f.read()
+    try:
+      with open(name, "rb") as f:
+        raw = f.read()
+    except OSError as e:
+      raise TextFileError(f"task lm: cannot read {name}: {e.strerror}") from None
     if b"\0" not in raw:  # NUL: a binary file, not text
       chunks.append(raw)
   if not chunks:
@@ -160,7 +163,7 @@ def make_splits(ids: np.ndarray, config: dict[str, Any]
     splits[split] = {k: np.concatenate([p[k] for p in parts])
                      for k in ("inputs", "targets")}
     if not len(splits[split]["inputs"]):
-      raise ValueError(
+      raise DataError(
           f"task lm: {len(ids)} bytes of text are too few for {r} regions"
           f" (the {split} split has no window of two bytes); use more text"
           " or a smaller task.num_regions")

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from lightjax.data import arrays
-from lightjax.data.base import TaskData, register, resolve_task_config
+from lightjax.data.base import DataError, TaskData, register, resolve_task_config
 
 NAME = "lra_image"
 
@@ -129,7 +129,7 @@ def tokens(grey: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------- reading
 
 
-class CifarMissingError(FileNotFoundError):
+class CifarMissingError(DataError, FileNotFoundError):
   """CIFAR-10 files are not where the config says (the message says where to
   get them)."""
 

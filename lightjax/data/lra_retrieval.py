@@ -61,7 +61,7 @@ from typing import Any
 from absl import logging
 import numpy as np
 
-from lightjax.data.base import TaskData, register, resolve_task_config
+from lightjax.data.base import DataError, TaskData, register, resolve_task_config
 
 NAME = "lra_retrieval"
 PAD_ID = 0
@@ -101,7 +101,7 @@ def default_config() -> dict[str, Any]:
   )
 
 
-class AanFileError(FileNotFoundError):
+class AanFileError(DataError, FileNotFoundError):
   """An AAN TSV file is missing (the message says where to get it)."""
 
 

@@ -57,7 +57,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from lightjax.data import cache
-from lightjax.data.base import TaskData, register, resolve_task_config
+from lightjax.data.base import DataError, TaskData, register, resolve_task_config
 from lightjax.data.arrays import (check_hold_out, check_source, hold_out,
                                   import_tfds, pad_ragged, tfds_arrays)
 
@@ -153,7 +153,7 @@ def pad_ids(tokens: np.ndarray, lengths: np.ndarray, max_length: int
 # ----------------------------------------------------------------- reading
 
 
-class ImdbMissingError(FileNotFoundError):
+class ImdbMissingError(DataError, FileNotFoundError):
   """The IMDb data are not where the config says (the message says where to
   get them)."""
 
@@ -208,8 +208,12 @@ def read_split(imdb_dir: str, split: str,
   for label, folder_name in enumerate(LABELS):
     folder = os.path.join(imdb_dir, split, folder_name)
     for name in sorted(names[(split, folder_name)], key=_file_order):
-      with open(os.path.join(folder, name), "rb") as f:
-        texts.append(f.read().strip())
+      try:
+        with open(os.path.join(folder, name), "rb") as f:
+          texts.append(f.read().strip())
+      except OSError as e:
+        raise DataError(f"IMDb review {os.path.join(folder, name)} cannot be"
+                        f" read: {e.strerror}") from None
       labels.append(label)
   return texts, np.asarray(labels, np.int32)
 

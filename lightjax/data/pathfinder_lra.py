@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lightjax.data.base import SPLITS, MissingPackage
+from lightjax.data.base import DataError, SPLITS, MissingPackage
 
 # LRA release folders per contour length (Linsley et al.'s three settings).
 DIFFICULTY_DIRS = {6: "curv_baseline", 9: "curv_contour_length_9",
@@ -29,7 +29,7 @@ RELEASE_URL = "https://storage.googleapis.com/long-range-arena/lra_release.gz"
 ORIGINAL_SPLIT = (0.8, 0.1, 0.1)  # LRA's [:80%], [80%:90%], [90%:].
 
 
-class PathfinderDataError(FileNotFoundError):
+class PathfinderDataError(DataError, FileNotFoundError):
   """Original Pathfinder files are missing (the message says where to get
   them); `lightjax.train` prints it as one line and exits with code 2."""
 

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from lightjax import errors
+
 Path = tuple
 
 # Where the blocks live in every model (`Backbone.blocks`) and where
@@ -36,7 +38,7 @@ PROJECTIONS = {"query": ("attn", "query"), "key": ("attn", "key"),
                "fc1": ("mlp", "fc1"), "fc2": ("mlp", "fc2")}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.CheckpointError):
   """A checkpoint lightjax cannot read or map; the message names the key."""
 
 

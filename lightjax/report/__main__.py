@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lightjax import report
+from lightjax import cli, report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +24,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", required=True, metavar="DIR",
                       help="where table.md, table.csv and pareto.png go")
   args = parser.parse_args(argv)
-  try:
+  with cli.exit_codes("lightjax.report", bad_input=(report.ReportError,)):
     written = report.make_report(args.run_dirs, args.out)
-  except report.ReportError as e:
-    parser.error(str(e))  # exits with code 2
   with open(written["markdown"]) as f:
     print(f.read())
   print("Wrote " + ", ".join(written.values()))

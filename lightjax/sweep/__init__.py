@@ -123,7 +123,8 @@ def load(spec: str) -> Sweep:
   module = config_lib.import_file(path, "_lightjax_sweep")
   if not hasattr(module, "get_sweep"):
     raise ValueError(f"{path} defines no get_sweep(arg)")
-  return module.get_sweep(arg or None)
+  with config_lib.user_code(path, "get_sweep"):
+    return module.get_sweep(arg or None)
 
 
 def _python() -> list[str]:

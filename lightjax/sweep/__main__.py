@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from lightjax import sweep
+from lightjax import cli, config_lib, sweep
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Root of the trials' workdirs.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands only.")
@@ -39,12 +39,14 @@ def _fail(message: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) != 2:
-    raise app.UsageError("give one sweep file: experiments/FILE.py[:ARG]")
-  try:
-    s = sweep.load(argv[1])
-  except ValueError as e:
-    _fail(str(e))
+  if len(argv) < 2:
+    _fail("give one sweep file: experiments/FILE.py[:ARG]")
+  cli.start(argv, positional=1)
+  with cli.exit_codes("lightjax.sweep", bad_input=(ValueError,)):
+    _run(sweep.load(argv[1]))
+
+
+def _run(s: "sweep.Sweep") -> None:
   root = _WORKDIR.value
   if _LAUNCHER.value == "local":
     if _DRY_RUN.value:
@@ -58,12 +60,9 @@ def main(argv: list[str]) -> None:
     print(f"{len(status) - len(failed)} of {len(status)} trials finished"
           + (f"; failed: {', '.join(failed)}" if failed else "."))
     sys.exit(1 if failed else 0)
-  try:
-    make = sweep.LAUNCHERS.get(_LAUNCHER.value)
-    commands = make(s, root, tpu=_TPU.value, zone=_ZONE.value,
-                    project=_PROJECT.value)
-  except ValueError as e:
-    _fail(str(e))
+  make = sweep.LAUNCHERS.get(_LAUNCHER.value)
+  commands = make(s, root, tpu=_TPU.value, zone=_ZONE.value,
+                  project=_PROJECT.value)
   if not _EXECUTE.value or _DRY_RUN.value:
     for cmd in commands:
       print(shlex.join(cmd))
@@ -78,4 +77,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_lib.flags_parser("lightjax.sweep"))
