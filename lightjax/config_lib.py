@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import sys
 from typing import Any, Iterable
@@ -119,10 +120,81 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      f" {config.model.layerdrop} (1 would never train a block)")
   optim.SCHEDULES.get(config.optim.schedule)
   data.get(config.task.name)
-  for key in ("num_train_steps", "batch_size", "eval_batch_size", "log_every",
+  check_values(config)
+
+
+# The largest seed + 1: the model's init and dropout streams take `seed` and
+# `seed + 1`, numpy's data order [seed, epoch]; both need a non-negative
+# integer, and 2**32 keeps every PRNG implementation in range.
+SEED_LIMIT = 2**32
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_values(config: ml_collections.ConfigDict, *,
+                 min_train_steps: int = 1) -> None:
+  """The run-level numbers in range (step counts, seed, optimizer) and the
+  task's own config check (`data.check_task_config`): one-line ValueErrors
+  naming the field, its valid range and the value given, raised before
+  anything is built or written.
+
+  `min_train_steps`: 1 for a training run; lightjax.shrink allows 0 (no
+  recovery fine-tuning).
+  """
+  steps = config.num_train_steps
+  if not _is_int(steps) or steps < min_train_steps:
+    raise ValueError(f"config.num_train_steps must be an integer >="
+                     f" {min_train_steps}, got {steps!r}")
+  for key in ("batch_size", "eval_batch_size", "log_every",
               "eval_every", "checkpoint_every", "keep_checkpoints"):
     if config[key] <= 0:
       raise ValueError(f"config.{key} must be positive, got {config[key]}")
+  seed = config.seed
+  if not _is_int(seed) or not 0 <= seed < SEED_LIMIT:
+    raise ValueError(f"config.seed must be an integer in [0, 2**32), got"
+                     f" {seed!r}")
+  check_optim(config.optim)
+  data.check_task_config(config.task)
+
+
+def check_optim(opt: ml_collections.ConfigDict) -> None:
+  """`config.optim`'s numbers: finite, and each in its range (one line)."""
+  def bad(key: str, valid: str) -> ValueError:
+    return ValueError(f"config.optim.{key} must be {valid}, got {opt[key]!r}")
+
+  def number(key: str) -> float:
+    if not _is_number(opt[key]) or not math.isfinite(opt[key]):
+      raise bad(key, _RANGES[key])
+    return opt[key]
+
+  if not number("learning_rate") > 0:
+    raise bad("learning_rate", _RANGES["learning_rate"])
+  if not number("weight_decay") >= 0:
+    raise bad("weight_decay", _RANGES["weight_decay"])
+  warmup = opt.warmup_steps
+  if not _is_int(warmup) or warmup < 0:
+    raise bad("warmup_steps", _RANGES["warmup_steps"])
+  for key in ("b1", "b2"):
+    if not 0 <= number(key) < 1:
+      raise bad(key, _RANGES[key])
+  if not number("grad_clip_norm") >= 0:
+    raise bad("grad_clip_norm", _RANGES["grad_clip_norm"])
+
+
+_RANGES = {
+    "learning_rate": "a finite number > 0",
+    "weight_decay": "a finite number >= 0",
+    "warmup_steps": "an integer >= 0",
+    "b1": "a number in [0, 1)",
+    "b2": "a number in [0, 1)",
+    "grad_clip_norm": "a finite number >= 0 (0: no clipping)",
+}
 
 
 # --- command-line overrides -------------------------------------------------

@@ -13,12 +13,15 @@ among the top_k most likely bytes when --top_k > 0.
 Output: the prompt and its continuation on stdout; one line on stderr with
 the number of new tokens and tokens/s (the compiled scan's time, compilation
 excluded). Exit code 2, with one line on stderr, for a workdir that is not a
-byte-level LM, an empty prompt, or a prompt (plus new tokens) longer than
-the model's max length.
+byte-level LM, an empty prompt, a prompt (plus new tokens) longer than the
+model's max length, or a flag out of range (--max_new_tokens, --top_k or
+--seed negative, --temperature negative or not finite, --top_k above the
+vocabulary size).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -59,14 +62,38 @@ def check_workdir(workdir: str) -> None:
                      f" (task {lm.NAME!r}); train one with configs/lm.py")
 
 
+def check_flags(max_new_tokens: int, temperature: float, top_k: int,
+                seed: int) -> None:
+  """One-line ValueError for a flag value out of range (before any work)."""
+  if max_new_tokens < 0:
+    raise ValueError(f"--max_new_tokens must be >= 0, got {max_new_tokens}")
+  if not (math.isfinite(temperature) and temperature >= 0):
+    raise ValueError("--temperature must be a finite number >= 0 (0 ="
+                     f" greedy), got {temperature}")
+  if top_k < 0:
+    raise ValueError(f"--top_k must be >= 0 (0 = all), got {top_k}")
+  if not 0 <= seed < config_lib.SEED_LIMIT:
+    raise ValueError(f"--seed must be in [0, 2**32), got {seed}")
+
+
+def check_top_k(top_k: int, vocab_size: int) -> None:
+  """--top_k at most the model's vocabulary (one line)."""
+  if top_k > vocab_size:
+    raise ValueError(f"--top_k must be at most the model's vocabulary size"
+                     f" {vocab_size} (0 = all), got {top_k}")
+
+
 def main(argv: list[str]) -> None:
   cli.start(argv)
   try:
+    check_flags(_MAX_NEW.value, _TEMPERATURE.value, _TOP_K.value,
+                _SEED.value)
     check_workdir(_WORKDIR.value)
     prompt_P = lm.encode(_PROMPT.value)
     if not len(prompt_P):
       raise ValueError("the prompt is empty: give at least one character")
-    model, _ = init_from.load_model(_WORKDIR.value)
+    model, source = init_from.load_model(_WORKDIR.value)
+    check_top_k(_TOP_K.value, source.vocab_size)
     new_T, tokens_per_s = generate.sample(
         model, prompt_P, _MAX_NEW.value, temperature=_TEMPERATURE.value,
         top_k=_TOP_K.value, seed=_SEED.value)

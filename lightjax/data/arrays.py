@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lightjax.data.base import MissingPackage
+from lightjax.data.base import MissingPackage, check_count
 
 
 def pad_ragged(
@@ -35,11 +35,13 @@ def holdout_rows(num_rows: int, fraction: float, seed: int) -> np.ndarray:
 
 
 def check_hold_out(task: str, config: dict[str, Any]) -> None:
-  """Raises unless the config's `validation_fraction` is in [0, 1)."""
+  """Raises unless the config's `validation_fraction` is in [0, 1) and the
+  hold-out's `seed` an integer >= 0 (numpy's generators refuse negatives)."""
   if not 0 <= config["validation_fraction"] < 1:
     raise ValueError(
         f"{task} validation_fraction must be in [0, 1), got"
         f" {config['validation_fraction']!r}")
+  check_count(task, config, "seed", 0)
 
 
 def hold_out(train: dict[str, np.ndarray], test: dict[str, np.ndarray],

@@ -69,18 +69,24 @@ names = TASKS.names
 
 
 def register(
-    name: str, default_config: Callable[[], dict[str, Any]] | None = None
+    name: str, default_config: Callable[[], dict[str, Any]] | None = None,
+    check_config: Callable[[dict[str, Any]], None] | None = None,
 ) -> Callable[[TaskBuilder], TaskBuilder]:
   """Decorator: makes `builder` selectable as `task.name=<name>`.
 
   The builder must expose `default_config()` (the task's config fields, used to
   build `configs/` and to reject misspelt keys); pass it here or set it as an
-  attribute before decorating.
+  attribute before decorating. `check_config(resolved config)`, if given,
+  raises a one-line ValueError for a value out of range; it must not read
+  files: `config_lib.validate` runs it (`check_task_config`) before a run
+  writes anything.
   """
 
   def wrap(builder: TaskBuilder) -> TaskBuilder:
     if default_config is not None:
       builder.default_config = default_config
+    if check_config is not None:
+      builder.check_config = check_config
     return TASKS.register(name, builder)
 
   return wrap
@@ -128,6 +134,27 @@ def resolve_task_config(
     )
   return with_defaults(config, default_task_config(config["name"]),
                        f"task {config['name']!r}")
+
+
+def check_task_config(task_config: Any) -> dict[str, Any]:
+  """The task's config resolved (unknown keys refused) and checked by its
+  builder's `check_config`, without building anything; returns it."""
+  config = resolve_task_config(task_config)
+  check = getattr(get(config["name"]), "check_config", None)
+  if check is not None:
+    check(config)
+  return config
+
+
+def check_count(task: str, config: dict[str, Any], key: str,
+                minimum: int) -> None:
+  """Raises unless `config[key]` is an integer >= `minimum` (one line)."""
+  value = config[key]
+  if (isinstance(value, bool) or not isinstance(value, (int, float))
+      or isinstance(value, float) and not value.is_integer()
+      or value < minimum):
+    raise ValueError(f"{task} {key} must be an integer >= {minimum}, got"
+                     f" {value!r}")
 
 
 def default_data_dir() -> str:

@@ -56,7 +56,8 @@ import numpy as np
 
 from lightjax.data import cache
 from lightjax.data.arrays import pad_ragged
-from lightjax.data.base import TaskData, register, resolve_task_config
+from lightjax.data.base import (TaskData, check_count, register,
+                                 resolve_task_config)
 
 NAME = "listops"
 
@@ -474,9 +475,9 @@ def _check_config(config: dict[str, Any]) -> None:
   for k, v in _generation_params(config).items():
     if v != config[k]:
       raise ValueError(f"listops {k} must be an integer, got {config[k]!r}")
-  for k in ("num_train", "num_validation", "num_test"):
-    if config[k] < 0:
-      raise ValueError(f"listops {k} must be >= 0, got {config[k]}")
+  for k in ("num_train", "num_validation", "num_test"):  # each split used
+    check_count(NAME, config, k, 1)
+  check_count(NAME, config, "seed", 0)
   if config["max_args"] < 2:
     raise ValueError(f"listops max_args must be >= 2, got {config['max_args']}")
   if config["max_depth"] < 1:
@@ -498,7 +499,7 @@ def _check_config(config: dict[str, Any]) -> None:
     )
 
 
-@register(NAME, default_config=default_config)
+@register(NAME, default_config=default_config, check_config=_check_config)
 def build(task_config: Any, data_dir: str) -> TaskData:
   """Builds the ListOps task: generated once per config, then cached."""
   config = resolve_task_config(task_config, name=NAME)

@@ -215,7 +215,7 @@ def _check_config(config: dict[str, Any]) -> None:
   arrays.check_hold_out(NAME, config)
 
 
-@register(NAME, default_config=default_config)
+@register(NAME, default_config=default_config, check_config=_check_config)
 def build(task_config: Any, data_dir: str) -> TaskData:
   """Builds LRA Image from the CIFAR-10 python batches (or tfds)."""
   config = resolve_task_config(task_config, name=NAME)

@@ -61,7 +61,8 @@ from typing import Any
 from absl import logging
 import numpy as np
 
-from lightjax.data.base import DataError, TaskData, register, resolve_task_config
+from lightjax.data.base import (DataError, TaskData, check_count, register,
+                                 resolve_task_config)
 
 NAME = "lra_retrieval"
 PAD_ID = 0
@@ -200,6 +201,7 @@ def _check_config(config: dict[str, Any]) -> None:
     if int(config[key]) != config[key] or config[key] < 0:
       raise ValueError(f"{NAME} {key} must be an integer >= 0 (0 = every"
                        f" row), got {config[key]!r}")
+  check_count(NAME, config, "seed", 0)
 
 
 def load_split(path: str, split: str, config: dict[str, Any],
@@ -217,7 +219,7 @@ def load_split(path: str, split: str, config: dict[str, Any],
   return {"inputs": pair_inputs(ids1, ids2), "targets": labels_N[rows]}
 
 
-@register(NAME, default_config=default_config)
+@register(NAME, default_config=default_config, check_config=_check_config)
 def build(task_config: Any, data_dir: str) -> TaskData:
   """Reads LRA's AAN pairs (see the module docstring)."""
   config = resolve_task_config(task_config, name=NAME)

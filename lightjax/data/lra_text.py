@@ -307,7 +307,7 @@ def build_splits(config: dict[str, Any], data_dir: str
   return hold_out(padded["train"], padded["test"], config)
 
 
-@register(NAME, default_config=default_config)
+@register(NAME, default_config=default_config, check_config=_check_config)
 def build(task_config: Any, data_dir: str) -> TaskData:
   """Builds LRA Text from the aclImdb folders (or tfds), cached per length."""
   config = resolve_task_config(task_config, name=NAME)

@@ -70,7 +70,8 @@ from typing import Any
 import numpy as np
 
 from lightjax.data import cache
-from lightjax.data.base import TaskData, register, resolve_task_config
+from lightjax.data.base import (TaskData, check_count, register,
+                                 resolve_task_config)
 
 NAME = "mqar"
 
@@ -308,9 +309,9 @@ def _check_config(config: dict[str, Any]) -> None:
     v = config[k]
     if isinstance(v, bool) or int(v) != v:
       raise ValueError(f"mqar {k} must be an integer, got {v!r}")
-  for k in ("num_train", "num_validation", "num_test"):
-    if config[k] < 0:
-      raise ValueError(f"mqar {k} must be >= 0, got {config[k]}")
+  for k in ("num_train", "num_validation", "num_test"):  # each split used
+    check_count(NAME, config, k, 1)
+  check_count(NAME, config, "seed", 0)
   v, n, k = config["vocab_size"], config["seq_len"], config["num_kv_pairs"]
   if k < 1:
     raise ValueError(f"mqar num_kv_pairs must be >= 1, got {k}")
@@ -329,7 +330,7 @@ def _check_config(config: dict[str, Any]) -> None:
     raise ValueError(f"mqar power_a must be > 0, got {config['power_a']}")
 
 
-@register(NAME, default_config=default_config)
+@register(NAME, default_config=default_config, check_config=_check_config)
 def build(task_config: Any, data_dir: str) -> TaskData:
   """Builds the MQAR task ("lm" kind): generated once per config, cached."""
   config = resolve_task_config(task_config, name=NAME)

@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from lightjax.data import cache
-from lightjax.data.base import SPLITS, TaskData, register, resolve_task_config
+from lightjax.data.base import (SPLITS, TaskData, check_count, register,
+                                 resolve_task_config)
 from lightjax.data.pathfinder_gen import (GEOMETRY_KEYS, dot_positions,
                                           draw_geometry, generate_split,
                                           geometry, render)
@@ -174,6 +175,8 @@ def _check_config(config: dict[str, Any]) -> None:
     v = config[k]
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
       raise ValueError(f"lra_pathfinder {k} must be an integer >= 0, got {v!r}")
+  for k in ("num_train", "num_validation", "num_test"):  # each split used
+    check_count(NAME, config, k, 1)
   if config["image_size"] < 32 or config["image_size"] % 32:
     raise ValueError("lra_pathfinder image_size must be a multiple of 32,"
                      f" got {config['image_size']}")
@@ -191,7 +194,7 @@ def _check_config(config: dict[str, Any]) -> None:
         f" got {config['contour_length']}")
 
 
-@register(NAME, default_config=default_config)
+@register(NAME, default_config=default_config, check_config=_check_config)
 def build(task_config: Any, data_dir: str) -> TaskData:
   """Builds Pathfinder from the generator (cached) or LRA's originals."""
   config = resolve_task_config(task_config, name=NAME)

@@ -127,14 +127,22 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
   student) to `out_dir`; returns (and writes) export.json.
 
   `length`: the sequence length of the forward's example input (default
-  the model's max_len; a format keeps it symbolic where it can). `int8`
+  the model's max_len, which is also its upper bound; a format keeps it
+  symbolic where it can). `int8`
   (ONNX): also write model.int8.onnx by onnxruntime's dynamic
   quantization, checked the same way.
   """
   form = FORMATS.get(fmt)  # unknown: the registry lists the valid ones
   if int8 and fmt != "onnx":
     raise ExportError(f"--int8 quantizes an ONNX model; got --format={fmt}")
+  if length < 0:
+    raise ExportError(f"--length must be >= 0 (0 = the model's max_len), got"
+                      f" {length}")
   model, source = init_from.load_model(workdir)
+  if length > source.max_len:
+    raise ExportError(f"--length must be at most the model's max_len"
+                      f" {source.max_len} (its position table; 0 = that),"
+                      f" got {length}")
   if decode:
     sig = decode_signature(model, max_len=source.max_len)
   else:

@@ -3,7 +3,7 @@
   --int8      (onnx) also write model.int8.onnx, onnxruntime's dynamic int8
   --decode    a decoder LM's single-token decode step instead of its forward
   --nocheck   skip running the export against the JAX model
-  --length N  the forward's sequence length (default: the model's max_len)
+  --length N  the forward's sequence length, 1..max_len (default: the model's max_len)
 
 The work is `lightjax.export.export_run`; this file parses flags, prints
 what export.json records, and turns failures into one line on stderr with

@@ -40,7 +40,8 @@ from typing import Any, Iterable
 import ml_collections
 import numpy as np
 
-from lightjax import checkpointing, data, evaluate, init_from, trainer, writers
+from lightjax import (checkpointing, config_lib, data, evaluate, init_from,
+                      trainer, writers)
 from lightjax import summary as summary_lib
 from lightjax.metrics import latency
 from lightjax.metrics.params import count_params
@@ -203,6 +204,9 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   that contradicts the teacher is refused, see `init_from.resolve_config`).
   """
   config = copy.deepcopy(config)
+  # Numbers in range before the teacher is read or anything written;
+  # 0 steps: the student is scored as made, with no recovery fine-tuning.
+  config_lib.check_values(config, min_train_steps=0)
   source, task = _resolve(config, explicit)
   os.makedirs(workdir, exist_ok=True)
   record_path = os.path.join(workdir, SHRINK_JSON)
