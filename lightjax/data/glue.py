@@ -353,7 +353,8 @@ def _register(name: str) -> None:
 
   build.__name__ = f"build_{name}"
   build.__doc__ = f"Builds GLUE task {name!r} (see lightjax.data.glue)."
-  register(name, default_config=lambda: default_config_for(name))(build)
+  register(name, default_config=lambda: default_config_for(name),
+           check_config=_check_config)(build)
 
 
 for _name in NAMES:

@@ -171,15 +171,18 @@ def make_splits(ids: np.ndarray, config: dict[str, Any]
 
 
 def _check_config(config: dict[str, Any]) -> None:
-  if int(config["max_length"]) < 1:
-    raise ValueError(f"task lm: max_length must be >= 1, got"
-                     f" {config['max_length']}")
+  """Values in range (no file read: `config_lib.validate` runs it)."""
+  for key, low in (("max_length", 1), ("num_regions", 1), ("seed", 0)):
+    value = config[key]
+    if isinstance(value, bool) or int(value) != value or value < low:
+      raise ValueError(f"task lm: {key} must be an integer >= {low}, got"
+                       f" {value!r}")
   for key in ("validation_fraction", "test_fraction"):
     if not 0.0 <= float(config[key]) < 1.0:
       raise ValueError(f"task lm: {key} must be in [0, 1), got {config[key]}")
 
 
-@register(NAME, default_config=default_config)
+@register(NAME, default_config=default_config, check_config=_check_config)
 def build(task_config: Any, data_dir: str) -> TaskData:
   """Reads `path` and returns the windows of each split (module docstring)."""
   del data_dir  # The text is read where `path` says; nothing is cached.
