@@ -5,13 +5,15 @@ multi-process job (the entry points that train: train, shrink).
   1            non-finite loss or gradient (the last good checkpoint is kept)
   2            a task's data files or an optional package missing, and
                what the entry point names as bad input (its config errors)
-  WorkdirError its own code (in use: 3; unusable: 2; none readable: 1)
+  WorkdirError its own code (in use: 3; unusable, or a checkpoint save
+               failed: 2; none readable: 1)
   128+signal   interrupted by SIGTERM/SIGINT after saving a checkpoint
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Callable
 
@@ -79,6 +81,12 @@ def exit_codes(prog: str, bad_input: tuple[type[BaseException], ...] = ()):
   """Runs the body; a known failure prints `prog: message` and exits."""
   def fail(e: BaseException, code: int):
     print(f"{prog}: {e}", file=sys.stderr)
+    if isinstance(e, checkpointing.CheckpointSaveFailed):
+      # orbax's threads of the failed save wait forever for a signal that
+      # never comes, and interpreter exit would join them: leave now.
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(code)  # pylint: disable=protected-access
     sys.exit(code)
 
   try:
