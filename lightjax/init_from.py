@@ -41,7 +41,6 @@ from typing import Any, Callable, Iterable
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import nnx
 
 from lightjax import hf, models
