@@ -20,6 +20,18 @@ a failed restore's reads are let finish (`_settled_reads`) and orbax does not
 parse step metadata up front (`_manager`), which were pages of async
 tracebacks and an ERROR log line before.
 
+Every saved array's sha256 is written in the checkpoint's json meta
+("checksums", by tree path) and checked after a restore: bytes flipped on
+disk that still decode (bit rot, a bad copy) make the checkpoint unreadable
+(`ChecksumMismatch`) instead of loading silently. Checkpoints written before
+this have none and are not checked.
+
+A save that fails (the checkpoints path is a file, the disk is full) stops
+the run with `CheckpointSaveFailed`, one line: orbax saves in a background
+thread, so the failure is looked for before the next save and when the run
+waits for its saves; an unusable checkpoints path is refused before
+training (`check_dirs`).
+
 `WorkdirLock` keeps a second run off a workdir that is in use: two runs would
 interleave one metrics.jsonl and one checkpoint directory.
 
@@ -33,16 +45,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 _ITEMS = ("state", "meta")
@@ -69,13 +84,25 @@ class NoReadableCheckpoint(WorkdirError):
   exit_code = 1
 
 
+class CheckpointSaveFailed(WorkdirError):
+  """A checkpoint could not be written (path unusable, disk full, I/O).
+
+  Exit 2: what is wrong is the workdir's storage, not lightjax; the message
+  names the path and the cause.
+  """
+
+
+class ChecksumMismatch(ValueError):
+  """A restored array's bytes differ from those saved (`checksums`)."""
+
+
 def warn(msg: str) -> None:
   """A warning on stderr, process 0 only (stdout is the progress lines)."""
   if jax.process_index() == 0:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
-def _reason(e: BaseException) -> str:
+def short_reason(e: BaseException) -> str:
   """A short, one-line reason from a restore error (orbax's can be pages)."""
   text = " ".join(str(e).split()) or "no message"
   text = text if len(text) <= 160 else text[:157] + "..."
@@ -237,6 +264,7 @@ def open_workdir(workdir: str, stack: contextlib.ExitStack) -> None:
   # Before anything is written: a second run would interleave metrics.jsonl
   # and the checkpoints of the first.
   stack.enter_context(WorkdirLock(workdir))
+  check_dirs(workdir)  # a save that cannot work: refused before any output
 
 
 def _meta(saved) -> dict[str, Any]:
@@ -250,19 +278,134 @@ def _meta(saved) -> dict[str, Any]:
   return meta
 
 
+def _flat(tree) -> dict[str, Any]:
+  """{"a/b/0": array} of a state tree, whatever form it has (nnx State with
+  Variables, or the plain nested dicts orbax restores without a target)."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+            for k in path]
+    while keys and keys[-1] in ("value", "raw_value"):
+      keys.pop()
+    out["/".join(keys)] = leaf
+  return out
+
+
+def _digest(x) -> str:
+  if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+    x = jax.random.key_data(x)
+  return hashlib.sha256(np.ascontiguousarray(np.asarray(x)).tobytes()
+                        ).hexdigest()
+
+
+def checksums(tree) -> dict[str, str]:
+  """sha256 of each array's bytes, by tree path (`_flat`)."""
+  return {k: _digest(v) for k, v in _flat(tree).items()
+          if hasattr(v, "shape") and (not hasattr(v, "is_fully_addressable")
+                                      or v.is_fully_addressable)}
+
+
+def verify(tree, saved: dict[str, str] | None) -> None:
+  """Raises `ChecksumMismatch` when an array of `tree` (a restored state)
+  differs from the `checksums` recorded when it was saved (None: a
+  checkpoint from before checksums, nothing to check)."""
+  if not saved:
+    return
+  for key, leaf in _flat(tree).items():
+    if key in saved and _digest(leaf) != saved[key]:
+      raise ChecksumMismatch(f"array {key} does not match its saved sha256"
+                             " (the files changed after they were written)")
+
+
+def check_dirs(workdir: str) -> None:
+  """Refuses a workdir whose checkpoints/ or best/ is not a directory."""
+  for name in ("checkpoints", "best"):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path) and not os.path.isdir(path):
+      raise CheckpointSaveFailed(
+          f"cannot save checkpoints: {path} is a file, not a directory; move"
+          " it away or use another --workdir")
+
+
+def restore_any(directory: str, step: int):
+  """(state, meta) of one checkpoint restored as saved (no target), its
+  checksums verified; raises whatever makes it unreadable."""
+  mgr = _manager(directory, 1)
+  try:
+    with _settled_reads():
+      out = mgr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    meta = dict(out["meta"] or {})
+    verify(out["state"], meta.pop("checksums", None))
+    return out["state"], _meta(meta)
+  finally:
+    mgr.close()
+
+
+def steps_in(directory: str) -> list[int]:
+  """The finished checkpoint steps in `directory`, newest first."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted((int(n) for n in os.listdir(directory) if n.isdigit()),
+                reverse=True)
+
+
+def _release_failed_save_threads() -> None:
+  """Ends orbax's threads left by a failed save.
+
+  Each waits (orbax's async timeout, many minutes) for a signal from the
+  commit that failed, and interpreter exit joins them: the run would never
+  end. Marked cancelled and given their signal, they return without doing
+  anything. Private orbax API (pinned 0.12.8), so best effort: the entry
+  points also leave by `os._exit` after a failed save (`cli.exit_codes`).
+  """
+  try:
+    # pylint: disable=g-import-not-at-top,protected-access
+    from orbax.checkpoint._src.futures import future as ocp_future
+    for t in threading.enumerate():
+      if isinstance(t, ocp_future._SignalingThread) and t.is_alive():
+        t._cancelled = True
+        ocp_future.set_signals(t._receive_signals,
+                               operation_id=t._operation_id)
+  except Exception:  # pylint: disable=broad-except
+    pass
+
+
 class Checkpointer:
   """Saves/restores {"state": pytree, "meta": json dict} by step."""
 
   def __init__(self, workdir: str, keep: int = 2):
     self.workdir = workdir
+    check_dirs(workdir)
     self.last = _manager(os.path.join(workdir, "checkpoints"), keep)
     self.best = _manager(os.path.join(workdir, "best"), 1)
+    self.failed = False  # a save failed: close must not wait on orbax
 
-  @staticmethod
-  def _save(mgr, step: int, state, meta: dict[str, Any], force: bool) -> None:
-    mgr.save(step, force=force, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(without_empty(state)),
-        meta=ocp.args.JsonSave(meta)))
+  def _check_saves(self, mgr) -> None:
+    """Raises `CheckpointSaveFailed` if a background save of `mgr` failed."""
+    try:
+      mgr.wait_until_finished()
+      mgr.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      self.failed = True
+      _release_failed_save_threads()
+      raise CheckpointSaveFailed(
+          f"cannot save checkpoints in {mgr.directory}: {short_reason(e)}"
+      ) from None
+
+  def _save(self, mgr, step: int, state, meta: dict[str, Any],
+            force: bool) -> None:
+    self._check_saves(mgr)  # the previous save (orbax waits for it anyway)
+    state = without_empty(state)
+    meta = {**meta, "checksums": checksums(state)}
+    try:
+      mgr.save(step, force=force, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+    except Exception as e:  # pylint: disable=broad-except
+      self.failed = True
+      raise CheckpointSaveFailed(
+          f"cannot save checkpoint {self._path(mgr, step)}: {short_reason(e)}"
+      ) from None
 
   @staticmethod
   def _restore(mgr, step: int, abstract_state):
@@ -270,7 +413,9 @@ class Checkpointer:
       out = mgr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(without_empty(abstract_state)),
           meta=ocp.args.JsonRestore()))
-    return with_empty(out["state"], abstract_state), _meta(out["meta"])
+    meta = dict(out["meta"])
+    verify(out["state"], meta.pop("checksums", None))
+    return with_empty(out["state"], abstract_state), _meta(meta)
 
   def latest_step(self) -> int | None:
     return self.last.latest_step()
@@ -295,7 +440,7 @@ class Checkpointer:
       try:
         state, meta = self._restore(self.last, step, abstract_state)
       except Exception as e:  # pylint: disable=broad-except
-        failed.append((step, _reason(e)))
+        failed.append((step, short_reason(e)))
         continue
       for bad, reason in failed:
         dest = self._move_aside(self.last, bad, str(bad))
@@ -334,37 +479,46 @@ class Checkpointer:
   def best_step(self) -> int | None:
     return self.best.latest_step()
 
-  def best_meta(self) -> dict[str, Any] | None:
-    """The best checkpoint's json metadata (no arrays read), or None.
+  def best_meta(self, abstract_model=None) -> dict[str, Any] | None:
+    """The best checkpoint's json metadata, or None.
 
-    An unreadable one is moved aside with a warning and None returned: the
-    run then tracks the best from its next validation on, so the test split
-    is still scored on a checkpoint that exists.
+    With `abstract_model` its arrays are read (and checked) too, not only
+    the json. An unreadable one is moved aside with a warning and None
+    returned: the run then tracks the best from its next validation on (a
+    finished run's rerun validates its final state, the newest train
+    checkpoint), so the test split is still scored on a checkpoint that
+    exists.
     """
     step = self.best_step()
     if step is None:
       return None
     try:
+      if abstract_model is not None:
+        return self._restore(self.best, step, abstract_model)[1]
       with _settled_reads():
         out = self.best.restore(step, args=ocp.args.Composite(
             meta=ocp.args.JsonRestore()))
-      return _meta(out["meta"])
+      return _meta({k: v for k, v in out["meta"].items() if k != "checksums"})
     except Exception as e:  # pylint: disable=broad-except
       path = self._path(self.best, step)
       dest = self._move_aside(self.best, step, f"best-{step}")
-      warn(f"best-validation checkpoint {path} is unreadable ({_reason(e)});"
-           f" moved it to {dest} (not deleted); best-checkpoint tracking starts"
-           " again from the next validation")
+      warn(f"best-validation checkpoint {path} is unreadable"
+           f" ({short_reason(e)}); moved it to {dest} (not deleted); the best checkpoint is chosen"
+           " again from the next validation (a finished run: its newest"
+           " train checkpoint)")
       return None
 
   def restore_best(self, abstract_state):
     return self._restore(self.best, self.best_step(), abstract_state)
 
   def wait(self) -> None:
-    self.last.wait_until_finished()
-    self.best.wait_until_finished()
+    """Waits for the saves in flight; `CheckpointSaveFailed` if one failed."""
+    self._check_saves(self.last)
+    self._check_saves(self.best)
 
   def close(self) -> None:
+    if self.failed:  # orbax's threads of a failed save wait forever
+      return
     self.last.close()
     self.best.close()
 

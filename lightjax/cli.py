@@ -11,7 +11,8 @@ multi-process job (the entry points that train: train, shrink).
                wrong kind (a file where a directory goes), an optional
                package missing, what the entry point names as bad input
   3            a workdir in use by a live run (its .lock is held)
-  WorkdirError its own code (in use: 3; unusable: 2; none readable: 1)
+  WorkdirError its own code (in use: 3; unusable, or a checkpoint save
+               failed: 2; none readable: 1)
   128+signal   interrupted by SIGTERM/SIGINT after saving a checkpoint
 """
 
@@ -22,7 +23,7 @@ import os
 import sys
 from typing import Callable
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from lightjax import checkpointing, data, errors, sharding, trainer
 
@@ -123,6 +124,13 @@ def exit_codes(prog: str, bad_input: tuple[type[BaseException], ...] = ()):
     fail(prog, e, 128 + e.signum)  # once: not logged as well
   except FloatingPointError as e:
     fail(prog, e, 1)
+  except checkpointing.CheckpointSaveFailed as e:
+    # orbax's threads of the failed save wait forever for a signal that
+    # never comes, and interpreter exit would join them: leave now.
+    print(f"{prog}: {e}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(e.exit_code)  # pylint: disable=protected-access
   except checkpointing.WorkdirError as e:  # before ValueError: a subclass
     fail(prog, e, e.exit_code)
   except (errors.UserInputError, data.MissingPackage) as e:

@@ -43,7 +43,6 @@ from typing import Any, Callable, Iterable
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import nnx
 
 from lightjax import errors, hf, models
@@ -198,24 +197,33 @@ def _model_params(info: dict[str, Any]) -> dict[Path, Any]:
 def read_workdir_weights(workdir: str, info: dict[str, Any] | None = None,
                          which: str = "best") -> dict[Path, np.ndarray]:
   """The model parameters saved in a workdir: `best/` (falling back to the
-  last train checkpoint), or `which="last"`."""
+  newest readable train checkpoint), or `which="last"` (newest readable
+  train checkpoint, then `best/`). An unreadable checkpoint (its checksums
+  included) is passed over with one warning naming the one used instead;
+  nothing is moved (a reader leaves the workdir as it is: the next training
+  run on it sets unreadable checkpoints aside)."""
   info = info or read_model_json(workdir)
   candidates = [("best", ()), ("checkpoints", ("train", "model"))]
   if which == "last":
     candidates.reverse()
+  failed = []
   for folder, prefix in candidates:
-    mgr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, folder)),
-                                item_names=("state", "meta"))
-    step = mgr.latest_step()
-    if step is None:
-      mgr.close()
-      continue
-    tree = mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))["state"]
-    mgr.close()
-    for key in prefix:
-      tree = tree[key]
-    return _select_params(tree, _model_params(info), f"{workdir}/{folder}/{step}")
+    directory = os.path.abspath(os.path.join(workdir, folder))
+    for step in checkpointing.steps_in(directory):
+      where = f"{workdir}/{folder}/{step}"
+      try:
+        tree, _ = checkpointing.restore_any(directory, step)
+        for key in prefix:
+          tree = tree[key]
+      except Exception as e:  # pylint: disable=broad-except
+        failed.append(f"{where} ({checkpointing.short_reason(e)})")
+        continue
+      if failed:
+        checkpointing.warn(f"checkpoint {'; '.join(failed)} is unreadable;"
+                           f" using {where} instead")
+      return _select_params(tree, _model_params(info), where)
+  if failed:
+    raise errors.CheckpointError("no readable checkpoint: " + "; ".join(failed))
   raise errors.CheckpointError(f"no checkpoint in {workdir}/best or {workdir}/checkpoints")
 
 

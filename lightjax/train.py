@@ -4,8 +4,11 @@ Flags only; the job is `lightjax.trainer.train_and_evaluate`. Any config field
 can be overridden with `--config.path.to.field=value`. Unknown fields and
 unknown variant names stop the run before anything is built, with the valid
 choices listed. Rerunning with the same --workdir resumes from the last
-readable checkpoint (unreadable newer ones are moved to
-<workdir>/unreadable_checkpoints/ with a warning, never deleted).
+readable checkpoint (unreadable newer ones, and an unreadable best/, are
+moved to <workdir>/unreadable_checkpoints/ with a warning, never deleted; a
+checkpoint whose arrays no longer match the sha256 saved with them counts as
+unreadable). metrics.jsonl is cut back to the resumed step, so each
+(step, split) appears once however often a run is killed and rerun.
 
 Exit codes:
   0        done
@@ -15,7 +18,10 @@ Exit codes:
            or a size contradicting it), a task's input files missing (GLUE's
            TSVs, the lm task's text) or an optional package it needs, or an
            unusable --workdir (a file, not creatable, or holding checkpoints
-           of a different config)
+           of a different config), or a checkpoint save that failed (its
+           checkpoints path is a file, a full disk): the run stops at that
+           save, or at the next one (orbax saves in the background), with
+           one line naming the path and the cause
   3        --workdir is in use by another run (<workdir>/.lock is held);
            nothing was written
   128+sig  stopped by SIGTERM/SIGINT after saving a checkpoint

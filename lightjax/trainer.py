@@ -138,8 +138,8 @@ def _place(model, config, mesh: Mesh, rules) -> dict[str, Any]:
 
 
 def _restore(s: _Setup, workdir: str) -> None:
-  """The newest readable train checkpoint into `s` (state, accumulator,
-  step, meta), and the best-so-far from best/, which may be newer."""
+  """The newest readable train checkpoint into `s` (state, accumulator, step,
+  meta), the best-so-far from best/ (may be newer); metrics.jsonl cut there."""
   s.meta = {**evaluate.no_best(), "elapsed_s": 0.0}
   s.acc = s.zero_acc()
   # Falls back past unreadable checkpoints (moved aside, with a warning).
@@ -149,7 +149,9 @@ def _restore(s: _Setup, workdir: str) -> None:
     s.start_step, tree, s.meta = restored
     s.state, s.acc = tree["train"], tree["acc"]
     writers.say(f"Resumed from {workdir}/checkpoints at step {s.start_step}.")
-  evaluate.merge_best(s.meta, s.ckpt.best_meta())
+  s.writer.resume_at(s.start_step)  # what a killed run wrote past it goes
+  evaluate.merge_best(s.meta, s.ckpt.best_meta(checkpointing.abstract(
+      s.state["model"])))  # arrays read too: an unreadable best/ is set aside
 
 
 def _setup(config: ml_collections.ConfigDict, workdir: str,
@@ -228,8 +230,7 @@ def _compile(config: ml_collections.ConfigDict, s: _Setup):
   def spec(batch):
     return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(
         x.shape, x.dtype, sharding=sh), batch,
-                        sharding.batch_shardings(s.mesh, batch,
-                                                 s.sharding_rules))
+        sharding.batch_shardings(s.mesh, batch, s.sharding_rules))
   # Traced in the mesh's activation layout (sharding.constrain in blocks).
   with sharding.activation_layout(s.mesh, s.sharding_rules):
     train_exec, train_cost = cost.compile_with_stats(
@@ -258,9 +259,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   (`steps.teacher_for`); not checkpointed, so a resumed run is given it
   again (lightjax.shrink reloads it).
 
-  Raises `checkpointing.WorkdirError` (one-line message) when the workdir is a
-  file, cannot be created, is in use by another run, holds another config's
-  checkpoints, or holds checkpoints none of which reads.
+  Raises `checkpointing.WorkdirError` (one line) when the workdir is a file,
+  cannot be created, is in use, holds another config's checkpoints or none
+  that reads, or a checkpoint cannot be saved (`CheckpointSaveFailed`).
   """
   timer = writers.StepTimer()
   source = init_from.resolve_config(config)  # its sizes, before the checks
@@ -321,8 +322,7 @@ def _check_finite(s: _Setup, acc) -> None:
   """Stops the run at the first non-finite step the accumulator saw."""
   bad = int(jax.device_get(acc["first_bad_step"]))
   if bad >= 0:
-    last = s.ckpt.latest_step()
-    s.ckpt.wait()
+    last, _ = s.ckpt.latest_step(), s.ckpt.wait()
     raise FloatingPointError(
         f"non-finite loss or gradient at step {bad}; stopped. The last good"
         f" checkpoint (step {last}) is kept in {s.ckpt.workdir}/checkpoints."

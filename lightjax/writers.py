@@ -28,25 +28,73 @@ def fmt_eta(seconds: float) -> str:
 
 
 class MetricWriter:
-  """Appends one JSON object per record and mirrors scalars to TensorBoard."""
+  """Appends one JSON object per record and mirrors scalars to TensorBoard.
+
+  metrics.jsonl holds each (step, split) once: `resume_at(step)` drops what a
+  killed run wrote past the checkpoint it resumes from (the rerun writes
+  those steps again), and a record whose (step, split) is already there
+  replaces it (a finished run's rerun scores the test split again). Both
+  rewrite the file atomically (a temporary file, then os.replace).
+  """
 
   def __init__(self, workdir: str, enabled: bool | None = None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.workdir = workdir
     self._jsonl = None
     self._tb = None
+    self._keys: set[tuple[int, str]] = set()
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
+  @property
+  def path(self) -> str:
+    return os.path.join(self.workdir, "metrics.jsonl")
+
+  def _records(self) -> list[dict[str, Any]]:
+    """The file's records; a line cut short by a kill is left out."""
+    out = []
+    with open(self.path) as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+        except ValueError:
+          continue
+        if isinstance(record, dict) and "step" in record and "split" in record:
+          out.append(record)
+    return out
+
+  def _rewrite(self, records: list[dict[str, Any]]) -> None:
+    self._jsonl.close()
+    files.atomic_write(self.path, lambda f: f.write(
+        "".join(json.dumps(r) + "\n" for r in records)))
+    self._jsonl = open(self.path, "a")
+    self._keys = {(r["step"], r["split"]) for r in records}
+
+  def resume_at(self, step: int) -> None:
+    """Drops the records past `step`, the step the run resumes from (0: a
+    fresh start), and makes each (step, split) appear once."""
+    if not self.enabled:
+      return
+    records = {}
+    for r in self._records():
+      if r["step"] <= step:
+        records[(r["step"], r["split"])] = r  # the later of two wins
+    self._rewrite(list(records.values()))
+
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     if not self.enabled:
       return
     record = {"step": int(step), "split": split, **metrics}
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
+    if (record["step"], split) in self._keys:  # replaces it, in place
+      self._rewrite([record if (r["step"], r["split"]) == (step, split) else r
+                     for r in self._records()])
+    else:
+      self._jsonl.write(json.dumps(record) + "\n")
+      self._jsonl.flush()
+      self._keys.add((record["step"], split))
     for k, v in metrics.items():
       if isinstance(v, (int, float)):
         self._tb.add_scalar(f"{split}/{k}", v, int(step))
