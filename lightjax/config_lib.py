@@ -173,7 +173,7 @@ def check_optim(opt: ml_collections.ConfigDict) -> None:
       raise bad(key, _RANGES[key])
     return opt[key]
 
-  if not number("learning_rate") > 0:
+  if not number("learning_rate") >= 0:  # 0: the weights stay as loaded
     raise bad("learning_rate", _RANGES["learning_rate"])
   if not number("weight_decay") >= 0:
     raise bad("weight_decay", _RANGES["weight_decay"])
@@ -188,7 +188,7 @@ def check_optim(opt: ml_collections.ConfigDict) -> None:
 
 
 _RANGES = {
-    "learning_rate": "a finite number > 0",
+    "learning_rate": "a finite number >= 0",
     "weight_decay": "a finite number >= 0",
     "warmup_steps": "an integer >= 0",
     "b1": "a number in [0, 1)",
