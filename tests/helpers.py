@@ -133,3 +133,22 @@ def widths_of(model_cfg) -> tuple[int, ...]:
 def ranks_of(model_cfg) -> tuple[dict[str, int], ...]:
   """Each layer's {matrix: rank} (full-rank matrices left out)."""
   return tuple(dict(s.ranks) for s in models.as_model_config(model_cfg).layers)
+
+
+# --- Hugging Face checkpoints --------------------------------------------------------
+
+
+def write_shards(src: str, dst, names: tuple[str, str]) -> dict[str, str]:
+  """`src`'s config.json and its model.safetensors split into two shard
+  files `names` (the first 20 tensors by name, then the rest) in `dst`;
+  returns the index's weight_map (tensor -> shard), not written."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  from safetensors.numpy import load_file, save_file  # pylint: disable=import-outside-toplevel
+  os.makedirs(dst)
+  shutil.copy(os.path.join(src, "config.json"), dst)
+  tensors = load_file(os.path.join(src, "model.safetensors"))
+  keys = sorted(tensors)
+  halves = dict(zip(names, (keys[:20], keys[20:])))
+  for name, ks in halves.items():
+    save_file({k: tensors[k] for k in ks}, os.path.join(dst, name))
+  return {k: n for n, ks in halves.items() for k in ks}

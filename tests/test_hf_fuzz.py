@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from lightjax import hf
+from tests.helpers import write_shards
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 BERT = os.path.join(FIXTURES, "bert_tiny")
@@ -130,17 +131,8 @@ def test_config_json_must_be_an_object(tmp_path):
 
 
 def _sharded(tmp_path):
-  from safetensors.numpy import load_file, save_file
   d = tmp_path / "sharded"
-  d.mkdir()
-  shutil.copy(os.path.join(BERT, "config.json"), d)
-  t = load_file(os.path.join(BERT, "model.safetensors"))
-  keys = sorted(t)
-  halves = {"a.safetensors": keys[:20], "b.safetensors": keys[20:]}
-  for name, ks in halves.items():
-    save_file({k: t[k] for k in ks}, str(d / name))
-  weight_map = {k: n for n, ks in halves.items() for k in ks}
-  return d, weight_map
+  return d, write_shards(BERT, d, ("a.safetensors", "b.safetensors"))
 
 
 def test_index_without_weight_map_and_shards_outside(tmp_path):

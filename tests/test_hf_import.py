@@ -14,6 +14,7 @@ from flax import nnx
 
 from lightjax import config_lib, models
 from lightjax import hf
+from tests.helpers import write_shards
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "bert_tiny")
 DISTIL = os.path.join(os.path.dirname(__file__), "fixtures", "distilbert_tiny")
@@ -206,18 +207,11 @@ def test_pickle_only_checkpoint_says_how_to_convert(tmp_path):
 
 
 def test_sharded_checkpoint(tmp_path):
-  from safetensors.numpy import load_file, save_file
   d = tmp_path / "sharded"
-  d.mkdir()
-  shutil.copy(os.path.join(FIXTURE, "config.json"), d)
-  t = load_file(os.path.join(FIXTURE, "model.safetensors"))
-  keys = sorted(t)
-  halves = {"model-00001-of-00002.safetensors": keys[:20],
-            "model-00002-of-00002.safetensors": keys[20:]}
-  for name, ks in halves.items():
-    save_file({k: t[k] for k in ks}, str(d / name))
+  weight_map = write_shards(FIXTURE, d, ("model-00001-of-00002.safetensors",
+                                         "model-00002-of-00002.safetensors"))
   (d / "model.safetensors.index.json").write_text(json.dumps(
-      {"weight_map": {k: n for n, ks in halves.items() for k in ks}}))
+      {"weight_map": weight_map}))
   model, _ = hf.from_pretrained(str(d))
   _, logit_diff = _compare(model, _expected())
   assert logit_diff < TOL
