@@ -1,6 +1,7 @@
 """Shared test settings: strict JAX numerics and a per-session data cache."""
 
 import os
+import tempfile
 
 # XLA's CPU compile dominates this suite (tiny shapes, many programs). Cheaper
 # backend passes cut it a lot and change no semantics; set before jax loads.
@@ -10,6 +11,18 @@ os.environ["XLA_FLAGS"] = " ".join(filter(None, [
     "--xla_backend_optimization_level=0",
     "--xla_llvm_disable_expensive_passes=true",
 ]))
+
+# Many tests compile the same tiny programs (the ListOps smoke model trained
+# by a dozen subprocesses); JAX's persistent compilation cache, shared by the
+# xdist workers of one run and every subprocess they start, compiles each
+# once. It starts empty on every run (a fresh directory per run id), so no
+# test depends on an earlier run, and it changes no result (it stores the
+# compiled executables XLA would produce again).
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"lightjax-test-jax-cache-{_RUN}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # pylint: disable=g-import-not-at-top
 import pytest
