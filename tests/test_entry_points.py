@@ -58,6 +58,7 @@ def test_hierarchy():
      "W/metrics.jsonl: Is a directory"),
     (FileExistsError(17, "File exists", "out"), 2, "out: File exists"),
     (checkpointing.WorkdirInUse("in use"), 3, "in use"),
+    (KeyboardInterrupt(), 130, "interrupted by signal 2 (SIGINT); rerun"),
 ])
 def test_exit_codes_maps_user_input(capsys, exc, code, text):
   with pytest.raises(SystemExit) as info:
