@@ -250,14 +250,24 @@ def with_empty(restored, abstract_state):
       abstract_state, restored)
 
 
+# The files a run keeps in its workdir (the lock, writers, the trainer's).
+WORKDIR_FILES = (".lock", "config.json", "model.json", "metrics.jsonl",
+                 "summary.json")
+
+
 def open_workdir(workdir: str, stack: contextlib.ExitStack) -> None:
   """Creates `workdir` and holds its `WorkdirLock` until `stack` closes.
 
   Raises:
-    WorkdirError: it is a file, cannot be created, or is in use.
+    WorkdirError: it is a file, holds a directory where a file goes
+      (`WORKDIR_FILES`), cannot be created, or is in use.
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir {workdir} is a file, not a directory")
+  for name in WORKDIR_FILES:  # a folder there: the first write would fail
+    if os.path.isdir(path := os.path.join(workdir, name)):
+      raise WorkdirError(f"{path} is a directory, where the run keeps a file;"
+                         " move it away or use another --workdir")
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
