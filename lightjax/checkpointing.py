@@ -30,7 +30,8 @@ A save that fails (the checkpoints path is a file, the disk is full) stops
 the run with `CheckpointSaveFailed`, one line: orbax saves in a background
 thread, so the failure is looked for before the next save and when the run
 waits for its saves; an unusable checkpoints path is refused before
-training (`check_dirs`).
+training (`check_dirs`). Orbax's own tracebacks of it and its stuck threads
+are `lightjax.failed_saves`' business.
 
 `WorkdirLock` keeps a second run off a workdir that is in use: two runs would
 interleave one metrics.jsonl and one checkpoint directory.
@@ -51,7 +52,6 @@ import shutil
 import signal
 import socket
 import sys
-import threading
 import time
 from typing import Any
 
@@ -59,6 +59,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from lightjax import failed_saves
 
 _ITEMS = ("state", "meta")
 
@@ -248,14 +250,24 @@ def with_empty(restored, abstract_state):
       abstract_state, restored)
 
 
+# The files a run keeps in its workdir (the lock, writers, the trainer's).
+WORKDIR_FILES = (".lock", "config.json", "model.json", "metrics.jsonl",
+                 "summary.json")
+
+
 def open_workdir(workdir: str, stack: contextlib.ExitStack) -> None:
   """Creates `workdir` and holds its `WorkdirLock` until `stack` closes.
 
   Raises:
-    WorkdirError: it is a file, cannot be created, or is in use.
+    WorkdirError: it is a file, holds a directory where a file goes
+      (`WORKDIR_FILES`), cannot be created, or is in use.
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir {workdir} is a file, not a directory")
+  for name in WORKDIR_FILES:  # a folder there: the first write would fail
+    if os.path.isdir(path := os.path.join(workdir, name)):
+      raise WorkdirError(f"{path} is a directory, where the run keeps a file;"
+                         " move it away or use another --workdir")
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
@@ -350,27 +362,6 @@ def steps_in(directory: str) -> list[int]:
                 reverse=True)
 
 
-def _release_failed_save_threads() -> None:
-  """Ends orbax's threads left by a failed save.
-
-  Each waits (orbax's async timeout, many minutes) for a signal from the
-  commit that failed, and interpreter exit joins them: the run would never
-  end. Marked cancelled and given their signal, they return without doing
-  anything. Private orbax API (pinned 0.12.8), so best effort: the entry
-  points also leave by `os._exit` after a failed save (`cli.exit_codes`).
-  """
-  try:
-    # pylint: disable=g-import-not-at-top,protected-access
-    from orbax.checkpoint._src.futures import future as ocp_future
-    for t in threading.enumerate():
-      if isinstance(t, ocp_future._SignalingThread) and t.is_alive():
-        t._cancelled = True
-        ocp_future.set_signals(t._receive_signals,
-                               operation_id=t._operation_id)
-  except Exception:  # pylint: disable=broad-except
-    pass
-
-
 class Checkpointer:
   """Saves/restores {"state": pytree, "meta": json dict} by step."""
 
@@ -380,6 +371,8 @@ class Checkpointer:
     self.last = _manager(os.path.join(workdir, "checkpoints"), keep)
     self.best = _manager(os.path.join(workdir, "best"), 1)
     self.failed = False  # a save failed: close must not wait on orbax
+    # orbax's tracebacks of a failed save: CheckpointSaveFailed says it once
+    self._errors = failed_saves.HeldErrors().install()
 
   def _check_saves(self, mgr) -> None:
     """Raises `CheckpointSaveFailed` if a background save of `mgr` failed."""
@@ -388,7 +381,8 @@ class Checkpointer:
       mgr.check_for_errors()
     except Exception as e:  # pylint: disable=broad-except
       self.failed = True
-      _release_failed_save_threads()
+      failed_saves.release_threads()
+      self._errors.clear()  # the same failure, said once below
       raise CheckpointSaveFailed(
           f"cannot save checkpoints in {mgr.directory}: {short_reason(e)}"
       ) from None
@@ -403,6 +397,7 @@ class Checkpointer:
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     except Exception as e:  # pylint: disable=broad-except
       self.failed = True
+      self._errors.clear()
       raise CheckpointSaveFailed(
           f"cannot save checkpoint {self._path(mgr, step)}: {short_reason(e)}"
       ) from None
@@ -517,10 +512,11 @@ class Checkpointer:
     self._check_saves(self.best)
 
   def close(self) -> None:
-    if self.failed:  # orbax's threads of a failed save wait forever
-      return
-    self.last.close()
-    self.best.close()
+    if not self.failed:  # orbax's threads of a failed save wait forever
+      self.last.close()
+      self.best.close()
+    for line in self._errors.remove():  # none said otherwise: one line each
+      warn(f"orbax: {line}")
 
 
 class PreemptionGuard:

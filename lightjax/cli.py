@@ -14,12 +14,14 @@ multi-process job (the entry points that train: train, shrink).
   WorkdirError its own code (in use: 3; unusable, or a checkpoint save
                failed: 2; none readable: 1)
   128+signal   interrupted by SIGTERM/SIGINT after saving a checkpoint
+               (a train loop), or by SIGINT anywhere else (130)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -122,6 +124,10 @@ def exit_codes(prog: str, bad_input: tuple[type[BaseException], ...] = ()):
     yield
   except trainer.Interrupted as e:
     fail(prog, e, 128 + e.signum)  # once: not logged as well
+  except KeyboardInterrupt:  # Ctrl-C outside a train loop's guard
+    fail(prog, f"interrupted by signal {signal.SIGINT.value} (SIGINT); rerun"
+         " the same command (a training run resumes from its last"
+         " checkpoint)", 128 + signal.SIGINT)
   except FloatingPointError as e:
     fail(prog, e, 1)
   except checkpointing.CheckpointSaveFailed as e:

@@ -71,6 +71,7 @@ class Source:
   pad_id: int
   tokenizer: str | None     # a directory or file for the text tasks, if any
   read_weights: Callable[[], dict[Path, np.ndarray]]
+  task: str | None = None   # the task a lightjax run trained it on
 
 
 # --- opening a source -----------------------------------------------------------
@@ -129,6 +130,12 @@ def read_model_json(workdir: str) -> dict[str, Any]:
     raise errors.CheckpointError(f"{path} is not valid JSON ({e})") from None
   if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
     raise errors.CheckpointError(f"{path} is not a lightjax {MODEL_JSON}")
+  bad = [k for k in ("vocab_size", "num_classes", "max_len")
+         if isinstance(info.get(k), bool) or not isinstance(info.get(k), int)]
+  if bad:
+    raise errors.CheckpointError(
+        f"{path} is not a lightjax {MODEL_JSON}: {', '.join(bad)} missing or"
+        " not an integer; rerun the training that wrote it")
   return info
 
 
@@ -182,7 +189,8 @@ def _workdir_source(workdir: str) -> Source:
       model=models.ModelConfig.from_dict(info["model"]).to_dict(),
       num_classes=info["num_classes"], max_len=info["max_len"],
       pad_id=info.get("pad_id", 0), tokenizer=info.get("tokenizer"),
-      read_weights=lambda: read_workdir_weights(workdir, info))
+      read_weights=lambda: read_workdir_weights(workdir, info),
+      task=info.get("task"))
 
 
 def _model_params(info: dict[str, Any]) -> dict[Path, Any]:
@@ -293,7 +301,18 @@ def resolve_config(config: ml_collections.ConfigDict,
 
 
 def check_task(source: Source, task) -> None:
-  """The task's data fits the checkpoint's embeddings."""
+  """The checkpoint's model can run the task (its outputs: a label per
+  sequence or a token per position) and the task's data fits its
+  embeddings; before anything is written."""
+  name = source.model.get("name") or models.ModelConfig().name
+  kinds = (getattr(models.get(name), "task_kinds", None)
+           if name in models.names() else None)  # unknown: build_model says
+  if kinds is not None and task.kind not in kinds:
+    trained = f" (trained on task {source.task})" if source.task else ""
+    raise errors.CheckpointError(
+        f"init_from={source.spec} holds a model {name}{trained}, which cannot"
+        f" run task {task.name} ({task.kind}); start from a checkpoint made"
+        f" for {task.kind} tasks")
   if task.vocab_size > source.vocab_size:
     raise errors.CheckpointError(
         f"task {task.name}'s vocabulary has {task.vocab_size} ids but"

@@ -101,7 +101,6 @@ def _build_model(config, workdir: str, task, source, ckpt) -> nnx.Module:
   """The model, from `init_from`'s weights unless the workdir resumes."""
   vocab_size, max_len = task.vocab_size, task.max_len
   if source is not None:  # its embedding and position tables, whole
-    init_from.check_task(source, task)
     vocab_size, max_len = source.vocab_size, source.max_len
   rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
   model = models.build_model(config.model, vocab_size=vocab_size,
@@ -167,6 +166,8 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   anywhere in setup or training still releases the workdir.
   """
   devices, mesh, rules, task = _mesh_and_data(config, task)
+  if source is not None:  # the checkpoint runs the task: before any output
+    init_from.check_task(source, task)
   batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
                                   config.seed)
   checkpointing.open_workdir(workdir, stack)  # created and locked

@@ -15,8 +15,9 @@ import time
 import jax
 import numpy as np
 import pytest
+from absl import logging as absl_logging
 
-from lightjax import checkpointing, init_from, trainer, writers
+from lightjax import checkpointing, failed_saves, init_from, trainer, writers
 from tests.helpers import REPO, load_config, read_jsonl
 
 
@@ -70,10 +71,13 @@ def test_checkpoints_path_that_is_a_file_stops_at_once(tmp_path, data_dir):
 
 
 def test_save_failing_during_the_run_raises_one_line_error(tmp_path, data_dir,
-                                                           monkeypatch):
+                                                           monkeypatch, capfd,
+                                                           caplog):
   """Item 1, at run time: checkpoints/ turns unusable after the start (a
   full disk would do the same); the failed background save stops the run
-  with `CheckpointSaveFailed` (exit 2), naming the path and the cause."""
+  with `CheckpointSaveFailed` (exit 2), naming the path and the cause, and
+  is the only thing said: orbax's own ERROR records and tracebacks of it
+  (from its save threads and its wait) are held back."""
   c = _config(data_dir)
   c.num_train_steps, c.eval_every, c.checkpoint_every = 10, 10, 5
   real = checkpointing.Checkpointer._save
@@ -90,6 +94,11 @@ def test_save_failing_during_the_run_raises_one_line_error(tmp_path, data_dir,
   assert "\n" not in msg and f"{tmp_path}/checkpoints" in msg, msg
   assert "Not a directory" in msg or "NotADirectory" in msg, msg
   assert info.value.exit_code == 2
+  err = capfd.readouterr().err
+  assert "Traceback" not in err and "orbax" not in err, err
+  assert not [r for r in caplog.records if r.levelname == "ERROR"]
+  assert not any(isinstance(f, failed_saves.HeldErrors) for f in
+                 absl_logging.get_absl_logger().filters)  # removed
 
 
 def test_flipped_byte_in_any_array_file_is_detected(workdir):

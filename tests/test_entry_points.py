@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from lightjax import checkpointing, cli, config_lib, errors, init_from
+from lightjax import checkpointing, cli, config_lib, errors, init_from, models
 from lightjax.data import glue
 from lightjax.models import weights
 
@@ -58,6 +58,7 @@ def test_hierarchy():
      "W/metrics.jsonl: Is a directory"),
     (FileExistsError(17, "File exists", "out"), 2, "out: File exists"),
     (checkpointing.WorkdirInUse("in use"), 3, "in use"),
+    (KeyboardInterrupt(), 130, "interrupted by signal 2 (SIGINT); rerun"),
 ])
 def test_exit_codes_maps_user_input(capsys, exc, code, text):
   with pytest.raises(SystemExit) as info:
@@ -185,3 +186,130 @@ def test_bench_out_is_a_file(tmp_path):
              "--out", str(out))
   assert str(out) in one_line(proc)
   assert out.read_text() == "x"
+
+
+# --- an output path that is a file (item 9): refused before any work ----------
+
+
+def _teacher(tmp_path, name="teacher", task="listops", **model):
+  """A workdir holding only a model.json (a run's description, no weights):
+  what the checks that come before any weight is read look at."""
+  directory = tmp_path / name
+  directory.mkdir()
+  init_from.write_model_json(
+      str(directory), models.ModelConfig(**model), vocab_size=20,
+      num_classes=10, max_len=64, pad_id=0, task=task)
+  return directory
+
+
+@pytest.mark.parametrize("module", ["export", "report", "shrink"])
+def test_out_path_is_a_file(tmp_path, module):
+  out = tmp_path / "file"
+  out.write_text("x")
+  teacher = _teacher(tmp_path)
+  args = {
+      "export": ["--workdir", str(teacher), "--out", str(out)],
+      "report": [os.path.join(ROOT, "results", "listops_long_cpu"),
+                 "--out", str(out)],
+      "shrink": ["--config", "configs/shrink/prune_heads.py",
+                 f"--config.init_from={teacher}", "--workdir", str(out)],
+  }[module]
+  err = one_line(run(f"lightjax.{module}", *args))
+  assert f"{out} is a file, not a directory" in err
+  assert out.read_text() == "x"
+  assert sorted(os.listdir(teacher)) == [init_from.MODEL_JSON]
+
+
+def test_model_json_without_sizes(tmp_path):
+  """A model.json that parses but lacks the sizes: one line, not KeyError."""
+  (tmp_path / init_from.MODEL_JSON).write_text('{"model": {}, "max_len": 8}')
+  with pytest.raises(errors.CheckpointError,
+                     match="vocab_size, num_classes missing") as info:
+    init_from.open_source(str(tmp_path))
+  assert "\n" not in str(info.value)
+
+
+# --- lightjax.train: data, workdir paths, init_from (items 2, 4) ---------------
+
+
+def _glue(tmp_path, train: bytes):
+  sst = tmp_path / "G" / "SST-2"
+  sst.mkdir(parents=True)
+  (sst / "train.tsv").write_bytes(train)
+  (sst / "dev.tsv").write_bytes(b"sentence\tlabel\nok\t1\n")
+  return ["--config", "configs/glue.py:sst2,tiny",
+          f"--config.task.glue_dir={tmp_path / 'G'}",
+          f"--config.task.tokenizer={BERT}"]
+
+
+def _imdb_txt_folder(tmp_path):
+  """A review `<id>_<rating>.txt` that is a folder."""
+  for split in ("train", "test"):
+    for label in ("pos", "neg"):
+      folder = tmp_path / "imdb" / split / label
+      folder.mkdir(parents=True)
+      (folder / "0_9.txt").write_text("a fine film")
+  (tmp_path / "imdb" / "train" / "pos" / "1_8.txt").mkdir()
+  return ["--config", "configs/lra_text.py:tiny",
+          f"--config.task.imdb_dir={tmp_path / 'imdb'}"]
+
+
+def _lm(tmp_path, text: str = "a few words of text. " * 100, **kw):
+  (tmp_path / "text.txt").write_text(text)
+  return ["--config", "configs/lm.py:tiny",
+          f"--config.task.path={tmp_path / 'text.txt'}"] + [
+              f"--config.{k}={v}" for k, v in kw.items()]
+
+
+def _in_workdir(name):
+  """A folder at W/<name>, where the run keeps a file."""
+  def make(tmp_path):
+    (tmp_path / "W" / name).mkdir(parents=True)
+    return _lm(tmp_path)
+  return make
+
+
+def _data_dir_a_file(tmp_path):
+  (tmp_path / "datafile").write_text("x")
+  return ["--config", "configs/listops.py:tiny"]
+
+
+def _init_from_another_task(tmp_path):
+  """A classifier trained on ListOps as the start of a language model."""
+  return _lm(tmp_path, init_from=_teacher(tmp_path))
+
+
+TRAIN_CASES = {  # name: (make the input -> train's args, what the line says)
+    "glue_missing_column": (lambda p: _glue(p, b"text\tlabel\nok\t1\n"),
+                            "has no column(s) ['sentence']"),
+    "glue_bad_label": (lambda p: _glue(p, b"sentence\tlabel\nok\tyes\n"),
+                       "unknown label(s) ['yes']"),
+    "glue_empty_file": (lambda p: _glue(p, b""), "train.tsv is empty"),
+    "imdb_txt_is_a_folder": (_imdb_txt_folder, "1_8.txt cannot be read"),
+    "lm_text_too_short": (lambda p: _lm(p, "ab"), "2 bytes of text are too few"),
+    "metrics_jsonl_a_folder": (_in_workdir("metrics.jsonl"),
+                               "metrics.jsonl is a directory"),
+    "lock_a_folder": (_in_workdir(".lock"), ".lock is a directory"),
+    "data_dir_a_file": (_data_dir_a_file, "datafile is a file"),
+    "init_from_another_task": (
+        _init_from_another_task,
+        "holds a model encoder_classifier (trained on task listops), which"
+        " cannot run task lm (lm)"),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAIN_CASES))
+def test_train_bad_input(tmp_path, case):
+  """One line, exit 2, before any compile; the workdir keeps what it held."""
+  make, says = TRAIN_CASES[case]
+  args = make(tmp_path)
+  work = tmp_path / "W"
+  before = sorted(os.listdir(work)) if work.exists() else None
+  env = ({"LIGHTJAX_DATA_DIR": str(tmp_path / "datafile")}
+         if case == "data_dir_a_file" else {})
+  if not any(a.startswith("--config.data_dir") for a in args) and not env:
+    args.append(f"--config.data_dir={tmp_path / 'data'}")
+  err = one_line(run("lightjax.train", *args, "--workdir", str(work),
+                     env=env))
+  assert says in err, err
+  assert (sorted(os.listdir(work)) if work.exists() else None) == before

@@ -1,4 +1,4 @@
-"""The launcher as users run it: config errors, SIGTERM + resume, 8 fake devices."""
+"""The launcher as users run it: config errors, Ctrl-C + resume, 8 fake devices."""
 
 import json
 import os
@@ -129,7 +129,11 @@ def test_validate_rejects_bad_values():
     config_lib.validate(c)
 
 
-def test_sigterm_saves_and_rerun_resumes(tmp_path, data_dir):
+def test_sigint_saves_and_rerun_resumes(tmp_path, data_dir):
+  """Ctrl-C (SIGINT) mid-run: a checkpoint, its one line once (issue 20
+  item 9), exit 130; the rerun resumes. SIGTERM takes the same path
+  (`PreemptionGuard`): test_trainer sends it in process, test_sweep to a
+  sweep's trial."""
   args = ["--config", "configs/listops.py:tiny", "--workdir", str(tmp_path),
           "--config.num_train_steps=300", "--config.log_every=10",
           "--config.checkpoint_every=500", "--config.eval_every=1000"]
@@ -144,12 +148,15 @@ def test_sigterm_saves_and_rerun_resumes(tmp_path, data_dir):
       break
     assert proc.poll() is None, proc.communicate()
     time.sleep(0.1)
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signal.SIGINT)
   out, err = proc.communicate(timeout=120)
-  assert proc.returncode == 128 + signal.SIGTERM, err
-  assert "rerun the same command to resume" in err
+  assert proc.returncode == 128 + signal.SIGINT, err
   steps = [int(s) for s in os.listdir(tmp_path / "checkpoints")]
   assert len(steps) == 1 and 0 < steps[0] < 300
+  assert err.strip().splitlines() == [  # once, and nothing else
+      f"lightjax.train: interrupted by signal {int(signal.SIGINT)} at step"
+      f" {steps[0]}; a checkpoint was saved, rerun the same command to"
+      " resume"], err
   assert not (tmp_path / "summary.json").exists()
 
   r = _run(args, data_dir)

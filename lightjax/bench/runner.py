@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from lightjax import writers
+from lightjax import files, writers
 from lightjax.attention.softmax import resolve_implementation
 from lightjax.bench import measure, plan, plots, records, render
 
@@ -61,6 +61,7 @@ def _planned(config, job: measure.Job) -> dict[str, int]:
 def run(config: ml_collections.ConfigDict, out_dir: str,
         command: str | None = None) -> list[dict[str, Any]]:
   """Runs every planned measurement; returns the records (meta first)."""
+  files.check_output_dir(out_dir)
   jobs = plan.jobs(config)
   os.makedirs(out_dir, exist_ok=True)
   meta = metadata(config, command)

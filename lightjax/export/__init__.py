@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lightjax import data, init_from
+from lightjax import data, files, init_from
 from lightjax.export.base import (
     DECODE_STATE,
     EXPORT_JSON,
@@ -132,6 +132,7 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
   (ONNX): also write model.int8.onnx by onnxruntime's dynamic
   quantization, checked the same way.
   """
+  files.check_output_dir(out_dir)  # before the model is read
   form = FORMATS.get(fmt)  # unknown: the registry lists the valid ones
   if int8 and fmt != "onnx":
     raise ExportError(f"--int8 quantizes an ONNX model; got --format={fmt}")
@@ -159,11 +160,11 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
   if sig.decode_state is not None:
     np.savez(os.path.join(out_dir, DECODE_STATE),
              **dict(zip(sig.input_names[2:], sig.decode_state)))
-  files = {"fp32": path}
+  written = {"fp32": path}
   if int8:
     q_path = os.path.join(out_dir, "model.int8.onnx")
     record["int8"] = quantize.quantize_int8(path, q_path)
-    files["int8"] = q_path
+    written["int8"] = q_path
   if check:
     record["check"] = {}
     if decode:
@@ -174,7 +175,7 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
       # A fixed batch (see onnx.to_proto) is checked at that batch size.
       batch = (50 if "B" in details.get("symbolic_dims", ())
                else sig.specs[0].shape[0])
-    for which, p in files.items():
+    for which, p in written.items():
       run = form.runner(p, sig)
       if decode:
         record["check"][which] = check_decode(run, model, sig, prompt, n)

@@ -25,6 +25,7 @@ class DecoderLM(nnx.Module):
   """
 
   causal = True  # config_lib.validate: its attention must support causal
+  task_kinds = ("lm",)  # what it outputs: next-token logits per position
 
 
   def __init__(self, cfg, *, vocab_size: int, max_len: int, rngs: nnx.Rngs,

@@ -38,6 +38,8 @@ class EncoderMLM(nnx.Module):
   weight is `backbone.token_embed` itself (tied, Press & Wolf 2017).
   """
 
+  task_kinds = ("lm",)  # what it outputs: vocabulary logits per position
+
   def __init__(self, cfg, *, vocab_size: int, max_len: int, rngs: nnx.Rngs,
                dtype=jnp.float32, num_classes: int = 0):
     del num_classes  # the output is the vocabulary

@@ -59,6 +59,8 @@ class DualEncoderClassifier(nnx.Module):
   checkpoint code read them alike.
   """
 
+  task_kinds = ("classification", "regression")  # one output per pair
+
   def __init__(self, cfg, *, vocab_size: int, num_classes: int, max_len: int,
                rngs: nnx.Rngs, dtype=jnp.float32):
     """`max_len` is the pair's length 2L: each tower encodes L tokens."""

@@ -477,6 +477,7 @@ class EncoderClassifier(nnx.Module):
   """
 
   backbone_cls = Backbone  # a subclass may run its blocks otherwise (Theseus)
+  task_kinds = ("classification", "regression")  # one output per sequence
 
   def __init__(self, cfg, *, vocab_size: int, num_classes: int, max_len: int,
                rngs: nnx.Rngs, dtype=jnp.float32):

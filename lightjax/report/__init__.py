@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
+from lightjax import files
 from lightjax.report import plots, render
 from lightjax.report.runs import ReportError, load_runs
 
@@ -39,6 +40,7 @@ def make_report(paths: Iterable[str], out_dir: str) -> dict[str, str]:
   Raises:
     ReportError: a path has no summary.json or a summary cannot be read.
   """
+  files.check_output_dir(out_dir)  # before the runs are read
   runs = load_runs(paths)
   os.makedirs(out_dir, exist_ok=True)
   out = {"markdown": os.path.join(out_dir, "table.md"),

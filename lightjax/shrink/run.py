@@ -40,8 +40,8 @@ from typing import Any, Iterable
 import ml_collections
 import numpy as np
 
-from lightjax import (checkpointing, config_lib, data, evaluate, init_from,
-                      trainer, writers)
+from lightjax import (checkpointing, config_lib, data, evaluate, files,
+                      init_from, trainer, writers)
 from lightjax import summary as summary_lib
 from lightjax.metrics import latency
 from lightjax.metrics.params import count_params
@@ -207,6 +207,7 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Numbers in range before the teacher is read or anything written;
   # 0 steps: the student is scored as made, with no recovery fine-tuning.
   config_lib.check_values(config, min_train_steps=0)
+  files.check_output_dir(workdir, "--workdir")
   source, task = _resolve(config, explicit)
   os.makedirs(workdir, exist_ok=True)
   record_path = os.path.join(workdir, SHRINK_JSON)
