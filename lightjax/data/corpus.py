@@ -17,7 +17,7 @@ consecutive whole-line comments form one text, an inline comment its own).
 The sentences depend on the Python version (its standard library's text):
 the manifest records `platform.python_version()`, and with the same version
 (and an unpatched standard library) the result is identical on every
-machine. Python 3.11.7 gives 9,906 train, 460 validation and 580 test
+machine. Python 3.11.7 gives 9,899 train, 460 validation and 579 test
 sentences from 672 files (tests/test_data_corpus.py pins these counts and
 each split's sha256).
 
@@ -43,7 +43,8 @@ it fails):
             (identifiers, operators, markup, paths, format strings)
   code      no "()", "::", "->", "..", dotted names ("os.path") or
             camelCase words ("getName")
-  markers   no XXX, TODO or FIXME
+  markers   no XXX, TODO or FIXME (notes to developers), no Copyright,
+            (c) or SPDX (licence headers)
   brackets  parentheses balanced, double quotes paired
 
 Sentences are then de-duplicated exactly (the first occurrence is kept).
@@ -51,9 +52,10 @@ Sentences are then de-duplicated exactly (the first occurrence is kept).
 Splits, by source file, so no file's sentences straddle two splits: the
 sha256 of the file's path relative to the root ("json/decoder.py", '/'
 separated, UTF-8), read as one big-endian integer, mod 20 is 0 for "test",
-1 for "validation", else "train" (about 5% / 5% / 90% of the files). A sentence that also occurs in train is dropped
-from validation and test, and one of test that occurs in validation from
-test, so no sentence is in two splits.
+1 for "validation", else "train" (about 5% / 5% / 90% of the files). A
+sentence that also occurs in train is dropped from validation and test, and
+one of test that occurs in validation from test, so no sentence is in two
+splits.
 
 Other sources. `source` may name a text file or a folder instead:
   * a file: one sentence per line (stripped, empty lines skipped, no rules
@@ -115,7 +117,7 @@ Units = Iterable[tuple[str, list[str]]]  # (split key, sentences) per file
 _SYMBOLS = frozenset("_=<>[]{}`\\|@#$%^~*/")
 _CODE = re.compile(r"\(\)|::|->|\.\.|[A-Za-z0-9]\.[A-Za-z]{2,}"
                    r"|\b[a-z]+[A-Z]")
-_MARKERS = re.compile(r"\b(?:XXX|TODO|FIXME)\b")
+_MARKERS = re.compile(r"\b(?:XXX|TODO|FIXME|Copyright|SPDX)\b|\(c\)")
 _ENDING = re.compile(r"[A-Za-z0-9)\"']\.$")
 
 

@@ -1,7 +1,7 @@
 """The task "sentences": unlabeled sentences, tokenized, for embedding models.
 
-  python -m lightjax.train ... --config.task.name=sentences \
-      --config.task.tokenizer=/path/to/all-MiniLM-L6-v2
+  task = lightjax.data.load_task({"name": "sentences",
+                                  "tokenizer": "/path/to/all-MiniLM-L6-v2"})
 
 WHY: distilling a sentence-embedding student (Reimers & Gurevych 2020:
 the student's embedding regresses the frozen teacher's) and measuring its
@@ -20,7 +20,7 @@ for single sentences, as BERT's; 0 on padding), as the GLUE tasks do.
 Subsets. `num_train` > 0 keeps that many train sentences and `num_eval` > 0
 that many of validation and of test each: a seeded random subset
 (`arrays.subset_rows`), kept in corpus order; 0 keeps every sentence.
-`sentences(config, data_dir)` returns the texts of exactly these rows, for a
+`texts(config, data_dir)` returns the sentences of exactly these rows, for a
 teacher run outside lightjax (e.g. sentence-transformers) on the same
 sentences.
 
@@ -89,17 +89,17 @@ def load_tokenizer(path: str) -> tokenize.PairTokenizer:
                     " tokenizer.json or a directory holding one") from None
 
 
-def sentences(task_config: Any, data_dir: str) -> dict[str, list[str]]:
-  """split -> the texts of the task's rows, in row order (module
+def texts(task_config: Any, data_dir: str) -> dict[str, list[str]]:
+  """split -> the sentences of the task's rows, in row order (module
   docstring: subsets)."""
   config = resolve_task_config(task_config, name=NAME)
   _check_config(config)
-  texts, _ = corpus.load_sentences(str(config["source"]), data_dir)
+  everything, _ = corpus.load_sentences(str(config["source"]), data_dir)
   keep = {"train": int(config["num_train"]),
           "validation": int(config["num_eval"]),
           "test": int(config["num_eval"])}
-  return {split: [texts[split][i] for i in subset_rows(
-      len(texts[split]), keep[split], int(config["seed"]), index)]
+  return {split: [everything[split][i] for i in subset_rows(
+      len(everything[split]), keep[split], int(config["seed"]), index)]
           for index, split in enumerate(SPLITS)}
 
 
@@ -111,10 +111,10 @@ def build(task_config: Any, data_dir: str) -> TaskData:
   tok = load_tokenizer(str(config["tokenizer"]))
   max_length = int(config["max_length"])
   splits = {}
-  for split, texts in sentences(config, data_dir).items():
-    ids, segments = tok.encode(texts, None, max_length)
+  for split, rows in texts(config, data_dir).items():
+    ids, segments = tok.encode(rows, None, max_length)
     splits[split] = {"inputs": ids, "segment_ids": segments,
-                     "targets": np.zeros(len(texts), np.int32)}
+                     "targets": np.zeros(len(rows), np.int32)}
   return TaskData(name=NAME, kind=KIND, vocab_size=tok.vocab_size,
                   num_classes=0, max_len=max_length, splits=splits,
                   vocab=tok.vocab, pad_id=tok.pad_id)
