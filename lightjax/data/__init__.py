@@ -46,6 +46,7 @@ from lightjax.data import lm  # noqa: F401
 from lightjax.data import lra_image, lra_text  # noqa: F401
 from lightjax.data import lra_retrieval  # noqa: F401
 from lightjax.data import mqar  # noqa: F401
+from lightjax.data import sentences  # noqa: F401
 
 __all__ = [
     "MissingPackage",

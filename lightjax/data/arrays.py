@@ -34,6 +34,17 @@ def holdout_rows(num_rows: int, fraction: float, seed: int) -> np.ndarray:
   return held
 
 
+def subset_rows(num_rows: int, keep: int, seed: int, split_index: int
+                ) -> np.ndarray:
+  """Sorted row indices: all rows (keep=0) or a seeded random `keep`
+  (`np.random.default_rng([seed, split_index])`), so a split's subset does
+  not change when another split's size does."""
+  if keep <= 0:
+    return np.arange(num_rows)
+  rng = np.random.default_rng([seed, split_index])
+  return np.sort(rng.permutation(num_rows)[:keep])
+
+
 def check_hold_out(task: str, config: dict[str, Any]) -> None:
   """Raises unless the config's `validation_fraction` is in [0, 1) and the
   hold-out's `seed` an integer >= 0 (numpy's generators refuse negatives)."""

@@ -37,7 +37,9 @@ class TaskData:
   Attributes:
     name: registered task name.
     kind: "classification" (one label per sequence), "regression" (one
-      float target, e.g. GLUE STS-B) or "lm" (next-token).
+      float target, e.g. GLUE STS-B), "lm" (next-token) or "embedding" (no
+      labels: unlabeled sentences whose "targets" are zeros, e.g. for
+      distilling a sentence-embedding model).
     vocab_size: number of input token ids, including the pad id.
     num_classes: number of labels for classification tasks.
     max_len: padded length of every example's `inputs`.

@@ -245,6 +245,20 @@ def parse_labels(spec: GlueSpec, labels: list[str], path: str) -> np.ndarray:
   return np.asarray([ids[x] for x in labels], np.int32)
 
 
+def stsb_dev(glue_dir: str
+             ) -> tuple[list[str], list[str], np.ndarray] | None:
+  """(first sentences, second sentences, float32 gold scores 0..5) of
+  `<glue_dir>/STS-B/dev.tsv`, or None when the file is absent: the pairs
+  on which sentence-embedding models report STS-B Spearman
+  (`lightjax.metrics.embedding.sts_spearman`)."""
+  spec = SPECS["glue_stsb"]
+  path = os.path.join(task_dir(spec, glue_dir), "dev.tsv")
+  if not os.path.isfile(path):
+    return None
+  a, b, scores = read_tsv(spec, path)
+  return a, b, parse_labels(spec, scores, path)
+
+
 # ----------------------------------------------------------------- building
 
 

@@ -61,6 +61,7 @@ from typing import Any
 from absl import logging
 import numpy as np
 
+from lightjax.data.arrays import subset_rows
 from lightjax.data.base import (DataError, TaskData, check_count, register,
                                  resolve_task_config)
 
@@ -180,15 +181,6 @@ def pair_inputs(ids1_NxL: np.ndarray, ids2_NxL: np.ndarray) -> np.ndarray:
   """int32[N, 2L]: document 1 then document 2, each padded to L (the layout
   `DualEncoderClassifier` splits in half)."""
   return np.concatenate([ids1_NxL, ids2_NxL], axis=1).astype(np.int32)
-
-
-def subset_rows(num_rows: int, keep: int, seed: int, split_index: int
-                ) -> np.ndarray:
-  """Sorted row indices: all rows (keep=0) or a seeded random `keep`."""
-  if keep <= 0:
-    return np.arange(num_rows)
-  rng = np.random.default_rng([seed, split_index])
-  return np.sort(rng.permutation(num_rows)[:keep])
 
 
 def _check_config(config: dict[str, Any]) -> None:
