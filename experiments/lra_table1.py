@@ -12,7 +12,8 @@ ListOps and Pathfinder are generated. Accelerators: the `lra` presets are
 the paper's model sizes (hours per trial on a CPU).
 
 `:smoke`: ListOps and Pathfinder (generated, no download), softmax and
-linear, the seconds-long `tiny` presets: what the tests run end to end.
+linear, the seconds-long `tiny` presets (a minute on a CPU; the tests run
+the smaller experiments/mqar.py:smoke sweep end to end).
 """
 
 from lightjax import attention, sweep

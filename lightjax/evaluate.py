@@ -33,6 +33,7 @@ _FROM_SUMS = {
     "matthews_corrcoef": ("confusion", glue_metrics.mcc_from_confusion),
     "pearson": ("pearson_sums", glue_metrics.pearson_from_sums),
     "bits_per_byte": ("nats_and_count", objectives.bits_per_byte),
+    "cosine": ("cosine_and_count", objectives.cosine),
 }
 
 
@@ -87,6 +88,19 @@ def evaluate_model(model, task, split: str = "validation", *,
   return evaluate_split(functools.partial(step, state), task, split,
                         batch_size, names=names,
                         accuracy=objective.reports_accuracy)
+
+
+def predict(model, task, split: str, *, batch_size: int = 64) -> np.ndarray:
+  """The model's outputs for every row of `split`, in order (float32
+  numpy): logits, or a sentence encoder's embeddings (what a shrink run
+  writes as an embedding task's targets and scores fidelity on)."""
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(lambda st, batch: steps.apply_model(
+      nnx.merge(graphdef, st), batch, deterministic=True, pad_id=task.pad_id))
+  out = [np.asarray(forward(state, batch), np.float32)[
+      :int(batch[pipeline.WEIGHTS].sum())]
+         for batch in pipeline.eval_batches(task.splits[split], batch_size)]
+  return np.concatenate(out)
 
 
 def selection_metric(reports_accuracy: bool, names) -> str:

@@ -151,6 +151,61 @@ def distillation(logits_BxC, targets_B, weights_B, *, teacher_logits_BxC,
   return {**hard, "loss_sum": (loss_B * weights_B).sum()}
 
 
+@Objective.declare(sums=("loss_sum", "count"))
+def embedding(logits_BxD, targets_BxD, weights_B) -> Sums:
+  """Mean squared error between the model's sentence embedding and a
+  target embedding, the teacher's (Reimers & Gurevych 2020, "Making
+  Monolingual Sentence Embeddings Multilingual using Knowledge
+  Distillation", eq. 1: 1/|B| sum_j ||M_student(s_j) - M_teacher(s_j)||^2;
+  here averaged over the D dimensions too, so the loss reads the same at
+  any width).
+
+  The task kind "embedding" (`lightjax.data.sentences`) has no labels: a
+  shrink run writes the frozen teacher's embeddings of every sentence into
+  the targets once (`lightjax.shrink.run`), so training and evaluation
+  read them without running the teacher again; its metric, the mean cosine
+  to the teacher, comes from `cosine_sums`.
+  """
+  diff_BxD = logits_BxD.astype(jnp.float32) - targets_BxD.astype(jnp.float32)
+  err_B = jnp.mean(jnp.square(diff_BxD), axis=-1)
+  return {"loss_sum": (err_B * weights_B).sum(), "count": weights_B.sum()}
+
+
+@Objective.declare(sums=("loss_sum", "count"), needs_teacher=True,
+                   needs_hidden=True, options=("hidden",))
+def embedding_distillation(logits_BxD, targets_BxD, weights_B, *,
+                           teacher_logits_BxC, hidden_BxLxE=None,
+                           teacher_hidden_BxLxE=None, mask_BxL=None,
+                           hidden: float = 0.0) -> Sums:
+  """`embedding`'s MSE against the frozen teacher run inside the train step
+  (its embedding, `teacher_logits_BxC`, equals the targets a shrink run
+  wrote), plus `hidden` * the mean over real tokens of 1 - cos(h_student,
+  h_teacher) of the last hidden states (the last-layer term of TinyBERT's
+  hidden-state loss, Jiao et al. 2020 eq. 8, as a cosine as in DistilBERT,
+  Sanh et al. 2019 sec. 2): it needs a student as wide as the teacher.
+  """
+  del targets_BxD  # the teacher's own output is the target
+  sums = embedding(logits_BxD, teacher_logits_BxC, weights_B)
+  if not hidden:
+    return sums
+  if hidden_BxLxE is None or teacher_hidden_BxLxE is None:
+    raise ValueError("objective_options.embedding_distillation.hidden needs"
+                     " the hidden states of student and teacher")
+  if hidden_BxLxE.shape != teacher_hidden_BxLxE.shape:
+    raise ValueError(
+        f"objective_options.embedding_distillation.hidden compares hidden"
+        f" states of the same shape; student {hidden_BxLxE.shape}, teacher"
+        f" {teacher_hidden_BxLxE.shape} (set it to 0 for a narrower student)")
+  cos_BxL = optax.cosine_similarity(hidden_BxLxE.astype(jnp.float32),
+                                    teacher_hidden_BxLxE.astype(jnp.float32),
+                                    epsilon=1e-8)
+  w_BxL = mask_BxL.astype(jnp.float32)
+  cos_loss_B = ((1.0 - cos_BxL) * w_BxL).sum(-1) / jnp.maximum(
+      w_BxL.sum(-1), 1.0)
+  return {**sums, "loss_sum": sums["loss_sum"]
+          + hidden * (cos_loss_B * weights_B).sum()}
+
+
 # --- What a task's evaluation metric needs (see lightjax.metrics.glue_metrics)
 # Per kind: (logits, targets, weights, pad_id) -> (sums over the batch,
 # predictions_B); `for_task` binds the task's pad id.
@@ -187,6 +242,24 @@ def bits_per_byte_sums(logits_BxLxV, targets_BxL, weights_B, pad_id: int = 0):
           logits_BxLxV.argmax(-1))
 
 
+def cosine_sums(logits_BxD, targets_BxD, weights_B, pad_id: int = 0):
+  """"cosine_and_count" = (sum of cos(embedding, target), count): the mean
+  cosine of a student's sentence embeddings to its teacher's (`cosine`)."""
+  del pad_id  # one vector per sentence: nothing is padding
+  cos_B = optax.cosine_similarity(logits_BxD.astype(jnp.float32),
+                                  targets_BxD.astype(jnp.float32),
+                                  epsilon=1e-8)
+  w_B = weights_B.astype(jnp.float32)
+  return ({"cosine_and_count": jnp.stack([w_B @ cos_B, w_B.sum()])},
+          cos_B)
+
+
+def cosine(cosine_and_count) -> float:
+  """Mean cosine from `cosine_sums`' statistic; nan when nothing counted."""
+  total, count = (float(x) for x in cosine_and_count)
+  return total / count if count > 0 else float("nan")
+
+
 def bits_per_byte(nats_and_count) -> float:
   """Mean next-byte cross-entropy in bits: (sum of nats / count) / ln 2.
 
@@ -202,12 +275,14 @@ METRIC_SUMS: dict[str, Callable[..., tuple[Sums, jax.Array]]] = {
     "classification": confusion_sums,
     "regression": pearson_sums,
     "lm": bits_per_byte_sums,  # read only by tasks that list bits_per_byte
+    "embedding": cosine_sums,
 }
 
 # Task -> the metrics it reports, for tasks outside GLUE's table
 # (`glue_metrics.TASK_METRICS`): the byte-level LM (`lightjax.data.lm`).
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "lm": ("bits_per_byte",),
+    "sentences": ("cosine",),  # to the teacher (lightjax.data.sentences)
 }
 
 
@@ -229,6 +304,8 @@ OBJECTIVES.register("classification", classification)
 OBJECTIVES.register("lm", language_model)
 OBJECTIVES.register("regression", regression)
 OBJECTIVES.register("distillation", distillation)
+OBJECTIVES.register("embedding", embedding)
+OBJECTIVES.register("embedding_distillation", embedding_distillation)
 register, get, names = OBJECTIVES.register, OBJECTIVES.get, OBJECTIVES.names
 
 

@@ -27,7 +27,8 @@ from lightjax.metrics import cost
 # Fields written only when set: a run without a task metric has no
 # "test_metrics"; a shrink run that fine-tuned nothing has no timing, device
 # or cost.
-_WRITTEN_WHEN_SET = ("test_metrics", "wall_time_s", "device", "cost")
+_WRITTEN_WHEN_SET = ("test_metrics", "wall_time_s", "device", "cost",
+                     "fidelity")
 # Written (all of them) when `method` is set: a shrink run's.
 _SHRINK_FIELDS = ("method", "shrink_details", "teacher", "teacher_num_params",
                   "teacher_val_accuracy", "teacher_test_accuracy",
@@ -75,6 +76,9 @@ class Summary:
   accuracy_kept: float | None = None   # test accuracy / the teacher's
   deploy: dict[str, Any] | None = None          # shrink.run.deploy_costs
   teacher_deploy: dict[str, Any] | None = None
+  # An embedding student's agreement with its teacher on held-out sentences
+  # (shrink.run.fidelity): mean_cosine, top1, top10.
+  fidelity: dict[str, Any] | None = None
 
   def to_dict(self) -> dict[str, Any]:
     """The JSON object summary.json holds."""

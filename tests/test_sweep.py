@@ -88,19 +88,22 @@ def test_tpu_vm_launcher_prints_gcloud_lines(tmp_path):
                                  " --tpu NAME and --zone ZONE")
 
 
+SMOKE = "experiments/mqar.py:smoke"
+
+
 def test_smoke_sweep_survives_a_kill_and_makes_its_table(tmp_path):
-  """The smoke LRA sweep: killed while its second trial trains, rerun;
-  the finished trial is skipped, the interrupted one resumes, the table
-  has every trial."""
+  """The smoke MQAR sweep (two trials): killed while its second trial
+  trains, rerun; the finished trial is skipped, the interrupted one
+  resumes, the table has every trial."""
   root = tmp_path / "sweep"
   env = {**os.environ, "LIGHTJAX_DATA_DIR": str(tmp_path / "data")}
   cmd = [sys.executable, "-m", "lightjax.sweep",
-         "experiments/lra_table1.py:smoke", "--workdir", str(root)]
+         SMOKE, "--workdir", str(root)]
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
                           start_new_session=True)
-  trials = [t.name for t in sweep.load(
-      os.path.join(REPO, "experiments/lra_table1.py:smoke")).trials]
+  trials = [t.name for t in sweep.load(os.path.join(REPO, SMOKE)).trials]
+  assert len(trials) == 2
   first, second = root / trials[0], root / trials[1]
   second_log = root / (trials[1] + ".log")
 
@@ -118,8 +121,8 @@ def test_smoke_sweep_survives_a_kill_and_makes_its_table(tmp_path):
   rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=600)
   assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-  assert f"[1/4] {trials[0]}: finished before, skipped" in rerun.stdout
-  assert "4 of 4 trials finished." in rerun.stdout
+  assert f"[1/2] {trials[0]}: finished before, skipped" in rerun.stdout
+  assert "2 of 2 trials finished." in rerun.stdout
   log = second_log.read_text()
   assert "Resumed from" in log, log[-2000:]
   table = (root / "table" / "table.md").read_text()

@@ -112,23 +112,29 @@ def recipe(here: str, arg: str | None, method: str, **options
   and `shrink.method` with `options` (`config.shrink.<method>`).
 
   `arg` (comma-separated): a GLUE task name (configs/glue.py:<task>; the
-  teacher an imported or fine-tuned BERT), else ListOps
+  teacher an imported or fine-tuned BERT), "sentences"
+  (configs/sentences.py: a sentence encoder distilled toward its teacher's
+  embeddings on unlabeled text, e.g. all-MiniLM-L6-v2), else ListOps
   (configs/listops.py, the README's default model); "tiny" for the smoke
   preset of either. `here` is the recipe file (configs/shrink/x.py): the
   task configs are read next to it. Recovery on ListOps: a third of the
   teacher's 1500 steps at half its learning rate.
   """
   parts = [p for p in (arg or "").split(",") if p]
-  unknown = [p for p in parts if p not in GLUE_TASKS + ("tiny", "listops")]
+  unknown = [p for p in parts
+             if p not in GLUE_TASKS + ("tiny", "listops", "sentences")]
   if unknown:
     raise ValueError(f"unknown recipe argument(s) {unknown}; valid: listops,"
-                     f" tiny, {', '.join(GLUE_TASKS)}")
+                     f" sentences, tiny, {', '.join(GLUE_TASKS)}")
   glue = [p for p in parts if p in GLUE_TASKS]
   configs = os.path.join(os.path.dirname(os.path.abspath(here)), "..")
   tiny = ",tiny" if "tiny" in parts else ""
   if glue:
     c = config_lib.load_config_file(
         os.path.join(configs, "glue.py") + f":{glue[0]}{tiny}")
+  elif "sentences" in parts:
+    c = config_lib.load_config_file(
+        os.path.join(configs, "sentences.py") + (":tiny" if tiny else ""))
   else:
     c = config_lib.load_config_file(os.path.join(configs, "listops.py")
                                     + (":tiny" if tiny else ""))

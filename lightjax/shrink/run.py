@@ -43,6 +43,7 @@ import numpy as np
 from lightjax import (checkpointing, config_lib, data, evaluate, files,
                       init_from, trainer, writers)
 from lightjax import summary as summary_lib
+from lightjax.metrics import embedding as embedding_metrics
 from lightjax.metrics import latency
 from lightjax.metrics.params import count_params
 from lightjax.shrink import report
@@ -98,6 +99,46 @@ def _resolve(config, explicit: Iterable[str]):
         f" classes; task {task.name} has {task.num_classes}: give the recipe"
         " the teacher's task")
   return source, task
+
+
+def label_with_teacher(teacher, task, batch_size: int):
+  """An embedding task (`TaskData.kind == "embedding"`, unlabeled
+  sentences) with the frozen teacher's embedding of every sentence as its
+  targets: computed once here, then the student is trained toward them and
+  scored against them (`objectives.embedding`, Reimers & Gurevych 2020).
+  Other tasks are returned unchanged."""
+  if task.kind != "embedding":
+    return task
+  writers.say("Embedding every sentence with the teacher (the targets).")
+  splits = {name: {**split, "targets": evaluate.predict(
+      teacher, task, name, batch_size=batch_size)}
+            for name, split in task.splits.items()}
+  return dataclasses.replace(task, splits=splits)
+
+
+def fidelity(student, task, batch_size: int) -> dict[str, float] | None:
+  """How faithfully `student` reproduces the teacher's embeddings (the
+  targets `label_with_teacher` wrote) on the held-out test sentences: mean
+  cosine (where the widths match) and top-1 / top-10 retrieval agreement
+  (`lightjax.metrics.embedding`). None for other tasks."""
+  if task.kind != "embedding":
+    return None
+  s_NxD = evaluate.predict(student, task, "test", batch_size=batch_size)
+  t_NxD = np.asarray(task.splits["test"]["targets"])
+  out = {"sentences": int(len(t_NxD))}
+  if s_NxD.shape == t_NxD.shape:
+    out["mean_cosine"] = embedding_metrics.mean_cosine(s_NxD, t_NxD)
+  ks = tuple(k for k in (1, 10) if k < len(t_NxD))
+  out.update(embedding_metrics.retrieval_agreement(s_NxD, t_NxD, ks))
+  return out
+
+
+def _headline(ev: dict[str, Any]) -> float:
+  """A split's accuracy, else its task metric (an embedding task: cosine)."""
+  value = ev.get("accuracy")
+  if value is None and ev.get("metrics"):
+    value = next(iter(ev["metrics"].values()))
+  return float("nan") if value is None else value
 
 
 def _evaluate(model, task, batch_size: int) -> dict[str, Any]:
@@ -170,10 +211,10 @@ def _shrink(config, workdir: str, teacher, source, task) -> dict[str, Any]:
   student_eval = _evaluate(out.model, task, config.eval_batch_size)
   writers.say(
       f"{method}: {count_params(teacher)['total']:,} -> "
-      f"{count_params(out.model)['total']:,} parameters; validation accuracy"
-      f" {teacher_eval['validation'].get('accuracy', float('nan')):.4f} ->"
-      f" {student_eval['validation'].get('accuracy', float('nan')):.4f}"
-      " before fine-tuning.")
+      f"{count_params(out.model)['total']:,} parameters; validation"
+      f" {'accuracy' if task.kind != 'embedding' else 'cosine'}"
+      f" {_headline(teacher_eval['validation']):.4f} ->"
+      f" {_headline(student_eval['validation']):.4f} before fine-tuning.")
   record = {
       "method": method, "options": options, "teacher": source.spec,
       "details": out.details,
@@ -215,6 +256,7 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # Read once: scored and shrunk (never modified), the distillation
     # targets, and measured beside the student.
     teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
+    task = label_with_teacher(teacher, task, config.eval_batch_size)
     if os.path.exists(record_path) and os.path.exists(
         os.path.join(workdir, STUDENT, init_from.MODEL_JSON)):
       with open(record_path) as f:
@@ -261,7 +303,8 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       accuracy_kept=(summary.test_accuracy / t_test
                      if t_test and summary.test_accuracy is not None
                      else None),
-      deploy=deploy, teacher_deploy=teacher_deploy)
+      deploy=deploy, teacher_deploy=teacher_deploy,
+      fidelity=fidelity(student, task, config.eval_batch_size))
   summary_lib.write(os.path.join(workdir, "summary.json"), summary)
   out = summary.to_dict()
   paths = report.write(workdir, out)
