@@ -187,8 +187,10 @@ def _real_positions(tokens_BxL, pad_id: int, length: int) -> jax.Array:
 
 
 def _position_mean(x_BxLxK, real_BxL) -> jax.Array:
-  """Per example, the mean of `x` over its real positions: [B, K]."""
-  w_BxL = real_BxL.astype(x_BxLxK.dtype)
+  """Per example, the mean of `x` over its real positions: [B, K] (in
+  float32 whatever the compute dtype)."""
+  x_BxLxK = x_BxLxK.astype(jnp.float32)
+  w_BxL = real_BxL.astype(jnp.float32)
   return (x_BxLxK * w_BxL[..., None]).sum(1) / jnp.maximum(
       w_BxL.sum(1, keepdims=True), 1.0)
 
@@ -218,7 +220,7 @@ def _block_sums(found, blocks, real_BxL, w_B, first_input) -> dict:
   per-example position-means of each head's output norm and each unit's
   |activation|, and sum over real tokens of cos(block input, output)."""
   heads, units, cos = [], [], []
-  x_in = first_input
+  x_in = first_input.astype(jnp.float32)
   for b in blocks:
     if b["kernel"] in found:  # a layer pruned to 0 heads calls no kernel
       norm_BxH = _position_mean(
@@ -226,13 +228,13 @@ def _block_sums(found, blocks, real_BxL, w_B, first_input) -> dict:
       heads.append((w_B[:, None] * norm_BxH ** 2).sum(0))
     else:
       heads.append(jnp.zeros((0,)))
-    if b["fc1"] in found:  # nor one pruned to 0 units fc1
+    if b["fc1"] in found:  # nor one pruned to 0 units its fc1
       act = transformer.ACTIVATIONS.get(b["activation"])
       unit_BxM = _position_mean(jnp.abs(act(found[b["fc1"]][0])), real_BxL)
       units.append((w_B[:, None] * unit_BxM ** 2).sum(0))
     else:
       units.append(jnp.zeros((0,)))
-    x_out = found[b["out"]][0]
+    x_out = found[b["out"]][0].astype(jnp.float32)
     cos_BxL = (x_in * x_out).sum(-1) / (
         jnp.linalg.norm(x_in, axis=-1) * jnp.linalg.norm(x_out, axis=-1)
         + 1e-9)
