@@ -12,7 +12,9 @@ r"""Drop layers of a trained model (Sajjad et al. 2020, "Poor Man's BERT").
       --config.task.glue_dir=/data/glue --config.shrink.drop_layers.num_drop=2
 
 Drops `num_drop` blocks chosen by `strategy` (top, bottom, alternate,
-symmetric, contribution; lightjax/shrink/layers.py), keeps the others' weights,
+symmetric, contribution, block_importance: Minitron's / ShortGPT's
+1 - cos(block input, output) on `num_examples` of `split`;
+lightjax/shrink/layers.py), keeps the others' weights,
 then fine-tunes (`num_train_steps`; ListOps: 500). ARG: see
 `lightjax.shrink.recipe` (a GLUE task, "tiny").
 """
@@ -22,4 +24,4 @@ from lightjax import shrink
 
 def get_config(arg=None):
   return shrink.recipe(__file__, arg, "drop_layers", strategy="top",
-                       num_drop=1, num_examples=256)
+                       num_drop=1, num_examples=256, split="train")

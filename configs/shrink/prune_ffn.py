@@ -17,7 +17,9 @@ Taylor importance |dL/dg_j| (a gate on the unit's activation; Molchanov et
 al. 2017), normalised per layer and ranked over all layers, so layers end
 with their own widths (`model.mlp_dims_per_layer`) and physically sliced
 fc1 columns / fc2 rows (lightjax/shrink/heads.py). Then fine-tunes
-(`num_train_steps`; ListOps: 500). ARG: see `lightjax.shrink.recipe`.
+(`num_train_steps`; ListOps: 500). `importance="activation"` ranks by
+Minitron's activation norms instead (no labels), `compare_importance=True`
+records how the two rankings agree. ARG: see `lightjax.shrink.recipe`.
 """
 
 from lightjax import shrink
@@ -26,4 +28,5 @@ from lightjax import shrink
 def get_config(arg=None):
   return shrink.recipe(__file__, arg, "prune_ffn", fraction=0.5,
                        mlp_dims_per_layer=(), iterations=2, num_examples=512,
-                       split="train", min_units_per_layer=0)
+                       split="train", min_units_per_layer=0,
+                       importance="gradient", compare_importance=False)

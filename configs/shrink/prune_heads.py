@@ -20,7 +20,9 @@ layers (I_h = E_x |dL/dxi_h|, eq. 2, normalised per layer) and re-scoring
 the pruned model; layers end with their own head counts
 (`model.heads_per_layer`) and physically sliced q/k/v/out projections
 (lightjax/shrink/heads.py). Then fine-tunes (`num_train_steps`; ListOps:
-500). ARG: see `lightjax.shrink.recipe` (a GLUE task, "tiny").
+500). `importance="activation"` ranks by Minitron's activation norms instead
+(no labels), `compare_importance=True` records how the two rankings
+agree. ARG: see `lightjax.shrink.recipe` (a GLUE task, "tiny").
 """
 
 from lightjax import shrink
@@ -29,4 +31,5 @@ from lightjax import shrink
 def get_config(arg=None):
   return shrink.recipe(__file__, arg, "prune_heads", fraction=0.5,
                        heads_per_layer=(), iterations=2, num_examples=512,
-                       split="train", min_heads_per_layer=0)
+                       split="train", min_heads_per_layer=0,
+                       importance="gradient", compare_importance=False)

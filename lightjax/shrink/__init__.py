@@ -30,6 +30,7 @@ from lightjax.shrink.base import (
     Context,
     Path,
     Shrunk,
+    axes_of,
     build_with,
     get,
     model_config,
@@ -37,12 +38,15 @@ from lightjax.shrink.base import (
     params_of,
     recipe,
     register,
+    slice_axes,
 )
 
 # Importing the method modules registers them.
-from lightjax.shrink import distill, heads, layers, lowrank, theseus  # noqa: F401
+from lightjax.shrink import (  # noqa: F401
+    distill, heads, layers, lowrank, theseus, width)
 
 __all__ = [
-    "GLUE_TASKS", "METHODS", "Context", "Path", "Shrunk", "build_with", "get",
-    "model_config", "names", "params_of", "recipe", "register",
+    "GLUE_TASKS", "METHODS", "Context", "Path", "Shrunk", "axes_of",
+    "build_with", "get", "model_config", "names", "params_of", "recipe",
+    "register", "slice_axes",
 ]

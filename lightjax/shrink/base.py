@@ -1,7 +1,8 @@
 """The shrink package's shared types: a method's input (`Context`) and
 result (`Shrunk`), the method registry (`METHODS`; each method module
-registers itself), the parameter-tree helpers methods build students with,
-and `recipe`, the config of configs/shrink/<method>.py.
+registers itself), the parameter-tree helpers methods build students with
+(`slice_axes`: the one way a method cuts weights), and `recipe`, the config
+of configs/shrink/<method>.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from lightjax import config_lib, models
+from lightjax import config_lib, models, sharding
 from lightjax.models import weights as weights_lib
 from lightjax.registry import Registry
 
@@ -81,6 +82,46 @@ def params_of(model: nnx.Module) -> dict[Path, np.ndarray]:
   """{parameter path: float32 numpy array}."""
   return {tuple(p): np.asarray(v[...], np.float32)
           for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+def axes_of(model: nnx.Module) -> dict[Path, tuple[str | None, ...]]:
+  """{parameter path: its logical axis names} (`attention.param_axes`:
+  "embed" the residual width, "heads" the concatenated heads, "mlp" the
+  feed-forward units, "norm" a LayerNorm's; `sharding.LOGICAL_AXES`).
+  Every parameter of every model names each of its dimensions (a contract
+  tests/test_sharding.py checks), so a method can cut a dimension by what
+  it is rather than by parameter paths."""
+  out = {}
+  for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    names = sharding.logical_names(variable)
+    if names is None or len(names) != variable[...].ndim:
+      raise ValueError(f"parameter {weights_lib.name(tuple(path))} does not"
+                       " name each of its dimensions (attention.param_axes);"
+                       " it cannot be sliced")
+    out[tuple(path)] = names
+  return out
+
+
+def slice_axes(weights: dict[Path, np.ndarray],
+               axes: dict[Path, tuple[str | None, ...]],
+               index_of: Callable[[Path, str | None, int], Any]
+               ) -> dict[Path, np.ndarray]:
+  """`weights` with every dimension d of each parameter cut to
+  `index_of(path, axes[path][d], size of d)` (integer indices, in the order
+  given: a permutation is allowed), or kept whole where that is None.
+
+  The one slicing path of the shrink methods: heads (the "heads" columns of
+  a block's q/k/v and rows of its out), MLP units ("mlp" of a block's
+  fc1/fc2) and residual channels ("embed" and "norm" everywhere) are each
+  an `index_of`."""
+  out = {}
+  for path, value in weights.items():
+    for dim, axis in enumerate(axes[path]):
+      index = index_of(path, axis, value.shape[dim])
+      if index is not None:
+        value = np.take(value, np.asarray(index, int), axis=dim)
+    out[path] = value
+  return out
 
 
 def build_with(ctx: Context, model_cfg, weights: dict[Path, np.ndarray],

@@ -19,6 +19,13 @@ ranking is global over all layers, so layers end with uneven head counts
   min_heads_per_layer  a layer never drops below this many heads (default
                        0: Michel et al. allow emptying a layer; its
                        attention sublayer then outputs its bias alone)
+  importance           "gradient" (the default, above) or "activation":
+                       the l2 norm of each head's output on the same
+                       examples, no labels needed (Minitron, Muralidharan
+                       et al. 2024 sec. 2.2; `lightjax.shrink.importance`)
+  compare_importance   also score the teacher by the other kind and record
+                       how the rankings agree (Spearman's rho, overlap of
+                       the removed set) as `importance_agreement`
 
 `prune_ffn`: the same procedure for MLP units (the structured neuron
 pruning TextPruner and nn_pruning apply to the FFN), scored by the same
@@ -26,14 +33,18 @@ first-order Taylor criterion on a gate per unit (|dL/dg_j| = |sum_tokens
 a_j dL/da_j|; Molchanov et al. 2017) and normalised per layer, ranked
 globally across layers (so layers end with different widths, like heads).
 Options: `fraction` (of all MLP units) or `mlp_dims_per_layer`,
-`iterations`, `num_examples`, `split`, `min_units_per_layer` (default 0).
+`iterations`, `num_examples`, `split`, `min_units_per_layer` (default 0),
+`importance` ("activation": the mean |act(x W_1)_j|, Minitron) and
+`compare_importance`.
 
 The student is physically smaller: it is the teacher's config with
 `heads_per_layer` / `mlp_dims_per_layer`, built with `shrink.build_with`
 from the teacher's weights sliced to the kept heads (head h occupies columns
 h*head_dim:(h+1)*head_dim of the query/key/value kernels and biases, and the
 same rows of the out kernel; `MultiHeadAttention._heads`) or kept units
-(fc1 columns and bias, fc2 rows). Before any fine-tuning it computes what
+(fc1 columns and bias, fc2 rows), by `shrink.slice_axes` on the "heads" /
+"mlp" dimensions of a block's projections (width pruning cuts "embed" the
+same way, width.py). Before any fine-tuning it computes what
 the teacher computes with the removed heads' gates (units' fc2 rows) at 0.
 No attention variant has per-head parameters (Linformer's E/F project the
 sequence axis and are shared by a layer's heads; Performer's features and
@@ -57,11 +68,9 @@ from flax import nnx
 from lightjax.models import weights as weights_lib
 from lightjax import models
 from lightjax.shrink import importance
-from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
-                                  model_config, params_of)
-
-_ATTN, _MLP = ("attn",), ("mlp",)
-
+from lightjax.shrink.base import (METHODS, Context, Shrunk, axes_of,
+                                  build_with, model_config, params_of,
+                                  slice_axes)
 
 # --- checks ---------------------------------------------------------------------------
 
@@ -75,7 +84,7 @@ def check_fraction(method: str, fraction) -> float:
   return float(fraction)
 
 
-def _check_int(method: str, name: str, value, lo: int, hi: int | None = None
+def check_int(method: str, name: str, value, lo: int, hi: int | None = None
                ) -> int:
   if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
       or value < lo or (hi is not None and value > hi)):
@@ -151,49 +160,43 @@ def lowest_per_layer(scores: Sequence[np.ndarray],
 # --- slicing weights --------------------------------------------------------------------
 
 
-def _slice_sublayer(weights: dict, sublayer: tuple, index_of: Callable,
-                    columns: tuple[str, ...], rows: str,
-                    drop: Callable = lambda layer, inner: False) -> dict:
-  """`weights` with, in each layer's `sublayer`, the output columns of the
-  `columns` projections (kernel [in, out] and bias [out]) and the input rows
-  of the `rows` projection's kernel cut to `index_of(layer)`; parameters for
-  which `drop(layer, path in block)` holds are left out."""
-  out = {}
-  for path, value in weights.items():
-    where = weights_lib.block_of(path)
-    if where is None or where[1][:1] != sublayer:
-      out[path] = value
-      continue
-    layer, inner = where
-    if inner[1] in columns:
-      out[path] = value[..., index_of(layer)]
-    elif inner[1:] == (rows, "kernel"):
-      out[path] = value[index_of(layer)]
-    elif not drop(layer, inner):
-      out[path] = value
-  return out
+def _in_sublayer(path, sublayer: str) -> int | None:
+  """The layer of a parameter of a block's `sublayer` ("attn"/"mlp"), else
+  None."""
+  where = weights_lib.block_of(path)
+  return where[0] if where is not None and where[1][:1] == (sublayer,) else None
 
 
-def slice_heads(weights: dict, kept: Sequence[Sequence[int]], head_dim: int
-                ) -> dict:
+def slice_heads(weights: dict, axes: dict, kept: Sequence[Sequence[int]],
+                head_dim: int) -> dict:
   """The teacher's parameters with layer l's attention cut to heads
-  `kept[l]`: q/k/v kernel columns and biases, out kernel rows. Kernel
-  (variant) parameters of a layer left with no heads are dropped (an empty
-  layer's kernel is the parameter-free identity)."""
-  def cols(layer):
+  `kept[l]`: the "heads" dimension (q/k/v kernel columns and biases, out
+  kernel rows) of its projections (`shrink.slice_axes`). Kernel (variant)
+  parameters of a layer left with no heads are dropped (an empty layer's
+  kernel is the parameter-free identity)."""
+  def index_of(path, axis, size):
+    layer = _in_sublayer(path, "attn")
+    if axis != "heads" or layer is None:
+      return None
     return np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim)
                            for h in kept[layer]] + [np.zeros(0, int)])
-  return _slice_sublayer(weights, _ATTN, cols, ("query", "key", "value"),
-                         "out", lambda layer, inner: (inner[1] == "kernel"
-                                                      and not kept[layer]))
+  def emptied(path):
+    layer = _in_sublayer(path, "attn")
+    return (layer is not None and weights_lib.is_kernel_param(path)
+            and not kept[layer])
+  return {p: v for p, v in slice_axes(weights, axes, index_of).items()
+          if not emptied(p)}
 
 
-def slice_units(weights: dict, kept: Sequence[Sequence[int]]) -> dict:
+def slice_units(weights: dict, axes: dict, kept: Sequence[Sequence[int]]
+                ) -> dict:
   """The teacher's parameters with layer l's MLP cut to units `kept[l]`:
-  fc1 kernel columns and bias, fc2 kernel rows (fc2's bias stays)."""
-  return _slice_sublayer(weights, _MLP,
-                         lambda layer: np.asarray(kept[layer], int),
-                         ("fc1",), "fc2")
+  the "mlp" dimension (fc1 kernel columns and bias, fc2 kernel rows; fc2's
+  bias stays) of that block's MLP."""
+  def index_of(path, axis, size):
+    layer = _in_sublayer(path, "mlp")
+    return None if axis != "mlp" or layer is None else kept[layer]
+  return slice_axes(weights, axes, index_of)
 
 
 def _match_kernel_params(weights: dict, student_cfg, ctx) -> dict:
@@ -240,7 +243,8 @@ def keep_heads(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
   physically: fewer q/k/v columns and out rows."""
   cfg = ctx.teacher_cfg
   student_cfg, kept = _student_config(cfg, "prune_heads", kept, "num_heads")
-  weights = slice_heads(params_of(teacher), kept, cfg.head_dim)
+  weights = slice_heads(params_of(teacher), axes_of(teacher), kept,
+                        cfg.head_dim)
   weights = _match_kernel_params(weights, student_cfg, ctx)
   model = build_with(ctx, student_cfg, weights)
   return Shrunk(model, student_cfg, {"kept_heads": kept})
@@ -251,7 +255,8 @@ def keep_units(teacher, ctx: Context, kept: Sequence[Sequence[int]]) -> Shrunk:
   l, physically: fewer fc1 columns and fc2 rows."""
   student_cfg, kept = _student_config(ctx.teacher_cfg, "prune_ffn", kept,
                                       "mlp_dim")
-  model = build_with(ctx, student_cfg, slice_units(params_of(teacher), kept))
+  model = build_with(ctx, student_cfg, slice_units(
+      params_of(teacher), axes_of(teacher), kept))
   return Shrunk(model, student_cfg, {"kept_units": kept})
 
 
@@ -264,14 +269,14 @@ def _targets(method: str, opts: dict, sizes: list[int], what: str,
   an explicit per-layer target, checked; one-line errors."""
   total = sum(sizes)
   explicit = tuple(opts.get(per_layer_key) or ())
-  floor = _check_int(method, floor_key, opts.get(floor_key, 0), 0)
+  floor = check_int(method, floor_key, opts.get(floor_key, 0), 0)
   if explicit:
     if len(explicit) != len(sizes):
       raise ValueError(f"{method}.{per_layer_key} has {len(explicit)} entries;"
                        f" the teacher has {len(sizes)} layers")
     counts = []
     for layer, (want, have) in enumerate(zip(explicit, sizes)):
-      _check_int(method, f"{per_layer_key}[{layer}]", want, 0)
+      check_int(method, f"{per_layer_key}[{layer}]", want, 0)
       if want > have:
         raise ValueError(f"{method}.{per_layer_key}[{layer}] = {want}: layer"
                          f" {layer} has {have} {what}; keep 0..{have}")
@@ -315,29 +320,40 @@ _TARGETS = {
 }
 
 
+def _agreement(teacher, ctx: Context, what: str, kind: str, scores,
+               count: int, num_examples: int, split: str) -> dict[str, Any]:
+  """How the teacher's `what` ranking by `kind` agrees with the other
+  kind's (`importance.agreement`, over the `count` removed)."""
+  other = "activation" if kind == "gradient" else "gradient"
+  other_scores = importance.importance(teacher, ctx, num_examples=num_examples,
+                                       split=split, kind=other)[what]
+  return {"against": other, **importance.agreement(scores, other_scores,
+                                                   count)}
+
+
 def _prune(teacher, ctx: Context, method: str) -> Shrunk:
   """Both methods' loop: score, remove a share, rebuild, repeat."""
   target, opts = _TARGETS[method], ctx.options
   _check_teacher(ctx.teacher_cfg, method)
   sizes = [(s.num_heads, s.mlp_dim)[target.size_index]
            for s in models.as_model_config(ctx.teacher_cfg).layers]
-  what, keep_fn = target.what, target.keep_fn
-  per_layer_key, floor_key = target.per_layer_key, target.floor_key
-  counts, total_remove = _targets(method, opts, sizes, what, per_layer_key,
-                                  floor_key)
-  iterations = _check_int(method, "iterations", opts.get("iterations", 1), 1,
-                          max(counts) if counts else total_remove)
-  num_examples = _check_int(method, "num_examples",
-                            opts.get("num_examples", 512), 1)
+  what = target.what
+  counts, total_remove = _targets(method, opts, sizes, what,
+                                  target.per_layer_key, target.floor_key)
+  iterations = check_int(method, "iterations", opts.get("iterations", 1), 1,
+                         max(counts) if counts else total_remove)
+  num_examples = check_int(method, "num_examples",
+                           opts.get("num_examples", 512), 1)
+  kind = importance.check_kind(method, opts.get("importance", "gradient"))
   split = opts.get("split", "train")
-  floor = int(opts.get(floor_key, 0))
+  floor = int(opts.get(target.floor_key, 0))
   kept = [list(range(s)) for s in sizes]
   rounds, out = [], None
   for i in range(iterations):
     # Round i scores the model left by round i - 1 (physically pruned).
     current = teacher if out is None else out.model
     scores = importance.importance(current, ctx, num_examples=num_examples,
-                                   split=split)[what]
+                                   split=split, kind=kind)[what]
     if counts is None:
       chosen = lowest_global(scores, schedule(total_remove, iterations)[i],
                              floor)
@@ -350,12 +366,16 @@ def _prune(teacher, ctx: Context, method: str) -> Shrunk:
                    "removed": [list(r) for r in removed]})
     for layer, original in removed:
       kept[layer].remove(original)
-    out = keep_fn(teacher, ctx, kept)
+    out = target.keep_fn(teacher, ctx, kept)
   out.details.update({
       f"removed_{what}": sorted(r for rnd in rounds for r in rnd["removed"]),
       f"{what}_per_layer": [len(k) for k in kept],
-      f"teacher_{what}_per_layer": list(sizes),
+      f"teacher_{what}_per_layer": list(sizes), "importance": kind,
       "rounds": rounds, "num_examples": num_examples, "split": split})
+  if opts.get("compare_importance", False):
+    first = [np.asarray(s) for s in rounds[0]["scores"]]
+    out.details["importance_agreement"] = _agreement(
+        teacher, ctx, what, kind, first, total_remove, num_examples, split)
   return out
 
 

@@ -10,6 +10,14 @@ a trained model and keeps the rest in order:
   contribution  the blocks that change their input least: highest mean
                 cosine similarity between a block's input and output over
                 training examples (their contribution-based dropping)
+  block_importance  the blocks of lowest Block Importance BI = 1 - E cos(
+                input, output) (Men et al. 2024, "ShortGPT", sec. 3.1; the
+                perplexity-free depth score of Minitron, Muralidharan et al.
+                2024 sec. 2.2), from the activation pass that scores heads,
+                units and channels (`importance`, "activation"): the model's
+                own forward, so the "cls" vector and segment ids are in it.
+                The same quantity as `contribution` (1 - it) where the inputs
+                coincide; recorded per block as `block_importance`.
 
 `layerdrop` cuts a model trained with `model.layerdrop > 0` (Fan et al.
 2020, "Reducing Transformer Depth on Demand with Structured Dropout") to
@@ -31,10 +39,12 @@ from flax import nnx
 
 from lightjax.models import weights as weights_lib
 from lightjax import models
+from lightjax.shrink import importance
 from lightjax.shrink.base import (METHODS, Context, Shrunk, build_with,
                                   model_config, params_of)
 
-STRATEGIES = ("top", "bottom", "alternate", "symmetric", "contribution")
+STRATEGIES = ("top", "bottom", "alternate", "symmetric", "contribution",
+              "block_importance")
 
 
 def _check_count(n: int, num_drop: int) -> None:
@@ -45,8 +55,10 @@ def _check_count(n: int, num_drop: int) -> None:
 
 
 def drop_order(strategy: str, n: int, num_drop: int,
-               contribution: np.ndarray | None = None) -> list[int]:
-  """The 0-based layers `strategy` drops, of `n`."""
+               scores: np.ndarray | None = None) -> list[int]:
+  """The 0-based layers `strategy` drops, of `n`; `scores` one per layer:
+  the similarities of "contribution" (highest dropped) or the block
+  importances of "block_importance" (lowest dropped)."""
   _check_count(n, num_drop)
   if strategy == "top":
     return list(range(n - num_drop, n))
@@ -58,12 +70,13 @@ def drop_order(strategy: str, n: int, num_drop: int,
   if strategy == "symmetric":
     lo = (n - num_drop) // 2  # keep `lo` bottom and the rest at the top
     return list(range(lo, lo + num_drop))
-  if strategy == "contribution":
-    if contribution is None or len(contribution) != n:
-      raise ValueError("contribution-based dropping needs one similarity per"
-                       " layer")
-    # Most similar input/output first: the layers that do least.
-    return sorted(int(i) for i in np.argsort(-contribution, kind="stable")[:num_drop])
+  if strategy in ("contribution", "block_importance"):
+    if scores is None or len(scores) != n:
+      raise ValueError(f"{strategy} dropping needs one score per layer")
+    # The layers that do least first: most similar input/output, or least
+    # important.
+    key = -np.asarray(scores) if strategy == "contribution" else scores
+    return sorted(int(i) for i in np.argsort(key, kind="stable")[:num_drop])
   raise ValueError(f"unknown drop strategy {strategy!r}; valid:"
                    f" {', '.join(STRATEGIES)}")
 
@@ -109,13 +122,17 @@ def layer_contribution(teacher, ctx: Context,
   return sims / max(count, 1.0)
 
 
-def keep_layers(teacher, ctx: Context, kept: list[int]) -> Shrunk:
-  """The teacher with only blocks `kept` (in order), weights copied."""
-  cfg = ctx.teacher_cfg
+def _check_separate(cfg) -> None:
   if models.as_model_config(cfg).share_layers:
     raise ValueError("the teacher shares one block across layers"
                      " (share_layers); dropping layers would change nothing"
                      " but its depth: set model.num_layers instead")
+
+
+def keep_layers(teacher, ctx: Context, kept: list[int]) -> Shrunk:
+  """The teacher with only blocks `kept` (in order), weights copied."""
+  cfg = ctx.teacher_cfg
+  _check_separate(cfg)
   layers = models.as_model_config(cfg).layers
   student_cfg = model_config(cfg, num_layers=len(kept),
                              layers=tuple(layers[i] for i in kept))
@@ -135,16 +152,22 @@ def drop_layers(teacher, ctx: Context) -> Shrunk:
   opts = ctx.options
   n = ctx.teacher_cfg.num_layers
   strategy, num_drop = opts.get("strategy", "top"), int(opts["num_drop"])
-  contribution = None
+  num_examples = int(opts.get("num_examples", 256))
+  scores = None
   if strategy == "contribution":
-    contribution = layer_contribution(teacher, ctx,
-                                      int(opts.get("num_examples", 256)))
-  dropped = drop_order(strategy, n, num_drop, contribution)
+    scores = layer_contribution(teacher, ctx, num_examples)
+  elif strategy == "block_importance":
+    _check_count(n, num_drop)
+    _check_separate(ctx.teacher_cfg)  # before scoring
+    scores = importance.importance(
+        teacher, ctx, num_examples=num_examples,
+        split=opts.get("split", "train"), kind="activation")["blocks"]
+  dropped = drop_order(strategy, n, num_drop, scores)
   kept = [i for i in range(n) if i not in dropped]
   out = keep_layers(teacher, ctx, kept)
   out.details.update(strategy=strategy, dropped_layers=dropped)
-  if contribution is not None:
-    out.details["contribution"] = [float(c) for c in contribution]
+  if scores is not None:
+    out.details[strategy] = [float(c) for c in scores]
   return out
 
 
