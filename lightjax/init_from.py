@@ -23,7 +23,10 @@ else it starts fresh; a text task without a `tokenizer` uses the
 checkpoint's own (a Hugging Face directory holds `vocab.txt` or
 `tokenizer.json`). The model is built with the checkpoint's position table
 (`max_len`, e.g. BERT's 512), so a run that is saved back
-(`lightjax.save_pretrained`) is again a full checkpoint.
+(`lightjax.save_pretrained`) is again a full checkpoint. A
+sentence-transformers directory (modules.json) is a `sentence_encoder`
+with its pooling and normalisation (`lightjax.hf.open_checkpoint`), the
+teacher of an embedding distillation; a classification task refuses it.
 
 A lightjax workdir is read through the `model.json` the trainer writes next
 to `config.json` (the model config and the dimensions it was built with) and
@@ -107,17 +110,18 @@ def open_source(spec: str) -> Source:
 
 
 def _hf_source(spec: str) -> Source:
-  directory = hf.resolve(spec[len(HF_PREFIX):])
-  hf_config = hf.read_config(directory)
-  config = hf.config_from_hf(hf_config, source=spec)
-  hf.verify(directory, hf_config, config)  # sizes against the tensors' headers
+  """A Hugging Face directory or hub id: a classifier, or the
+  `sentence_encoder` of a sentence-transformers directory (`hf.open_checkpoint`)."""
+  directory, hf_config, config = hf.open_checkpoint(spec[len(HF_PREFIX):])
+  head = config.hf.head
+  hf.verify(directory, hf_config, config, head=head)  # sizes vs the headers
   return Source(
       spec=spec, model=config.model.to_dict(),
       vocab_size=config.hf.vocab_size, num_classes=config.hf.num_labels,
       max_len=config.hf.max_len, pad_id=config.hf.pad_token_id,
       tokenizer=directory,
       read_weights=lambda: dict(hf.convert_weights(
-          hf_config, hf.read_tensors(directory))))
+          hf_config, hf.read_tensors(directory), head=head)))
 
 
 def read_model_json(workdir: str) -> dict[str, Any]:
@@ -292,8 +296,23 @@ def resolve_config(config: ml_collections.ConfigDict,
   return source
 
 
+# Task kinds whose objective reads one score per class: a model whose output
+# is a sentence embedding (`sentence_encoder`) would be trained as if its E
+# features were E classes.
+_CLASS_SCORE_KINDS = ("classification", "regression")
+
+
 def check_task(source: Source, task) -> None:
-  """The task's data fits the checkpoint's embeddings."""
+  """The task's data fits the checkpoint's embeddings, and its kind the
+  model's output (a sentence-transformers directory is a sentence encoder)."""
+  if (source.model.get("name") == hf.HEADS["sentence"]
+      and task.kind in _CLASS_SCORE_KINDS):
+    raise errors.CheckpointError(
+        f"init_from={source.spec} is a sentence encoder (a sentence-"
+        f"transformers directory: embeddings, not class scores), and task"
+        f" {task.name} is {task.kind}; to fine-tune its encoder as a"
+        " classifier, start from a copy of the directory without"
+        " modules.json (read as a BERT classifier)")
   if task.vocab_size > source.vocab_size:
     raise errors.CheckpointError(
         f"task {task.name}'s vocabulary has {task.vocab_size} ids but"
