@@ -23,7 +23,10 @@ else it starts fresh; a text task without a `tokenizer` uses the
 checkpoint's own (a Hugging Face directory holds `vocab.txt` or
 `tokenizer.json`). The model is built with the checkpoint's position table
 (`max_len`, e.g. BERT's 512), so a run that is saved back
-(`lightjax.save_pretrained`) is again a full checkpoint.
+(`lightjax.save_pretrained`) is again a full checkpoint. A
+sentence-transformers directory (modules.json) is a `sentence_encoder`
+with its pooling and normalisation (`lightjax.hf.open_checkpoint`), the
+teacher of an embedding distillation; a classification task refuses it.
 
 A lightjax workdir is read through the `model.json` the trainer writes next
 to `config.json` (the model config and the dimensions it was built with) and
@@ -108,17 +111,18 @@ def open_source(spec: str) -> Source:
 
 
 def _hf_source(spec: str) -> Source:
-  directory = hf.resolve(spec[len(HF_PREFIX):])
-  hf_config = hf.read_config(directory)
-  config = hf.config_from_hf(hf_config, source=spec)
-  hf.verify(directory, hf_config, config)  # sizes against the tensors' headers
+  """A Hugging Face directory or hub id: a classifier, or the
+  `sentence_encoder` of a sentence-transformers directory (`hf.open_checkpoint`)."""
+  directory, hf_config, config = hf.open_checkpoint(spec[len(HF_PREFIX):])
+  head = config.hf.head
+  hf.verify(directory, hf_config, config, head=head)  # sizes vs the headers
   return Source(
       spec=spec, model=config.model.to_dict(),
       vocab_size=config.hf.vocab_size, num_classes=config.hf.num_labels,
       max_len=config.hf.max_len, pad_id=config.hf.pad_token_id,
       tokenizer=directory,
       read_weights=lambda: dict(hf.convert_weights(
-          hf_config, hf.read_tensors(directory))))
+          hf_config, hf.read_tensors(directory), head=head)))
 
 
 def read_model_json(workdir: str) -> dict[str, Any]:
@@ -302,17 +306,21 @@ def resolve_config(config: ml_collections.ConfigDict,
 
 def check_task(source: Source, task) -> None:
   """The checkpoint's model can run the task (its outputs: a label per
-  sequence or a token per position) and the task's data fits its
-  embeddings; before anything is written."""
+  sequence, a token per position, a sentence embedding) and the task's data
+  fits its embeddings; before anything is written."""
   name = source.model.get("name") or models.ModelConfig().name
   kinds = (getattr(models.get(name), "task_kinds", None)
            if name in models.names() else None)  # unknown: build_model says
   if kinds is not None and task.kind not in kinds:
     trained = f" (trained on task {source.task})" if source.task else ""
+    hint = (f"start from a checkpoint made for {task.kind} tasks"
+            if name != hf.HEADS["sentence"] else
+            "to fine-tune a sentence-transformers encoder as a classifier,"
+            " start from a copy of its directory without modules.json (read"
+            " as a BERT classifier)")
     raise errors.CheckpointError(
         f"init_from={source.spec} holds a model {name}{trained}, which cannot"
-        f" run task {task.name} ({task.kind}); start from a checkpoint made"
-        f" for {task.kind} tasks")
+        f" run task {task.name} ({task.kind}); {hint}")
   if task.vocab_size > source.vocab_size:
     raise errors.CheckpointError(
         f"task {task.name}'s vocabulary has {task.vocab_size} ids but"

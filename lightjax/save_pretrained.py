@@ -3,7 +3,10 @@ as a Hugging Face checkpoint directory.
 
 Writes config.json, model.safetensors and the run's tokenizer files, which
 `transformers.AutoModelForSequenceClassification.from_pretrained(DIR)` loads
-and `--config.init_from=hf:DIR` starts a lightjax run from. The model is the
+and `--config.init_from=hf:DIR` starts a lightjax run from. A
+`sentence_encoder` run (e.g. a student distilled from a sentence-transformers
+model) is written as a sentence-transformers directory (`BertModel` +
+modules.json, pooling, normalisation) that `SentenceTransformer(DIR)` loads. The model is the
 run's best-validation one (`--checkpoint=last`: the last train state). A run
 started from a Hugging Face checkpoint keeps that checkpoint's config.json
 fields that lightjax has no use for (label names, initializer_range).
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import ml_collections
 

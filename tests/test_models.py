@@ -106,8 +106,8 @@ def test_unknown_names_list_valid_choices():
   with pytest.raises(ValueError, match="valid.*decoder_lm"):
     _build(_cfg(name="nope"))
   cfg = _cfg()
-  cfg.pool = "max"
-  with pytest.raises(ValueError, match="cls, first, mean"):
+  cfg.pool = "sum"
+  with pytest.raises(ValueError, match="cls, first, max, mean"):
     _build(cfg)
 
 

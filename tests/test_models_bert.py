@@ -325,7 +325,7 @@ def test_bert_options_pass_validation():
 @pytest.mark.parametrize("key,value,match", [
     ("norm_position", "middle", "unknown norm position 'middle'; valid: post, pre"),
     ("activation", "swish", "unknown activation 'swish'; valid: gelu, gelu_tanh, relu, tanh"),
-    ("pool", "max", "unknown pool 'max'; valid: cls, first, mean"),
+    ("pool", "sum", "unknown pool 'sum'; valid: cls, first, max, mean"),
     ("layer_norm_eps", 0.0, "layer_norm_eps must be positive"),
     ("type_vocab_size", -1, "type_vocab_size must be >= 0"),
 ])

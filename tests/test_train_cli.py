@@ -93,7 +93,7 @@ def test_unusable_workdir_is_one_line(tmp_path, data_dir):
      "unknown linear feature_map 'tanh'; valid: elu, relu, softplus"),
     ("model.attention.performer.num_features", 0,
      "option num_features must be an integer >= 1, got 0"),
-    ("model.pool", "max", "unknown pool 'max'; valid: cls, first, mean"),
+    ("model.pool", "sum", "unknown pool 'sum'; valid: cls, first, max, mean"),
     ("model.pos_embedding", "rope",
      "unknown position embedding 'rope'; valid: learned, sinusoidal"),
 ])

@@ -6,7 +6,7 @@ becomes a lightjax `ModelConfig` (`model_config`, import) and back
 (`has_layout`, save-back picks the family with it), and its tensor map
 (`mapping`: HF key -> lightjax parameter path, read in both directions)
 with the key normaliser (`key`). Import (`lightjax.hf.io.from_pretrained`)
-and save-back (`lightjax.hf.io.save_pretrained`) read only these.
+and save-back (`lightjax.hf.save.save_pretrained`) read only these.
 
 BERT (Devlin et al. 2019): post-LN blocks, segment embeddings, the tanh
 pooler into one linear layer. DistilBERT (Sanh et al. 2019): the same
@@ -17,6 +17,12 @@ with one token type and no pooler; its classifier, dense + tanh + out_proj
 on <s>, is the hidden head with `classifier_activation="tanh"`. RoBERTa
 numbers positions from padding_idx + 1 (fairseq), so the import keeps
 `position_embeddings[pad_token_id + 1:]` (`position_offset`).
+
+A sentence-transformers model (Reimers & Gurevych 2019) is BERT's bare
+encoder (`BertModel`: no pooler read, no classifier) under a pooling module:
+the "sentence" head, lightjax's `sentence_encoder`; its pooling and
+normalisation live in the directory's own files
+(`lightjax.hf.sentence_transformers`), not in config.json.
 
 HF `Linear` weights are [out, in] and become flax kernels [in, out]. BERT's
 per-head layout (`view(B, L, H, D)` of the projection) is the one
@@ -30,6 +36,7 @@ import math
 import re
 from typing import Any, Callable
 
+from lightjax.hf.sentence_transformers import POOLING_MODES
 from lightjax.models import weights
 from lightjax.models.config import ModelConfig
 from lightjax.models.weights import CheckpointError, Path
@@ -40,7 +47,11 @@ ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh",
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 # `from_pretrained(head=...)` -> the lightjax model it builds.
-HEADS = {"classifier": "encoder_classifier", "mlm": "encoder_mlm"}
+HEADS = {"classifier": "encoder_classifier", "mlm": "encoder_mlm",
+         "sentence": "sentence_encoder"}
+# Heads whose transformers class is the bare encoder (`BertModel`): its
+# tensors are saved without the family's prefix ("bert.").
+BASE_HEADS = ("sentence",)
 
 
 class Mapping(dict):
@@ -143,8 +154,10 @@ def _bert_hf_config(m: ModelConfig) -> dict[str, Any]:
 
 
 def _bert_layout(m: ModelConfig, head: str) -> bool:
-  # BertForMaskedLM always has segment embeddings (`check_layout` says so).
-  return head == "mlm" or (m.pooler and m.classifier_hidden_dim == 0)
+  # BertForMaskedLM always has segment embeddings (`check_layout` says so);
+  # a sentence encoder has no head at all.
+  return head in ("mlm", "sentence") or (m.pooler
+                                         and m.classifier_hidden_dim == 0)
 
 
 def _bert_encoder_mapping(hf: dict) -> Mapping:
@@ -165,11 +178,14 @@ def _bert_encoder_mapping(hf: dict) -> Mapping:
 
 
 def _bert_mapping(hf: dict, head: str) -> Mapping:
-  """`head`: "classifier" (pooler + classifier, `encoder_classifier`) or
+  """`head`: "classifier" (pooler + classifier, `encoder_classifier`),
   "mlm" (BERT's `cls.predictions`, `encoder_mlm`, decoder tied to the
   word embedding, Press & Wolf 2017: a stored decoder weight or bias must
-  equal what it is tied to)."""
+  equal what it is tied to) or "sentence" (the encoder alone,
+  `sentence_encoder`)."""
   out = _bert_encoder_mapping(hf)
+  if head == "sentence":
+    return out
   if head == "mlm":
     out.linear("cls.predictions.transform.dense", ("transform",))
     out.norm("cls.predictions.transform.LayerNorm", ("transform_ln",))
@@ -200,6 +216,8 @@ def _bert_key(key: str, head: str) -> str | None:
     if key.startswith(("cls.seq_relationship.", "pooler.", "classifier.")):
       return None  # next-sentence head, pooler, classifier: not the MLM's
     return key
+  if head == "sentence" and key.startswith(("pooler.", "classifier.")):
+    return None  # a BertModel's pooler: sentence pooling never reads it
   if key.startswith("cls."):
     return None  # pretraining heads (MLM / NSP)
   return key
@@ -308,9 +326,10 @@ def _distilbert_key(key: str, head: str) -> str | None:
 
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (
-    Family("bert", "bert.", ("classifier.", "cls."), ("classifier", "mlm"),
+    Family("bert", "bert.", ("classifier.", "cls."),
+           ("classifier", "mlm", "sentence"),
            {"classifier": "BertForSequenceClassification",
-            "mlm": "BertForMaskedLM"},
+            "mlm": "BertForMaskedLM", "sentence": "BertModel"},
            _bert_config, _bert_hf_config, _bert_layout, _bert_mapping,
            _bert_key),
     Family("distilbert", "distilbert.", ("pre_classifier.", "classifier."),
@@ -433,14 +452,21 @@ def family_of(m: ModelConfig) -> Family:
   if m.attention["name"] != "softmax":
     problems.append(f"attention {m.attention['name']!r} (transformers runs"
                     " softmax only)")
-  # The MLM model reads every position, so `pool` is not part of its layout.
+  # The MLM model reads every position, and a sentence encoder's pooling
+  # is its directory's Pooling module: `pool` is the classifier's layout only.
   pool = m.pool if head == "classifier" else "first"
   if (m.norm_position, m.pos_embedding, pool) != ("post", "learned", "first"):
     problems.append("not BERT's layout (norm_position='post', pos_embedding="
                     "'learned', pool='first')")
+  if head == "sentence" and m.pool not in POOLING_MODES:
+    problems.append(f"pool {m.pool!r} (sentence-transformers pools with:"
+                    f" {', '.join(POOLING_MODES)})")
   if m.num_heads * m.head_dim != m.embed_dim:
     problems.append(f"num_heads * head_dim = {m.num_heads * m.head_dim} is"
-                    f" not embed_dim {m.embed_dim}")
+                    f" not embed_dim {m.embed_dim} (transformers' head size is"
+                    " hidden_size / num_attention_heads: head_dim must divide"
+                    " embed_dim, with at most embed_dim / head_dim heads per"
+                    " layer)")
   if m.activation not in HF_ACTIVATIONS:
     problems.append(f"activation {m.activation!r}")
   # Pruned head counts / MLP widths are saved zero-padded (io.pad_pruned).

@@ -1,4 +1,4 @@
-"""Reading and writing Hugging Face checkpoint directories.
+"""Reading Hugging Face checkpoint directories (writing them: `save.py`).
 
     model, config = lightjax.hf.from_pretrained("path/to/dir")
     logits_BxC = model(tokens_BxL, segment_ids_BxL=seg_BxL)
@@ -27,18 +27,22 @@ mismatch, is an error naming the key and both shapes.
 
 `from_pretrained(path, head="mlm")` reads BERT's masked-LM head instead
 (Devlin et al. 2019 sec. 3.1) into lightjax's `encoder_mlm`
-(`lightjax.models.mlm`). `save_pretrained` writes such a model back as
-`BertForMaskedLM` the way transformers 5 does: no decoder tensors,
-`tie_word_embeddings: true`.
+(`lightjax.models.mlm`).
+
+A sentence-transformers directory (`modules.json`: Transformer, Pooling,
+optionally Normalize; `lightjax.hf.sentence_transformers`) is read into a
+`sentence_encoder` (`lightjax.models.sentence`, head "sentence"): BERT's
+encoder, pooled and normalised as the directory says; the checkpoint's
+pooler is not read. `head="classifier"` reads the same directory as a
+classifier (BERT's pooler from the checkpoint, a fresh head).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import os
 import re
-import shutil
 from typing import Any
 
 import ml_collections
@@ -46,20 +50,11 @@ import numpy as np
 from flax import nnx
 
 from lightjax import attention as attention_lib
-from lightjax import files, models
-from lightjax.hf import checkpoint_files, families
-from lightjax.hf.checkpoint_files import (CONFIG_FILE, FLOAT_DTYPES,
-                                          PICKLE_FILES, SAFETENSORS_FILE,
-                                          SAFETENSORS_INDEX)
+from lightjax import models
+from lightjax.hf import checkpoint_files, families, sentence_transformers
+from lightjax.hf.checkpoint_files import CONFIG_FILE, FLOAT_DTYPES
 from lightjax.models import weights as weights_lib
-from lightjax.models.config import ModelConfig, as_model_config
 from lightjax.models.weights import CheckpointError, Path, Weights
-
-# Tokenizer files a checkpoint directory may hold; `save_pretrained` copies
-# those present next to the tokenizer it is given.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json",
-                   "special_tokens_map.json", "vocab.txt", "vocab.json",
-                   "merges.txt")
 
 # lightjax parameters a checkpoint may lack: they keep their initialiser.
 OPTIONAL = weights_lib.HEAD_MODULES
@@ -117,18 +112,30 @@ def _num_labels(hf: dict) -> int:
   return int(hf.get("num_labels", 2))
 
 
-def config_from_hf(hf: dict, source: str = "", head: str = "classifier"
+def config_from_hf(hf: dict, source: str = "", head: str = "classifier",
+                   sentence: sentence_transformers.SentenceModules | None = None
                    ) -> ml_collections.ConfigDict:
   """{"model": the run config's model fields, "hf": the rest} for an HF
   config.json (`config.hf` records source, head, vocabulary, labels,
   length, pad id and what the import initialised).
 
-  `head="mlm"` builds `encoder_mlm` (BERT's masked-LM head, no pooler).
+  `head="mlm"` builds `encoder_mlm` (BERT's masked-LM head, no pooler);
+  `head="sentence"` a `sentence_encoder` pooled and normalised as
+  `sentence` (a sentence-transformers directory's modules) says, else mean
+  pooling without normalisation; `config.hf.max_seq_length` is then its
+  tokenizer's truncation length (default: the position table's).
   """
   family = families.family(hf, head)
   model = family.model_config(hf)
   model = model.replace(name=families.HEADS[head],
-                        pooler=model.pooler and head != "mlm")
+                        pooler=model.pooler and head == "classifier")
+  max_len = int(hf["max_position_embeddings"]) - family.position_offset(hf)
+  extra = {}
+  if head == "sentence":
+    sentence = sentence or sentence_transformers.SentenceModules(
+        transformer_dir="", pool="mean", normalize=False, max_seq_length=None)
+    model = model.replace(pool=sentence.pool, normalize=sentence.normalize)
+    extra["max_seq_length"] = min(sentence.max_seq_length or max_len, max_len)
   return ml_collections.ConfigDict({
       "model": model.to_dict(),
       "hf": {
@@ -137,11 +144,44 @@ def config_from_hf(hf: dict, source: str = "", head: str = "classifier"
           "model_type": hf["model_type"],
           "vocab_size": int(hf["vocab_size"]),
           "num_labels": _num_labels(hf),
-          "max_len": (int(hf["max_position_embeddings"])
-                      - family.position_offset(hf)),
+          "max_len": max_len,
           "pad_token_id": int(hf.get("pad_token_id") or 0),
           "initialized": [],
+          **extra,
       }})
+
+
+def open_checkpoint(path_or_id: str, *, head: str | None = None,
+                    normalize: bool | None = None
+                    ) -> tuple[str, dict[str, Any], ml_collections.ConfigDict]:
+  """(the checkpoint's directory, its config.json, `config_from_hf`'s
+  config) for a directory or hub id; nothing but JSON files is read.
+
+  `head` None: "sentence" for a sentence-transformers directory
+  (modules.json), else "classifier". The directory returned is the one
+  holding config.json, the weights and the tokenizer (a sentence-transformers
+  model's Transformer module). `normalize` overrides whether a sentence
+  encoder L2-normalises (modules.json's Normalize module otherwise).
+  """
+  directory = resolve(path_or_id)
+  sentence = (sentence_transformers.read(directory)
+              if sentence_transformers.is_sentence_transformers(directory)
+              else None)
+  head = head or ("sentence" if sentence else "classifier")
+  if normalize is not None and head != "sentence":
+    raise CheckpointError(f"normalize applies to sentence encoders"
+                          f" (head='sentence'), not head={head!r}")
+  if sentence is not None:
+    directory = sentence.transformer_dir
+    if normalize is not None:
+      sentence = dataclasses.replace(sentence, normalize=bool(normalize))
+  elif normalize is not None:
+    sentence = sentence_transformers.SentenceModules(
+        transformer_dir=directory, pool="mean", normalize=bool(normalize),
+        max_seq_length=None)
+  hf = read_config(directory)
+  return directory, hf, config_from_hf(hf, source=path_or_id, head=head,
+                                       sentence=sentence)
 
 
 # --- weights ---------------------------------------------------------------------
@@ -340,7 +380,8 @@ def build(config: ml_collections.ConfigDict, weights: dict[Path, np.ndarray],
 
 def from_pretrained(path_or_id: str, *, attention: str | None = None,
                     drop_head: bool = False, num_labels: int | None = None,
-                    seed: int = 0, head: str = "classifier"
+                    seed: int = 0, head: str | None = None,
+                    normalize: bool | None = None
                     ) -> tuple[nnx.Module, ml_collections.ConfigDict]:
   """(model, config) for a Hugging Face checkpoint directory or hub id.
 
@@ -352,16 +393,20 @@ def from_pretrained(path_or_id: str, *, attention: str | None = None,
     num_labels: classes of the head; a number other than the checkpoint's
       drops its classifier (as `drop_head`).
     seed: initialises what the checkpoint lacks (`config.hf.initialized`).
-    head: "classifier" (`encoder_classifier`: pooler + classifier) or "mlm"
+    head: "classifier" (`encoder_classifier`: pooler + classifier), "mlm"
       (`encoder_mlm`: BERT's masked-LM head from a `BertForMaskedLM` or
-      `BertForPreTraining` checkpoint, logits [B, L, V]).
+      `BertForPreTraining` checkpoint, logits [B, L, V]) or "sentence"
+      (`sentence_encoder`: pooled sentence embeddings [B, E]); None:
+      "sentence" for a sentence-transformers directory, else "classifier".
+    normalize: a sentence encoder's L2 normalisation, overriding its
+      directory's modules.json.
   """
-  if head == "mlm" and (drop_head or num_labels is not None):
-    raise CheckpointError("drop_head and num_labels choose the classifier;"
-                          " head='mlm' has the vocabulary as its output")
-  directory = resolve(path_or_id)
-  hf = read_config(directory)
-  config = config_from_hf(hf, source=path_or_id, head=head)
+  directory, hf, config = open_checkpoint(path_or_id, head=head,
+                                          normalize=normalize)
+  head = config.hf.head
+  if head != "classifier" and (drop_head or num_labels is not None):
+    raise CheckpointError(f"drop_head and num_labels choose the classifier;"
+                          f" head={head!r} has no classifier")
   if num_labels is not None and num_labels != config.hf.num_labels:
     config.hf.num_labels, drop_head = int(num_labels), True
   if attention is not None:
@@ -393,168 +438,3 @@ def hidden_states(model, tokens_BxL, *, segment_ids_BxL=None, pad_id=0
     out.append(x)
   out[-1] = bb.final_norm(x)
   return out
-
-
-# --- saving back -------------------------------------------------------------------
-
-
-def hf_config_for(m, *, vocab_size: int, num_labels: int, max_len: int,
-                  pad_id: int, base: dict | None = None) -> dict[str, Any]:
-  """config.json for `m` (a ModelConfig or a run config's `model`), over
-  `base` (the config.json it was imported from: keeps what lightjax has no
-  field for).
-
-  An `encoder_mlm` model is a `BertForMaskedLM` (`num_labels` unused): no
-  labels are written, and `tie_word_embeddings: true` tells transformers
-  that the decoder is the word embedding (it then expects no decoder tensor).
-  RoBERTa's position table has `pad_id + 1` rows before lightjax's
-  `max_len` ones, counted in max_position_embeddings.
-  """
-  m = as_model_config(m)
-  family = families.family_of(m)
-  head = families.head_of(m)
-  out = dict(base or {})
-  if out.get("model_type", family.model_type) != family.model_type:
-    out = {}
-  out.update(model_type=family.model_type, vocab_size=vocab_size,
-             pad_token_id=pad_id)
-  out.update(max_position_embeddings=max_len + family.position_offset(out))
-  if head == "classifier":
-    labels = {str(i): out.get("id2label", {}).get(str(i), f"LABEL_{i}")
-              for i in range(num_labels)}
-    out.update(id2label=labels,
-               label2id={v: int(k) for k, v in labels.items()},
-               problem_type=("regression" if num_labels == 1
-                             else "single_label_classification"))
-  # What the imported config.json said of dropout in attention stays.
-  attention_dropout = ("attention_dropout" if family.model_type == "distilbert"
-                       else "attention_probs_dropout_prob")
-  out.update(architectures=[family.architectures[head]],
-             **family.hf_config(m),
-             **{attention_dropout: out.get(attention_dropout, m.dropout_rate)})
-  if head == "mlm":
-    out.update(tie_word_embeddings=True)
-  return out
-
-
-def pad_pruned(params: dict[Path, np.ndarray], m: ModelConfig
-               ) -> dict[Path, np.ndarray]:
-  """Per-layer head counts and MLP widths padded back to `num_heads` /
-  `mlp_dim` with zero weights, which leaves every output as it was.
-
-  transformers 5 has no per-layer head counts (`prune_heads` and the
-  config's `pruned_heads` are gone), so a pruned model travels to it at its
-  original size. A zero head has zero query, key and value (uniform
-  attention over a zero value: output 0) and zero `out` rows; a zero MLP
-  unit has zero fc1 column and bias (GELU(0) = ReLU(0) = 0) and zero fc2
-  row. The physically smaller model travels as a lightjax checkpoint
-  (`init_from.save_model`) or through ONNX.
-  """
-  full = {"attn": m.num_heads * m.head_dim, "mlp": m.mlp_dim}
-  out = dict(params)
-
-  def pad(path, axis, size):
-    value = out[path]
-    widths_ = [(0, 0)] * value.ndim
-    widths_[axis] = (0, size - value.shape[axis])
-    out[path] = np.pad(value, widths_)
-
-  for i, spec in enumerate(m.layers):
-    proj = lambda matrix, p: weights_lib.projection_path(i, matrix) + (p,)
-    if spec.num_heads != m.num_heads:
-      for matrix in ("query", "key", "value"):
-        pad(proj(matrix, "kernel"), 1, full["attn"])
-        pad(proj(matrix, "bias"), 0, full["attn"])
-      pad(proj("out", "kernel"), 0, full["attn"])
-    if spec.mlp_dim != m.mlp_dim:
-      pad(proj("fc1", "kernel"), 1, full["mlp"])
-      pad(proj("fc1", "bias"), 0, full["mlp"])
-      pad(proj("fc2", "kernel"), 0, full["mlp"])
-  return out
-
-
-def _tensors_for(params: dict[Path, np.ndarray], family: families.Family,
-                 mapping: families.Mapping) -> dict[str, np.ndarray]:
-  """The inverse of the import's map: flax kernels [in, out] become torch
-  [out, in]; every parameter must have a place."""
-  tensors, used = {}, set()
-  for key, (path, transpose) in mapping.items():
-    if key in mapping.tied:
-      continue  # a copy transformers 5 neither writes nor expects
-    if path not in params:
-      raise CheckpointError(f"the model has no parameter"
-                            f" {weights_lib.name(path)} for the checkpoint's"
-                            f" {key!r}")
-    value = params[path].T if transpose else params[path]
-    skip = mapping.skip_rows.get(key, 0)
-    if skip:  # rows lightjax never reads (RoBERTa's first positions)
-      value = np.concatenate([np.zeros((skip, *value.shape[1:]), value.dtype),
-                              value])
-    name = key if key.startswith(family.outside) else family.prefix + key
-    tensors[name] = np.ascontiguousarray(value)
-    used.add(path)
-  left = sorted(weights_lib.name(p) for p in params if p not in used)
-  if left:
-    raise CheckpointError(f"parameters with no place in a {family.model_type}"
-                          f" checkpoint: {', '.join(left)}")
-  return tensors
-
-
-def _copy_tokenizer(tokenizer: str, directory: str,
-                    tokenizer_config: dict | None) -> None:
-  found = ([os.path.join(tokenizer, n) for n in TOKENIZER_FILES]
-           if os.path.isdir(tokenizer) else [tokenizer])
-  found = [p for p in found if os.path.isfile(p)]
-  if not found:
-    raise CheckpointError(f"no tokenizer files ({', '.join(TOKENIZER_FILES)})"
-                          f" in {tokenizer}")
-  for path in found:
-    dest = os.path.join(directory, os.path.basename(path))
-    if os.path.abspath(path) != os.path.abspath(dest):
-      shutil.copyfile(path, dest)
-  if tokenizer_config and not os.path.exists(
-      os.path.join(directory, "tokenizer_config.json")):
-    files.atomic_write(os.path.join(directory, "tokenizer_config.json"),
-                       lambda f: json.dump(tokenizer_config, f, indent=2))
-
-
-def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
-                    pad_id: int | None = None, tokenizer: str | None = None,
-                    base: dict | None = None,
-                    tokenizer_config: dict | None = None) -> dict[str, Any]:
-  """Writes `model` as a Hugging Face checkpoint directory; returns its config.
-
-  config.json + model.safetensors (+ the tokenizer's files, copied from
-  `tokenizer`, a checkpoint directory or a vocab.txt / tokenizer.json) that
-  `transformers`' `AutoModelForSequenceClassification.from_pretrained` loads
-  (`AutoModelForMaskedLM` for an `encoder_mlm` model) and `from_pretrained`
-  here reads back to the same model. `tokenizer_config` is written as
-  tokenizer_config.json where the tokenizer brings none (a bare vocab.txt).
-  `pad_id` defaults to `base`'s pad_token_id, else 0 (RoBERTa's positions
-  depend on it).
-  """
-  from safetensors.numpy import save as to_bytes  # pylint: disable=import-outside-toplevel
-  m = as_model_config(model_cfg)
-  params = pad_pruned(weights_lib.arrays(model), m)
-  if pad_id is None:
-    pad_id = int((base or {}).get("pad_token_id") or 0)
-  head_kernel = ("head", "kernel")
-  hf_config = hf_config_for(
-      m, vocab_size=params[weights_lib.backbone_path(
-          "token_embed", "embedding")].shape[0],
-      num_labels=params[head_kernel].shape[1] if head_kernel in params else 0,
-      max_len=params[weights_lib.backbone_path("pos_embed", "table")].shape[0],
-      pad_id=pad_id, base=base)
-  family = families.FAMILIES[hf_config["model_type"]]
-  tensors = _tensors_for(params, family,
-                         family.mapping(hf_config, families.head_of(m)))
-  os.makedirs(directory, exist_ok=True)
-  files.atomic_write(os.path.join(directory, CONFIG_FILE),
-                     lambda f: json.dump(hf_config, f, indent=2, sort_keys=True))
-  files.atomic_write(  # "format": transformers refuses a file without it
-      os.path.join(directory, SAFETENSORS_FILE),
-      lambda f: f.write(to_bytes(tensors, metadata={"format": "pt"})),
-      binary=True)
-  if tokenizer:
-    _copy_tokenizer(tokenizer, directory, tokenizer_config)
-  return hf_config

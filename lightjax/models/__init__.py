@@ -17,6 +17,7 @@ from lightjax.models.mlm import EncoderMLM
 from lightjax.models.retrieval import DualEncoderClassifier
 from lightjax.models.theseus import TheseusClassifier
 from lightjax.models.decoder import DecoderLM
+from lightjax.models.sentence import SentenceEncoder
 from lightjax.models.transformer import EncoderClassifier
 from lightjax.registry import Registry
 
@@ -28,6 +29,8 @@ MODELS.register("decoder_lm", DecoderLM)
 MODELS.register("theseus_classifier", TheseusClassifier)
 # Two documents, one shared encoder, [u, v, u*v, u-v] (LRA Retrieval).
 MODELS.register("dual_encoder_classifier", DualEncoderClassifier)
+# Pooled (and optionally L2-normalised) sentence embeddings (Sentence-BERT).
+MODELS.register("sentence_encoder", SentenceEncoder)
 register, get, names = MODELS.register, MODELS.get, MODELS.names
 
 

@@ -35,7 +35,7 @@ from lightjax import attention
 from lightjax.registry import Registry
 
 NormPosition = Literal["pre", "post"]
-Pool = Literal["cls", "mean", "first"]
+Pool = Literal["cls", "mean", "first", "max"]
 PosEmbedding = Literal["learned", "sinusoidal"]
 # Compute dtypes; parameters always stay float32.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -92,8 +92,8 @@ class ModelConfig:
   num_layers: int = 2
   dropout_rate: float = 0.1
   pos_embedding: PosEmbedding = "learned"
-  # "cls": a learned vector prepended; "mean"; "first": input token 0
-  # (BERT's [CLS]).
+  # "cls": a learned vector prepended; "mean" / "max" over the real
+  # (non-pad) tokens; "first": input token 0 (BERT's [CLS]).
   pool: Pool = "cls"
   # "post": BERT's post-LN blocks + embedding LN (Xiong et al. 2020, fig. 1).
   norm_position: NormPosition = "pre"
@@ -101,6 +101,9 @@ class ModelConfig:
   layer_norm_eps: float = 1e-6  # every LayerNorm's (flax's default; BERT 1e-12)
   type_vocab_size: int = 0  # segment embeddings; 0 = none (BERT: 2)
   pooler: bool = False  # BERT's pooler: tanh(dense(pooled)) before the head
+  # sentence_encoder: L2-normalise the pooled embedding (sentence-transformers'
+  # Normalize module; cosine similarity is then a dot product).
+  normalize: bool = False
   classifier_hidden_dim: int = 128  # 0 = a single linear head
   classifier_activation: str = ""  # the hidden head's; "" = `activation`
   # LayerDrop: skip each block w.p. p in training (Fan et al. 2020).

@@ -470,7 +470,8 @@ class EncoderClassifier(nnx.Module):
 
   Pooling: "cls" prepends a learned vector (not a vocabulary token, so data
   pipelines stay model-agnostic) and reads it out; "mean" averages the
-  non-padded positions; "first" reads position 0 of the input as it is,
+  non-padded positions, "max" takes their element-wise maximum; "first"
+  reads position 0 of the input as it is,
   which is BERT's [CLS] token when the tokenizer put it there (Devlin et al.
   2019 sec. 3). `pooler=True` adds BERT's pooler, tanh(dense(pooled)),
   before the head (`classifier_hidden_dim=0` then gives BERT's classifier).
@@ -561,9 +562,19 @@ class EncoderClassifier(nnx.Module):
     return x_BxLxE, mask_BxL
 
   def pool_sequence(self, x_BxLxE, mask_BxL) -> jax.Array:
-    """`pool` (then BERT's pooler, if configured): [B, L', E] -> [B, E]."""
+    """`pool` (then BERT's pooler, if configured): [B, L', E] -> [B, E].
+
+    "mean" and "max" read the real tokens only (Reimers & Gurevych 2019,
+    Sentence-BERT sec. 3: MEAN and MAX strategies); a row without any gives
+    zeros.
+    """
     if self.pool in ("cls", "first"):  # the prepended vector / input token 0
       pooled_BxE = x_BxLxE[:, 0]
+    elif self.pool == "max":
+      real_BxLx1 = mask_BxL[..., None]
+      lowest = jnp.finfo(x_BxLxE.dtype).min
+      pooled_BxE = jnp.where(real_BxLx1, x_BxLxE, lowest).max(1)
+      pooled_BxE = jnp.where(real_BxLx1.any(1), pooled_BxE, 0)
     else:
       w_BxL = mask_BxL.astype(x_BxLxE.dtype)
       pooled_BxE = (x_BxLxE * w_BxL[..., None]).sum(1) / jnp.maximum(
