@@ -1,6 +1,9 @@
 """Small helpers shared by tests (not fixtures: plain functions)."""
 
+import json
 import os
+import pathlib
+import shutil
 
 import numpy as np
 
@@ -152,3 +155,26 @@ def write_shards(src: str, dst, names: tuple[str, str]) -> dict[str, str]:
   for name, ks in halves.items():
     save_file({k: tensors[k] for k in ks}, os.path.join(dst, name))
   return {k: n for n, ks in halves.items() for k in ks}
+
+
+def write_st_dir(d, pooling=None, modules=("Transformer", "Pooling", "Normalize"),
+                 max_seq_length=12) -> str:
+  """bert_tiny as a sentence-transformers directory: modules.json,
+  1_Pooling/config.json (`pooling`, default mean), sentence_bert_config.json."""
+  d = pathlib.Path(d)
+  shutil.copytree(os.path.join(REPO, "tests", "fixtures", "bert_tiny"), d)
+  paths = {"Transformer": "", "Pooling": "1_Pooling", "Normalize": "2_Normalize",
+           "Dense": "2_Dense"}
+  (d / "modules.json").write_text(json.dumps([
+      {"idx": i, "name": str(i), "path": paths[m],
+       "type": f"sentence_transformers.models.{m}"}
+      for i, m in enumerate(modules)]))
+  (d / "1_Pooling").mkdir()
+  (d / "1_Pooling" / "config.json").write_text(json.dumps(
+      pooling or {"word_embedding_dimension": 32,
+                  "pooling_mode_mean_tokens": True,
+                  "pooling_mode_cls_token": False,
+                  "pooling_mode_max_tokens": False}))
+  (d / "sentence_bert_config.json").write_text(json.dumps(
+      {"max_seq_length": max_seq_length, "do_lower_case": False}))
+  return str(d)

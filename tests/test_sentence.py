@@ -14,9 +14,7 @@ directly and load a shrunk model saved back in `SentenceTransformer`:
 """
 
 import dataclasses
-import json
 import os
-import shutil
 import subprocess
 import types
 
@@ -32,6 +30,7 @@ from lightjax.hf import sentence_transformers as st_files
 from lightjax.models import weights as weights_lib
 from lightjax.shrink import heads as shrink_heads
 from lightjax.shrink import layers as shrink_layers
+from tests.helpers import write_st_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
@@ -145,27 +144,8 @@ def test_config_pool_and_normalize_fields():
 # --- sentence-transformers directories (the tiny BERT fixture) ------------------------
 
 
-def _st_dir(tmp_path, pooling=None, modules=("Transformer", "Pooling",
-                                               "Normalize"), max_seq_length=12):
-  """bert_tiny as a sentence-transformers directory: modules.json,
-  1_Pooling/config.json (`pooling`, default mean), sentence_bert_config.json."""
-  d = tmp_path / "st"
-  shutil.copytree(BERT, d)
-  paths = {"Transformer": "", "Pooling": "1_Pooling", "Normalize": "2_Normalize",
-           "Dense": "2_Dense"}
-  (d / "modules.json").write_text(json.dumps([
-      {"idx": i, "name": str(i), "path": paths[m],
-       "type": f"sentence_transformers.models.{m}"}
-      for i, m in enumerate(modules)]))
-  (d / "1_Pooling").mkdir()
-  (d / "1_Pooling" / "config.json").write_text(json.dumps(
-      pooling or {"word_embedding_dimension": 32,
-                  "pooling_mode_mean_tokens": True,
-                  "pooling_mode_cls_token": False,
-                  "pooling_mode_max_tokens": False}))
-  (d / "sentence_bert_config.json").write_text(json.dumps(
-      {"max_seq_length": max_seq_length, "do_lower_case": False}))
-  return str(d)
+def _st_dir(tmp_path, **kwargs):
+  return write_st_dir(tmp_path / "st", **kwargs)
 
 
 def _bert_expected():
@@ -344,8 +324,8 @@ def test_init_from_and_tokenize_read_the_directory(tmp_path):
   assert not [p for p in weights if p[0] in ("pooler", "head")]
   task = types.SimpleNamespace(name="sst2", kind="classification",
                                vocab_size=99, max_len=12)
-  with pytest.raises(errors.CheckpointError, match=r"is a sentence encoder.*task"
-                     r" sst2 is classification; .* without modules.json"):
+  with pytest.raises(errors.CheckpointError, match=r"sentence_encoder.*task"
+                     r" sst2 \(classification\); .* without modules.json"):
     init_from.check_task(source, task)
   ids, pad_id = st_files.tokenize(d, ["hello world", "a"])
   assert pad_id == 0 and ids.dtype == np.int32

@@ -1,0 +1,84 @@
+"""A sentence encoder shrunk and distilled on unlabeled text (issue 21): the
+shrink run writes the teacher's embeddings as the targets, the student is
+trained toward them (`objectives.embedding`), and summary.json reports its
+fidelity (mean cosine, retrieval agreement). Run small, in process, on the
+tiny BERT fixture read as a sentence-transformers directory and a text
+file of real sentences (the stdlib corpus is tested in test_data_corpus)."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lightjax import config_lib, hf, init_from, objectives
+from lightjax.shrink import run
+from tests.helpers import REPO, write_st_dir
+
+
+def _sentences(path, n=800):
+  """Sentence-like lines from a small vocabulary, numbered so none repeats
+  (the split is by a hash of the line: about 1 in 20 is a test sentence)."""
+  words = ("the model reads every token once and the teacher keeps its"
+           " weights while the student learns to place sentences where the"
+           " teacher did").split()
+  rng = np.random.default_rng(0)
+  lines = [" ".join(rng.choice(words, size=int(rng.integers(4, 14))))
+           + f" number {i}." for i in range(n)]
+  path.write_text("\n".join(lines) + "\n")
+  return str(path)
+
+
+def _config(tmp_path, recipe, **changes):
+  c = config_lib.load_config_file(f"{REPO}/configs/shrink/{recipe}")
+  c.init_from = "hf:" + write_st_dir(tmp_path / "teacher", max_seq_length=16)
+  c.task.source = _sentences(tmp_path / "sentences.txt")
+  c.data_dir = str(tmp_path / "data")
+  for key, value in changes.items():
+    c[key] = value
+  return c
+
+
+def test_embedding_objective_is_the_mse_and_cosine_its_metric():
+  s = jnp.asarray([[1.0, 0.0], [0.0, 2.0]])
+  t = jnp.asarray([[1.0, 0.0], [2.0, 0.0]])
+  w = jnp.asarray([1.0, 1.0])
+  sums = objectives.embedding(s, t, w)
+  # mean over D of squared error: row 0 -> 0, row 1 -> (4 + 4) / 2
+  assert float(sums["loss_sum"]) == pytest.approx(4.0)
+  stats, cos = objectives.cosine_sums(s, t, w)
+  np.testing.assert_allclose(np.asarray(cos), [1.0, 0.0], atol=1e-6)
+  assert objectives.cosine(stats["cosine_and_count"]) == pytest.approx(0.5)
+
+
+def test_drop_a_layer_then_distil_toward_the_teachers_embeddings(tmp_path):
+  c = _config(tmp_path, "drop_layers.py:sentences,tiny", num_train_steps=24)
+  c.optim.learning_rate = 3e-3
+  work = tmp_path / "work"
+  out = run.shrink_and_evaluate(c, str(work))
+
+  record = json.loads((work / "shrink.json").read_text())
+  # The targets are the teacher's own embeddings: it agrees with them fully.
+  teacher_cos = record["teacher_eval"]["validation"]["metrics"]["cosine"]
+  assert teacher_cos == pytest.approx(1.0, abs=1e-5)
+  before = record["student_eval_before"]["test"]["metrics"]["cosine"]
+  after = out["test_metrics"]["cosine"]
+  assert before < 0.999 and after > before, (before, after)
+  fid = out["fidelity"]
+  assert fid["mean_cosine"] == pytest.approx(after, abs=1e-4)
+  assert set(fid) == {"sentences", "mean_cosine", "top1", "top10"}
+  assert 0.0 <= fid["top1"] <= 1.0 and 0.0 <= fid["top10"] <= 1.0
+  assert out["selection"] == "cosine"
+  assert out["num_params"]["total"] < out["teacher_num_params"]
+
+  # The student goes back out as a sentence-transformers directory and
+  # reads in again with the same embeddings.
+  student, source = init_from.load_model(str(work))
+  saved = tmp_path / "student_st"
+  hf.save_pretrained(student, source.model, str(saved),
+                     tokenizer=source.tokenizer)
+  assert (saved / "modules.json").exists()
+  again, _ = hf.from_pretrained(str(saved))
+  tokens = np.array([[2, 5, 7, 9, 3, 0, 0, 0]], np.int32)
+  np.testing.assert_allclose(np.asarray(again(tokens)),
+                             np.asarray(student(tokens)), atol=1e-6)
