@@ -30,7 +30,7 @@ from lightjax import config_lib, models, objectives, optim, steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LENGTH, BATCH, VOCAB, CLASSES = 64, 2, 16, 10
-STEPS = 200
+STEPS = 100
 TIMEOUT_S = 240
 
 

@@ -24,6 +24,12 @@ at temperature T + (1 - alpha) * cross-entropy + cosine * (1 - cos(h_student,
 h_teacher)) (`objective_options.distillation`; the teacher runs frozen inside
 each train step). The cosine term needs a student as wide as the teacher
 (embed_dim), which every student made here is.
+
+`:sentences` (a sentence encoder, e.g. all-MiniLM-L6-v2, on unlabeled
+text): the MSE between student and teacher embeddings instead (the
+teacher's embeddings computed once; `train_objective=embedding_distillation`
+with `objective_options.embedding_distillation.hidden` adds the last hidden
+states' cosine, the teacher then running in every step).
 """
 
 import ml_collections
@@ -34,6 +40,15 @@ from lightjax import shrink
 def get_config(arg=None):
   c = shrink.recipe(__file__, arg, "distill", num_layers=0, init="teacher",
                     student_from="")
+  if c.task.name == "sentences":
+    # No labels: the MSE to the teacher's embeddings (Reimers & Gurevych
+    # 2020), which the shrink run wrote as the targets once (the task
+    # kind's objective). --config.train_objective=embedding_distillation
+    # runs the teacher in each step instead, for its `hidden` term.
+    c.train_objective = ""
+    c.objective_options = ml_collections.ConfigDict(
+        {"embedding_distillation": {"hidden": 0.0}})
+    return c
   c.train_objective = "distillation"
   c.objective_options = ml_collections.ConfigDict(
       {"distillation": {"temperature": 2.0, "alpha": 0.5, "cosine": 0.0}})
