@@ -70,6 +70,9 @@ def test_drop_a_layer_then_distil_toward_the_teachers_embeddings(tmp_path):
   assert 0.0 <= fid["top1"] <= 1.0 and 0.0 <= fid["top10"] <= 1.0
   assert out["selection"] == "cosine"
   assert out["num_params"]["total"] < out["teacher_num_params"]
+  report = (work / "shrink_report.md").read_text()
+  assert "| test cosine to teacher | top-10 agreement (%) |" in report
+  assert f"| {fid['mean_cosine']:.4f} |" in report
 
   # The student goes back out as a sentence-transformers directory and
   # reads in again with the same embeddings.

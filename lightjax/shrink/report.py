@@ -30,20 +30,46 @@ def _latency(deploy: dict[str, Any], key: str) -> str:
   return f"{lat['p50_ms']:.2f} / {lat['p90_ms']:.2f} (L={lat['seq_len']})"
 
 
+# An embedding student (a sentence encoder distilled on unlabeled text) has
+# no accuracy: its last two columns are its fidelity to the teacher on the
+# held-out sentences (`shrink.run.fidelity`), the teacher's being 1 and 100.
+FIDELITY_HEADER = HEADER[:-2] + ("test cosine to teacher",
+                                 "top-10 agreement (%)")
+
+
+def header(summary: dict[str, Any]) -> tuple[str, ...]:
+  return FIDELITY_HEADER if summary.get("fidelity") else HEADER
+
+
+def _fidelity_rows(summary: dict[str, Any], row) -> list[tuple[Any, ...]]:
+  fid = summary["fidelity"]
+  t, s = summary["teacher_deploy"], summary["deploy"]
+  steps = summary.get("num_train_steps")
+  name = (f"student, {steps} steps of distillation" if steps
+          else "student (no distillation)")
+  return [row("teacher", "—", t, 1.0, 100.0),
+          row(name, summary["method"], s, fid.get("mean_cosine"),
+              100 * fid["top10"] if "top10" in fid else None)]
+
+
 def rows(summary: dict[str, Any]) -> list[tuple[Any, ...]]:
   teacher_acc = summary.get("teacher_test_accuracy")
   pct = lambda a: None if a is None else 100 * a
   kept = lambda a: (None if a is None or not teacher_acc
                     else 100 * a / teacher_acc)
+  if summary.get("fidelity"):
+    pct = kept = lambda a: a
 
-  def row(name, method, deploy, acc, num_params=None):
+  def row(name, method, deploy, acc, last=None, num_params=None):
     return (name, method,
             num_params if num_params is not None else deploy.get("num_params"),
             None if deploy.get("forward_flops") is None
             else deploy["forward_flops"] / 1e6,
             None if deploy.get("bytes") is None else deploy["bytes"] / 1e6,
             _latency(deploy, "task"), _latency(deploy, "128"),
-            pct(acc), kept(acc))
+            pct(acc), kept(acc) if last is None else last)
+  if summary.get("fidelity"):
+    return _fidelity_rows(summary, row)
   t, s = summary["teacher_deploy"], summary["deploy"]
   method = summary["method"]
   out = [row("teacher", "—", t, teacher_acc)]
@@ -60,10 +86,11 @@ def rows(summary: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 
 def table(summary: dict[str, Any]) -> str:
-  fmt = (None, None, ",.0f", ".3g", ".3f", None, None, ".2f", ".1f")
+  fmt = (None, None, ",.0f", ".3g", ".3f", None, None,
+         ".4f" if summary.get("fidelity") else ".2f", ".1f")
   body = [tuple(v if f is None or v is None else format(v, f)
                 for v, f in zip(r, fmt)) for r in rows(summary)]
-  return tables.markdown(HEADER, body)
+  return tables.markdown(header(summary), body)
 
 
 def plot(summary: dict[str, Any], path: str) -> None:
@@ -91,8 +118,9 @@ def plot(summary: dict[str, Any], path: str) -> None:
     ax.set_xlabel(label)
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.3, y=0.15)
-  axes[0].set_ylabel("test accuracy (%)")
-  fig.suptitle(f"{summary['method']}: accuracy vs cost (up and left is better)")
+  axes[0].set_ylabel(header(summary)[7])
+  fig.suptitle(f"{summary['method']}: {header(summary)[7]} vs cost (up and"
+               " left is better)")
   fig.savefig(path, dpi=110)
 
 
