@@ -74,6 +74,15 @@ def test_drop_a_layer_then_distil_toward_the_teachers_embeddings(tmp_path):
   assert "| test cosine to teacher | top-10 agreement (%) |" in report
   assert f"| {fid['mean_cosine']:.4f} |" in report
 
+  # The teacher's embeddings are cached: a second student of this teacher
+  # (here scored as cut, no distillation) reuses them.
+  cache = tmp_path / "data" / "teacher_targets"
+  [stored] = list(cache.iterdir())
+  c.num_train_steps = 0
+  cut = run.shrink_and_evaluate(c, str(tmp_path / "cut"))
+  assert [p.name for p in cache.iterdir()] == [stored.name]
+  assert cut["fidelity"]["mean_cosine"] == pytest.approx(before, abs=1e-4)
+
   # The student goes back out as a sentence-transformers directory and
   # reads in again with the same embeddings.
   student, source = init_from.load_model(str(work))

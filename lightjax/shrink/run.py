@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any, Iterable
@@ -43,6 +44,7 @@ import numpy as np
 from lightjax import (checkpointing, config_lib, data, evaluate, files,
                       init_from, trainer, writers)
 from lightjax import summary as summary_lib
+from lightjax.data import cache as data_cache
 from lightjax.metrics import embedding as embedding_metrics
 from lightjax.metrics import latency
 from lightjax.metrics.params import count_params
@@ -101,18 +103,44 @@ def _resolve(config, explicit: Iterable[str]):
   return source, task
 
 
-def label_with_teacher(teacher, task, batch_size: int):
+def _fingerprint(arrays: Iterable[np.ndarray]) -> str:
+  """sha256 of arrays' shapes, dtypes and bytes (what a cache key needs of
+  a teacher's weights and a task's token ids)."""
+  h = hashlib.sha256()
+  for a in arrays:
+    a = np.ascontiguousarray(a)
+    h.update(f"{a.shape}{a.dtype}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def label_with_teacher(teacher, task, batch_size: int, data_dir: str):
   """An embedding task (`TaskData.kind == "embedding"`, unlabeled
   sentences) with the frozen teacher's embedding of every sentence as its
-  targets: computed once here, then the student is trained toward them and
+  targets: computed once, then the student is trained toward them and
   scored against them (`objectives.embedding`, Reimers & Gurevych 2020).
-  Other tasks are returned unchanged."""
+  Cached under `data_dir`, keyed by the teacher's weights and the task's
+  token ids, so every student of one teacher reuses them. Other tasks are
+  returned unchanged."""
   if task.kind != "embedding":
     return task
-  writers.say("Embedding every sentence with the teacher (the targets).")
-  splits = {name: {**split, "targets": evaluate.predict(
-      teacher, task, name, batch_size=batch_size)}
-            for name, split in task.splits.items()}
+  names = sorted(task.splits)
+  params = params_of(teacher)
+  key = {"teacher": _fingerprint(params[p] for p in sorted(params)),
+         "architecture": str(sorted((p, v.shape) for p, v in params.items())),
+         "inputs": _fingerprint(task.splits[n][k] for n in names
+                                for k in sorted(task.splits[n])
+                                if k != "targets")}
+  path = data_cache.npz_path(data_dir, "teacher_targets", task.name, key, 16)
+  writers.say("The teacher's embedding of every sentence (the targets):"
+              f" {path}")
+  targets = data_cache.cached(
+      path, lambda: {n: {"targets": evaluate.predict(
+          teacher, task, n, batch_size=batch_size)} for n in names},
+      splits=names, fields=("targets",), what="teacher embeddings",
+      made=lambda _: "Embedded every sentence with the teacher")
+  splits = {n: {**task.splits[n], "targets": targets[n]["targets"]}
+            for n in names}
   return dataclasses.replace(task, splits=splits)
 
 
@@ -256,7 +284,8 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # Read once: scored and shrunk (never modified), the distillation
     # targets, and measured beside the student.
     teacher, _ = init_from.load_model(config.init_from, seed=config.seed)
-    task = label_with_teacher(teacher, task, config.eval_batch_size)
+    task = label_with_teacher(teacher, task, config.eval_batch_size,
+                              config.data_dir or data.default_data_dir())
     if os.path.exists(record_path) and os.path.exists(
         os.path.join(workdir, STUDENT, init_from.MODEL_JSON)):
       with open(record_path) as f:
