@@ -184,6 +184,11 @@ def recipe(here: str, arg: str | None, method: str, **options
       c.optim.learning_rate = 5e-4
       c.optim.warmup_steps = 50
       c.eval_every = c.checkpoint_every = 100
+  if "sentences" in parts and options.get("importance") == "gradient":
+    # The loss of an embedding student is its distance to the teacher's
+    # embeddings: zero at the teacher, and so is its gradient. Activation
+    # importance (Minitron) needs no loss.
+    options["importance"] = "activation"
   name = os.path.splitext(os.path.basename(here))[0]
   c.config_name = f"shrink/{name}" + (f":{arg}" if arg else "")
   c.shrink = ml_collections.ConfigDict({"method": method, method: options})

@@ -345,6 +345,11 @@ def _prune(teacher, ctx: Context, method: str) -> Shrunk:
   num_examples = check_int(method, "num_examples",
                            opts.get("num_examples", 512), 1)
   kind = importance.check_kind(method, opts.get("importance", "gradient"))
+  if kind == "gradient" and ctx.task.kind == "embedding":
+    raise ValueError(
+        f"{method}.importance=gradient scores by the loss's gradient, and an"
+        " embedding student's loss (its distance to the teacher's"
+        " embeddings) is zero at the teacher; use importance=activation")
   split = opts.get("split", "train")
   floor = int(opts.get(target.floor_key, 0))
   kept = [list(range(s)) for s in sizes]
