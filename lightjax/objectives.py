@@ -102,6 +102,23 @@ def regression(logits_Bx1, targets_B, weights_B) -> Sums:
   return {"loss_sum": (err_B * weights_B).sum(), "count": weights_B.sum()}
 
 
+def hidden_cosine_loss(hidden_BxLxE, teacher_hidden_BxLxE, mask_BxL,
+                       option: str, hint: str) -> jax.Array:
+  """[B]: the mean over an example's real positions of 1 - cos(h_student,
+  h_teacher) of the last hidden states (DistilBERT's cosine embedding loss,
+  Sanh et al. 2019 sec. 2). `option` and `hint` name what asked for it when
+  the two shapes differ."""
+  if hidden_BxLxE.shape != teacher_hidden_BxLxE.shape:
+    raise ValueError(
+        f"{option} compares hidden states of the same shape; student"
+        f" {hidden_BxLxE.shape}, teacher {teacher_hidden_BxLxE.shape} ({hint})")
+  cos_BxL = optax.cosine_similarity(hidden_BxLxE.astype(jnp.float32),
+                                    teacher_hidden_BxLxE.astype(jnp.float32),
+                                    epsilon=1e-8)
+  w_BxL = mask_BxL.astype(jnp.float32)
+  return ((1.0 - cos_BxL) * w_BxL).sum(-1) / jnp.maximum(w_BxL.sum(-1), 1.0)
+
+
 @Objective.declare(needs_teacher=True, needs_hidden=True,
                    options=("temperature", "alpha", "cosine"))
 def distillation(logits_BxC, targets_B, weights_B, *, teacher_logits_BxC,
@@ -135,19 +152,10 @@ def distillation(logits_BxC, targets_B, weights_B, *, teacher_logits_BxC,
       raise ValueError("objective_options.distillation.cosine needs the"
                        " hidden states of student and teacher: both must be"
                        " encoder_classifier models")
-    if hidden_BxLxE.shape != teacher_hidden_BxLxE.shape:
-      raise ValueError(
-          f"objective_options.distillation.cosine compares hidden states of"
-          f" the same shape; student {hidden_BxLxE.shape}, teacher"
-          f" {teacher_hidden_BxLxE.shape} (the student must keep the"
-          " teacher's embed_dim and pooling)")
-    cos_BxL = optax.cosine_similarity(hidden_BxLxE.astype(jnp.float32),
-                                      teacher_hidden_BxLxE.astype(jnp.float32),
-                                      epsilon=1e-8)
-    w_BxL = mask_BxL.astype(jnp.float32)
-    cos_loss_B = ((1.0 - cos_BxL) * w_BxL).sum(-1) / jnp.maximum(
-        w_BxL.sum(-1), 1.0)
-    loss_B = loss_B + cosine * cos_loss_B
+    loss_B = loss_B + cosine * hidden_cosine_loss(
+        hidden_BxLxE, teacher_hidden_BxLxE, mask_BxL,
+        "objective_options.distillation.cosine", "the student must keep the"
+        " teacher's embed_dim and pooling")
   return {**hard, "loss_sum": (loss_B * weights_B).sum()}
 
 
@@ -191,17 +199,10 @@ def embedding_distillation(logits_BxD, targets_BxD, weights_B, *,
   if hidden_BxLxE is None or teacher_hidden_BxLxE is None:
     raise ValueError("objective_options.embedding_distillation.hidden needs"
                      " the hidden states of student and teacher")
-  if hidden_BxLxE.shape != teacher_hidden_BxLxE.shape:
-    raise ValueError(
-        f"objective_options.embedding_distillation.hidden compares hidden"
-        f" states of the same shape; student {hidden_BxLxE.shape}, teacher"
-        f" {teacher_hidden_BxLxE.shape} (set it to 0 for a narrower student)")
-  cos_BxL = optax.cosine_similarity(hidden_BxLxE.astype(jnp.float32),
-                                    teacher_hidden_BxLxE.astype(jnp.float32),
-                                    epsilon=1e-8)
-  w_BxL = mask_BxL.astype(jnp.float32)
-  cos_loss_B = ((1.0 - cos_BxL) * w_BxL).sum(-1) / jnp.maximum(
-      w_BxL.sum(-1), 1.0)
+  cos_loss_B = hidden_cosine_loss(
+      hidden_BxLxE, teacher_hidden_BxLxE, mask_BxL,
+      "objective_options.embedding_distillation.hidden",
+      "set it to 0 for a narrower student")
   return {**sums, "loss_sum": sums["loss_sum"]
           + hidden * (cos_loss_B * weights_B).sum()}
 
