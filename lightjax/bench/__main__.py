@@ -5,7 +5,8 @@ overridden with `--config.path.to.field=value` (e.g.
 `--config.variants=softmax,linear --config.lengths=1024,4096`; a variant with
 option overrides is its own row: `softmax:implementation=einsum`); unknown fields
 stop the run before anything is built. Writes bench.jsonl, bench.csv,
-bench.md and three PNGs into --out (see configs/bench.py for presets).
+bench.md and three PNGs into --out (the `minilm` peer benchmark: no PNGs;
+see configs/bench.py for presets).
 Exit codes: 0 done (failed points are recorded, not fatal), 2 bad config.
 """
 
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> None:
   cli.start(argv)
   config = _CONFIG.value
   try:
-    plan.check(config)
+    bench.check(config)
   except ValueError as e:
     print(f"lightjax.bench: invalid config: {e}", file=sys.stderr)
     sys.exit(2)
@@ -40,17 +41,23 @@ def main(argv: list[str]) -> None:
     bench.run(config, _OUT.value, command=command)
 
 
+# Tuple fields given as comma-separated entries on the command line.
+_LIST_FLAGS = ("--config.variants", "--config.decode.variants",
+               "--config.edge.models", "--config.minilm.students")
+
+
 def _variant_lists(argv: list[str]) -> list[str]:
   """`--config.variants=a,b:k=v` as the tuple literal ml_collections parses.
 
   ml_collections reads a tuple override as a Python literal; plain names
   fall back to one string (split later by `plan.listed`), but an entry with
-  options (`softmax:implementation=einsum`) is a syntax error to it.
+  options (`softmax:implementation=einsum`) is a syntax error to it, and so
+  is a list of paths (`--config.minilm.students=runs/a,runs/b`).
   """
   out = []
   for a in argv:
     flag, eq, value = a.partition("=")
-    if (eq and flag in ("--config.variants", "--config.decode.variants")
+    if (eq and flag in _LIST_FLAGS
         and not value.lstrip().startswith(("(", "["))):
       a = f"{flag}={tuple(plan.listed(value))!r}"
     out.append(a)

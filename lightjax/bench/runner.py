@@ -22,7 +22,7 @@ import ml_collections
 
 from lightjax import files, writers
 from lightjax.attention.softmax import resolve_implementation
-from lightjax.bench import measure, plan, plots, records, render
+from lightjax.bench import measure, minilm, plan, plots, records, render
 
 OUTPUTS = ("bench.jsonl", "bench.csv", "bench.md", "steps_per_s_vs_length.png",
            "memory_vs_length.png", "decode_tokens_per_s.png")
@@ -58,9 +58,21 @@ def _planned(config, job: measure.Job) -> dict[str, int]:
   return {"warmup": int(c.warmup), "repeats": int(c.repeats)}
 
 
+def check(config: ml_collections.ConfigDict) -> None:
+  """Fails fast (ValueError, one line) before anything compiles: the
+  `minilm` benchmark's own checks, or every planned point's."""
+  if minilm.asked(config):
+    minilm.check(config)
+  else:
+    plan.check(config)
+
+
 def run(config: ml_collections.ConfigDict, out_dir: str,
         command: str | None = None) -> list[dict[str, Any]]:
-  """Runs every planned measurement; returns the records (meta first)."""
+  """Runs every planned measurement; returns the records (meta first).
+  The `minilm` benchmark is a run of its own (`lightjax.bench.minilm`)."""
+  if minilm.asked(config):
+    return minilm.run(config, out_dir, command)
   files.check_output_dir(out_dir)
   jobs = plan.jobs(config)
   os.makedirs(out_dir, exist_ok=True)
