@@ -20,12 +20,14 @@ from typing import Any, Callable
 
 import jax
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from lightjax import checkpointing, config_lib, data, evaluate, init_from
-from lightjax import models, objectives, optim, resume, sharding, steps, writers
+from lightjax import (checkpointing, config_lib, data, errors, evaluate,
+                      init_from, models, objectives, optim, resume, sharding,
+                      steps, writers)
 from lightjax import summary as summary_lib
 from lightjax.data import pipeline
 from lightjax.metrics import cost
@@ -153,6 +155,22 @@ def _restore(s: _Setup, workdir: str) -> None:
       s.state["model"])))  # arrays read too: an unreadable best/ is set aside
 
 
+def _check_model_runs_task(config, task) -> None:
+  """The configured model's output fits the task (a model declares its
+  `task_kinds`), and an embedding task has its targets: a teacher's
+  embeddings, which only a shrink run writes. Before anything is written."""
+  kinds = getattr(models.get(config.model.name), "task_kinds", None)
+  if kinds is not None and task.kind not in kinds:
+    raise errors.ConfigError(
+        f"model {config.model.name!r} cannot run task {task.name}"
+        f" ({task.kind}): it runs {', '.join(kinds)} tasks")
+  if task.kind == "embedding" and np.ndim(task.splits["train"]["targets"]) < 2:
+    raise errors.ConfigError(
+        f"task {task.name} has no targets of its own: a sentence encoder"
+        " learns a teacher's embeddings; run it through lightjax.shrink with"
+        " init_from=<the teacher> (docs/real-model.md)")
+
+
 def _setup(config: ml_collections.ConfigDict, workdir: str,
            stack: contextlib.ExitStack, source: init_from.Source | None = None,
            task: data.TaskData | None = None, teacher=None) -> _Setup:
@@ -168,6 +186,7 @@ def _setup(config: ml_collections.ConfigDict, workdir: str,
   devices, mesh, rules, task = _mesh_and_data(config, task)
   if source is not None:  # the checkpoint runs the task: before any output
     init_from.check_task(source, task)
+  _check_model_runs_task(config, task)
   batcher = pipeline.TrainBatcher(task.splits["train"], config.batch_size,
                                   config.seed)
   checkpointing.open_workdir(workdir, stack)  # created and locked

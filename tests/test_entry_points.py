@@ -295,7 +295,23 @@ TRAIN_CASES = {  # name: (make the input -> train's args, what the line says)
         _init_from_another_task,
         "holds a model encoder_classifier (trained on task listops), which"
         " cannot run task lm (lm)"),
+    "model_for_another_task": (
+        lambda p: ["--config", "configs/listops.py:tiny",
+                   "--config.model.name=decoder_lm"],
+        "model 'decoder_lm' cannot run task listops (classification)"),
+    "sentences_without_a_teacher": (
+        lambda p: ["--config", "configs/sentences.py:tiny",
+                   f"--config.task.source={_lines(p)}",
+                   f"--config.task.tokenizer={BERT}"],
+        "task sentences has no targets of its own"),
 }
+
+
+def _lines(p) -> str:
+  path = p / "sentences.txt"
+  path.write_text("".join(f"A short sentence number {i} of the file.\n"
+                          for i in range(60)))
+  return str(path)
 
 
 @pytest.mark.parametrize("case", list(TRAIN_CASES))
