@@ -121,8 +121,8 @@ def _hf_source(spec: str) -> Source:
       vocab_size=config.hf.vocab_size, num_classes=config.hf.num_labels,
       max_len=config.hf.max_len, pad_id=config.hf.pad_token_id,
       tokenizer=directory,
-      read_weights=lambda: dict(hf.convert_weights(
-          hf_config, hf.read_tensors(directory), head=head)))
+      read_weights=lambda: dict(hf.read_weights(directory, hf_config,
+                                                config)))
 
 
 def read_model_json(workdir: str) -> dict[str, Any]:

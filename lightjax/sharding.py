@@ -58,6 +58,8 @@ LOGICAL_AXES = {
             " embedding, Linformer's projected length",
     "norm": "LayerNorm scales and biases",
     "classes": "a classifier's outputs",
+    "projection": "a sentence encoder's projected embedding (the output of"
+                  " sentence-transformers' Dense; never the residual width)",
 }
 # Data and fsdp split the batch; fsdp splits parameters (and their Adam
 # moments) along their embed dimension, as ZeRO-3 / FSDP does; seq splits

@@ -158,17 +158,26 @@ def write_shards(src: str, dst, names: tuple[str, str]) -> dict[str, str]:
 
 
 def write_st_dir(d, pooling=None, modules=("Transformer", "Pooling", "Normalize"),
-                 max_seq_length=12) -> str:
+                 max_seq_length=12, dense=None) -> str:
   """bert_tiny as a sentence-transformers directory: modules.json,
-  1_Pooling/config.json (`pooling`, default mean), sentence_bert_config.json."""
+  1_Pooling/config.json (`pooling`, default mean), sentence_bert_config.json
+  and, with "Dense" in `modules`, 2_Dense/ from `dense` = (its config.json
+  dict, {tensor name: array} for its model.safetensors). Other module
+  types get a folder name and no files."""
+  from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
   d = pathlib.Path(d)
   shutil.copytree(os.path.join(REPO, "tests", "fixtures", "bert_tiny"), d)
-  paths = {"Transformer": "", "Pooling": "1_Pooling", "Normalize": "2_Normalize",
-           "Dense": "2_Dense"}
+  paths = {"Transformer": "", "Pooling": "1_Pooling", "Dense": "2_Dense"}
+  paths = {m: paths.get(m, f"{i}_{m}") for i, m in enumerate(modules)}
   (d / "modules.json").write_text(json.dumps([
       {"idx": i, "name": str(i), "path": paths[m],
        "type": f"sentence_transformers.models.{m}"}
       for i, m in enumerate(modules)]))
+  if "Dense" in modules and dense is not None:
+    (d / "2_Dense").mkdir()
+    (d / "2_Dense" / "config.json").write_text(json.dumps(dense[0]))
+    if dense[1] is not None:
+      save_file(dense[1], str(d / "2_Dense" / "model.safetensors"))
   (d / "1_Pooling").mkdir()
   (d / "1_Pooling" / "config.json").write_text(json.dumps(
       pooling or {"word_embedding_dimension": 32,

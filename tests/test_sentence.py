@@ -14,6 +14,7 @@ directly and load a shrunk model saved back in `SentenceTransformer`:
 """
 
 import dataclasses
+import json
 import os
 import subprocess
 import types
@@ -25,11 +26,12 @@ import pytest
 from flax import nnx
 
 from lightjax import (attention, config_lib, errors, hf, init_from, models,
-                      steps)
+                      sharding, steps)
 from lightjax.hf import sentence_transformers as st_files
 from lightjax.models import weights as weights_lib
 from lightjax.shrink import heads as shrink_heads
 from lightjax.shrink import layers as shrink_layers
+from lightjax.shrink import width as shrink_width
 from tests.helpers import write_st_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,6 +104,24 @@ def test_normalize_divides_by_the_norm_and_keeps_parameters():
           == sorted(map(str, weights_lib.params(unit))))
 
 
+def test_projection_maps_the_pooled_vector_before_normalising():
+  """sentence-transformers' order, Pooling -> Dense (identity activation)
+  -> Normalize, in numpy; the kernel [E, D] reads the residual width
+  ("embed": width pruning cuts its rows) and writes "projection"."""
+  model = _build(_cfg(normalize=True, projection_dim=5))
+  model.projection.bias.set_value(jnp.arange(5.0) / 10)
+  got, hidden, mask = model.with_hidden(_padded_tokens())
+  want = (_reference_pool("mean", hidden, mask)
+          @ np.asarray(model.projection.kernel[...]) + np.arange(5.0) / 10)
+  want /= np.linalg.norm(want, axis=-1, keepdims=True)
+  assert got.shape == (4, 5) and got.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-6)
+  assert sharding.logical_names(model.projection.kernel) == ("embed",
+                                                             "projection")
+  assert sharding.logical_names(model.projection.bias) == ("projection",)
+  assert _build(_cfg()).projection is None
+
+
 def test_parameters_are_the_classifiers_backbone_and_nothing_else():
   """No pooler, no head: the embedding model's parameters are exactly the
   encoder_classifier's backbone (same paths, so every weight map applies)."""
@@ -133,8 +153,15 @@ def test_hidden_states_reach_the_distillation_step_and_bf16_gives_float32():
   assert dropped.shape == (4, 16)
 
 
-def test_config_pool_and_normalize_fields():
+def test_config_pool_normalize_and_projection_fields():
   assert not models.ModelConfig.from_dict({"pool": "max"}).normalize
+  assert models.ModelConfig().projection_dim == 0
+  with pytest.raises(ValueError, match=r"projection_dim must be an integer"
+                     r" >= 0 \(0 = no projection\), got -1"):
+    models.ModelConfig(name="sentence_encoder", projection_dim=-1)
+  with pytest.raises(ValueError, match=r"projection_dim projects a sentence"
+                     r" embedding; model 'encoder_classifier' has none"):
+    models.ModelConfig(projection_dim=8)
   with pytest.raises(ValueError, match=r"unknown pool 'sum'; valid: cls,"
                      r" first, max, mean"):
     models.ModelConfig(pool="sum")
@@ -144,8 +171,8 @@ def test_config_pool_and_normalize_fields():
 # --- sentence-transformers directories (the tiny BERT fixture) ------------------------
 
 
-def _st_dir(tmp_path, **kwargs):
-  return write_st_dir(tmp_path / "st", **kwargs)
+def _st_dir(tmp_path, *args, **kwargs):
+  return write_st_dir(tmp_path / "st", *args, **kwargs)
 
 
 def _bert_expected():
@@ -207,11 +234,14 @@ def test_normalize_override_and_the_classifier_of_the_same_directory(tmp_path):
     ({"pooling_mode": "lasttoken"}, ("Transformer", "Pooling"),
      r"sets lasttoken; lightjax pools with exactly one of: pooling_mode"
      r" 'mean'"),
-    (None, ("Transformer", "Pooling", "Dense"), r"module"
-     r" 'sentence_transformers.models.Dense' is not supported; lightjax runs"
-     r" Transformer -> Pooling -> Normalize"),
+    (None, ("Transformer", "Pooling", "LayerNorm"), r"module"
+     r" 'sentence_transformers.models.LayerNorm' is not supported; lightjax"
+     r" runs Transformer -> Pooling -> Dense -> Normalize \(Dense and"
+     r" Normalize optional\)"),
     (None, ("Pooling", "Transformer"), r"modules Pooling -> Transformer are"
      r" not supported"),
+    (None, ("Transformer", "Pooling", "Normalize", "Dense"), r"modules"
+     r" Transformer -> Pooling -> Normalize -> Dense are not supported"),
 ])
 def test_unsupported_pipelines_are_one_line(tmp_path, pooling, modules,
                                             message):
@@ -245,14 +275,97 @@ def test_save_back_and_reimport_give_identical_embeddings(tmp_path):
                                 np.asarray(model.embed(tokens, segs)))
 
 
+def _dense(out=5, bias=True, seed=0, **config):
+  """A Dense module 32 -> `out` for the fixture: (config.json, tensors)."""
+  rng = np.random.default_rng(seed)
+  tensors = {"linear.weight": rng.normal(size=(out, 32)).astype(np.float32),
+             "linear.bias": rng.normal(size=out).astype(np.float32)}
+  tensors = tensors if bias else {"linear.weight": tensors["linear.weight"]}
+  cfg = {"in_features": 32, "out_features": out, "bias": bias,
+         "activation_function": st_files.IDENTITY[0], **config}
+  return {k: v for k, v in cfg.items() if v is not None}, tensors
+
+
+DENSE_PIPELINE = ("Transformer", "Pooling", "Dense", "Normalize")
+
+
+def test_dense_module_imports_saves_back_and_reimports(tmp_path):
+  """A Dense module (identity activation) is the projection: its
+  linear.weight [out, in] becomes the kernel [in, out]; the embedding is
+  normalise(pool(hidden) @ W^T + b). Saved back: 2_Dense before
+  3_Normalize, read again to the same embeddings."""
+  dense = _dense()
+  src = _st_dir(tmp_path, modules=DENSE_PIPELINE, dense=dense)
+  model, config = hf.from_pretrained(src)
+  assert config.model.projection_dim == 5 and config.model.normalize
+  tokens, segs, hidden = _bert_expected()
+  want = (_reference_pool("mean", hidden, np.asarray(tokens) != 0)
+          @ dense[1]["linear.weight"].T + dense[1]["linear.bias"])
+  want /= np.linalg.norm(want, axis=-1, keepdims=True)
+  got = np.asarray(model.embed(tokens, segs))
+  assert got.shape == (3, 5) and float(np.abs(got - want).max()) < TOL
+  out = tmp_path / "out"
+  hf.save_pretrained(model, config.model, str(out), tokenizer=src)
+  modules = json.loads((out / "modules.json").read_text())
+  assert [(m["path"], m["type"]) for m in modules] == [
+      (path, "sentence_transformers.models." + kind) for path, kind in zip(
+          ("", "1_Pooling", "2_Dense", "3_Normalize"), DENSE_PIPELINE)]
+  assert json.loads((out / "2_Dense" / "config.json").read_text()) == {
+      "in_features": 32, "out_features": 5, "bias": True,
+      "activation_function": "torch.nn.modules.linear.Identity"}
+  assert "linear.weight" not in hf.read_tensors(str(out))  # its own file
+  back, again = hf.from_pretrained(str(out))
+  assert again.model.to_dict() == config.model.to_dict()
+  np.testing.assert_array_equal(np.asarray(back.embed(tokens, segs)), got)
+  # bias=False: no linear.bias tensor, a zero bias (the same function).
+  plain = _dense(bias=False)
+  read = st_files.read_dense(st_files.read(_st_dir(
+      tmp_path / "nobias", modules=DENSE_PIPELINE, dense=plain)).dense_dir)
+  np.testing.assert_array_equal(read["kernel"], plain[1]["linear.weight"].T)
+  assert not read["bias"].any() and read["bias"].shape == (5,)
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"activation_function": "torch.nn.modules.activation.Tanh"},
+     r"2_Dense/config.json: activation_function"
+     r" 'torch.nn.modules.activation.Tanh' is not supported; lightjax's"
+     r" projection is linear: activation_function"
+     r" 'torch.nn.modules.linear.Identity'"),
+    ({"activation_function": None}, r"activation_function unset"
+     r" \(sentence-transformers then applies torch.nn.Tanh\) is not"
+     r" supported"),
+    ({"use_residual": True}, r"use_residual is not supported"),
+    ({"out_features": 6}, r"linear.weight is \(5, 32\); config.json's"
+     r" in_features 32 and out_features 6 make it \(6, 32\)"),
+    ({"pickle": True}, r"2_Dense has only pytorch_model.bin \(a pickle, which"
+     r" lightjax never loads\)"),
+])
+def test_dense_modules_lightjax_cannot_run_are_one_line(tmp_path, config,
+                                                        message):
+  pickle = config.pop("pickle", False)
+  cfg, tensors = _dense(**config)
+  d = _st_dir(tmp_path, modules=DENSE_PIPELINE,
+              dense=(cfg, None if pickle else tensors))
+  if pickle:
+    (tmp_path / "st" / "2_Dense" / "pytorch_model.bin").write_bytes(b"x")
+  with pytest.raises(hf.CheckpointError, match=message) as e:
+    hf.from_pretrained(d)
+  assert "\n" not in str(e.value)
+
+
+def _surgery_ctx(teacher_cfg, *, vocab, max_len):
+  """What the shrink toolkit's surgery needs outside a shrink run: a
+  teacher config and a builder."""
+  return types.SimpleNamespace(
+      teacher_cfg=teacher_cfg, build=lambda c, seed=None: models.build_model(
+          c, vocab_size=vocab, num_classes=0, max_len=max_len,
+          rngs=nnx.Rngs(0)))
+
+
 def _shrink(model, cfg, kept_layers, kept_heads, kept_units, *, vocab, max_len):
-  """The shrink toolkit's own surgery (drop layers, then heads, then MLP
-  units), outside a shrink run: a teacher config and a builder suffice."""
-  def ctx(teacher_cfg):
-    return types.SimpleNamespace(
-        teacher_cfg=teacher_cfg, build=lambda c, seed=None: models.build_model(
-            c, vocab_size=vocab, num_classes=0, max_len=max_len,
-            rngs=nnx.Rngs(0)))
+  """Drop layers, then heads, then MLP units (the shrink toolkit's own
+  surgery, outside a shrink run)."""
+  ctx = lambda c: _surgery_ctx(c, vocab=vocab, max_len=max_len)
   out = shrink_layers.keep_layers(model, ctx(cfg), kept_layers)
   out = shrink_heads.keep_heads(out.model, ctx(out.model_cfg), kept_heads)
   return shrink_heads.keep_units(out.model, ctx(out.model_cfg), kept_units)
@@ -454,3 +567,33 @@ def test_live_shrunk_minilm_saved_back_loads_in_sentence_transformers(
   assert float(np.abs(auto - ours).max()) <= TOL
   # It is a different model from the teacher (not a copy that passed).
   assert float(np.abs(ours - _embed_all(teacher, ids)).max()) > 1e-2
+
+
+def test_live_projection_saved_back_loads_in_sentence_transformers(tmp_path):
+  """A width-pruned tiny encoder (24 of 32 channels) carries its projection
+  24 -> 32 (perturbed from the selection matrix, so a transposed or
+  misplaced weight would show): saved as Transformer -> Pooling -> Dense
+  -> Normalize, `SentenceTransformer(dir)` gives lightjax's embeddings."""
+  _, _, sentence_transformers = _peers()
+  src = _st_dir(tmp_path)
+  teacher, config = hf.from_pretrained(src)
+  ctx = lambda c: _surgery_ctx(c, vocab=99, max_len=64)
+  small = shrink_width.keep_channels(teacher, ctx(config.model),
+                                     [i for i in range(32) if i % 4])
+  small = shrink_heads.keep_heads(  # 3 heads of 8: a 24-wide BERT
+      small.model, ctx(small.model_cfg), [[0, 1, 2], [1, 2, 3]])
+  kernel = small.model.projection.kernel
+  noise = np.random.default_rng(0).normal(size=kernel.shape) * 0.1
+  kernel.set_value(kernel[...] + jnp.asarray(noise, jnp.float32))
+  small.model.projection.bias.set_value(jnp.linspace(-0.1, 0.1, 32))
+  out = str(tmp_path / "projected")
+  hf.save_pretrained(small.model, small.model_cfg, out, tokenizer=src)
+  sentences = ["the model reads every token", "a student learns",
+               "sentences are placed where the teacher placed them"]
+  ids, _ = st_files.tokenize(out, sentences)
+  ours = np.asarray(small.model.embed(jnp.asarray(ids)))
+  st_model = sentence_transformers.SentenceTransformer(out, device="cpu")
+  assert [type(m).__name__ for m in st_model] == list(DENSE_PIPELINE)
+  theirs = st_model.encode(sentences)
+  assert theirs.shape == (3, 32) and float(np.abs(theirs - ours).max()) <= TOL
+

@@ -104,7 +104,8 @@ def test_every_parameter_of_every_variant_names_its_axes():
              ("softmax", "encoder_classifier",
               {"embed_factor_dim": 8, "type_vocab_size": 2, "pooler": True,
                "low_rank_ranks": ({"query": 4, "fc1": 8}, {"out": 4})}),
-             ("softmax", "dual_encoder_classifier", {"pooler": True})]
+             ("softmax", "dual_encoder_classifier", {"pooler": True}),
+             ("softmax", "sentence_encoder", {"projection_dim": 8})]
   checked = 0
   for name, kind, extra in builds:
     cfg = c.model.copy_and_resolve_references()

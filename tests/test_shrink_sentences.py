@@ -94,3 +94,26 @@ def test_drop_a_layer_then_distil_toward_the_teachers_embeddings(tmp_path):
   tokens = np.array([[2, 5, 7, 9, 3, 0, 0, 0]], np.int32)
   np.testing.assert_allclose(np.asarray(again(tokens)),
                              np.asarray(student(tokens)), atol=1e-6)
+
+
+def test_prune_width_student_embeds_in_the_teachers_space_and_learns(tmp_path):
+  """Width pruning a sentence encoder (32 -> 24 channels): the student
+  carries the selection matrix as a projection 24 -> 32 (a Dense module),
+  so it is compared with, and distilled toward, the teacher's 32-dim
+  embeddings; training raises its cosine to them."""
+  c = _config(tmp_path, "prune_width.py:sentences,tiny", num_train_steps=16)
+  c.shrink.prune_width.num_examples = 64
+  c.optim.learning_rate = 3e-3
+  work = tmp_path / "work"
+  out = run.shrink_and_evaluate(c, str(work))
+  details = out["shrink_details"]
+  assert (details["teacher_embed_dim"], details["embed_dim"]) == (32, 24)
+  assert details["projection_added"]
+  record = json.loads((work / "shrink.json").read_text())
+  before = record["student_eval_before"]["test"]["metrics"]["cosine"]
+  after = out["test_metrics"]["cosine"]
+  assert 0.0 < before < 0.999 and after > before, (before, after)
+  student, source = init_from.load_model(str(work))
+  assert (source.model["embed_dim"], source.model["projection_dim"]) == (24, 32)
+  tokens = np.array([[2, 5, 7, 9, 3, 0, 0, 0]], np.int32)
+  assert student(tokens).shape == (1, 32)

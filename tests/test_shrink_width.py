@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lightjax import attention, data, export, init_from, models, shrink
+from lightjax import attention, data, export, hf, init_from, models, shrink
 from lightjax.metrics.params import count_params
+from lightjax.models import weights as weights_lib
 from lightjax.shrink import heads, importance, layers, run, width
-from tests.helpers import load_config, set_fields
+from tests.helpers import REPO, load_config, set_fields, write_st_dir
 
 V, C, L = 20, 3, 16  # vocabulary, classes, max_len of the in-process models
 PRE_LN = {"embed_dim": 16, "num_heads": 2, "head_dim": 4, "mlp_dim": 24,
@@ -265,6 +266,71 @@ def test_every_attention_variant_runs_after_width_pruning():
               if "kernel" in k[4:5]}
     assert kernel == {k: v.shape for k, v in shrink.params_of(
         out.model).items() if "kernel" in k[4:5]}, name
+
+
+# --- a sentence encoder: projected back into the teacher's space --------------------
+
+
+def _surgery_ctx(model_cfg, config):
+  """A teacher config and a builder: all `keep_*` need outside a run."""
+  return types.SimpleNamespace(
+      teacher_cfg=model_cfg, build=lambda c, seed=None: models.build_model(
+          c, vocab_size=config.hf.vocab_size, num_classes=0,
+          max_len=config.hf.max_len, rngs=nnx.Rngs(0)))
+
+
+def _projection(model):
+  return {name: np.asarray(getattr(model.projection, name)[...])
+          for name in ("kernel", "bias")}
+
+
+def test_width_pruned_sentence_encoder_embeds_in_the_teachers_space(tmp_path):
+  """The tiny BERT as a sentence encoder (32 wide, no normalisation), 24
+  channels kept: the student gets the selection matrix as a projection
+  24 -> 32, so its output is its own pooled vector on the kept channels
+  and exactly 0 on the removed ones. Keeping all 32 in another order gives
+  the teacher's embeddings. Pruned again, the projection loses rows (no
+  second one); head pruning leaves it; it saves back and reads in again."""
+  d = write_st_dir(tmp_path / "st")
+  teacher, config = hf.from_pretrained(d, normalize=False)
+  ctx = _surgery_ctx(config.model, config)
+  tokens = jnp.asarray(np.load(f"{REPO}/tests/fixtures/bert_tiny/"
+                               "expected.npz")["tokens"])
+  kept = [i for i in range(32) if i % 4]
+  out = width.keep_channels(teacher, ctx, kept)
+  assert (out.model_cfg.embed_dim, out.model_cfg.projection_dim) == (24, 32)
+  assert out.details["projection_added"]
+  emb, hidden, mask = out.model.with_hidden(tokens)
+  emb = np.asarray(emb)
+  assert emb.shape == (3, 32)
+  assert not emb[:, [i for i in range(32) if i % 4 == 0]].any()
+  np.testing.assert_array_equal(
+      emb[:, kept], np.asarray(out.model.pool_sequence(hidden, mask)))
+  perm = np.random.default_rng(0).permutation(32).tolist()
+  same = width.keep_channels(teacher, ctx, perm).model
+  np.testing.assert_allclose(np.asarray(same.embed(tokens)),
+                             np.asarray(teacher.embed(tokens)), atol=1e-5)
+
+  again = width.keep_channels(out.model, _surgery_ctx(out.model_cfg, config),
+                              list(range(0, 24, 2)))
+  assert again.model_cfg.projection_dim == 32
+  assert not again.details["projection_added"]
+  np.testing.assert_array_equal(_projection(again.model)["kernel"],
+                                _projection(out.model)["kernel"][0:24:2])
+  # 3 heads of 8 per layer fit a 24-wide BERT; the projection is untouched.
+  fewer = heads.keep_heads(out.model, _surgery_ctx(out.model_cfg, config),
+                           [[0, 1, 3], [0, 2, 3]])
+  for name, value in _projection(out.model).items():
+    np.testing.assert_array_equal(_projection(fewer.model)[name], value)
+  saved = tmp_path / "student"
+  hf.save_pretrained(fewer.model, fewer.model_cfg, str(saved), tokenizer=d)
+  assert (saved / "2_Dense" / "model.safetensors").exists()
+  back, back_config = hf.from_pretrained(str(saved))
+  assert back_config.model.projection_dim == 32
+  params = weights_lib.arrays(back)
+  assert params[weights_lib.PROJECTION + ("kernel",)].shape == (24, 32)
+  np.testing.assert_allclose(np.asarray(back.embed(tokens)),
+                             np.asarray(fewer.model.embed(tokens)), atol=1e-6)
 
 
 # --- one run ----------------------------------------------------------------------------

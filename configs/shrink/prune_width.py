@@ -18,9 +18,11 @@ Removes `fraction` of the embed_dim channels (ListOps' 64: 16, leaving 48),
 the ones whose LayerNorm outputs are smallest on `num_examples` training
 examples, from every embedding, projection, LayerNorm, the cls vector,
 pooler and classifier input (lightjax/shrink/width.py); head_dim, heads and
-MLP widths stay. LayerNorms over fewer channels compute another function,
-so the student is recovered by fine-tuning (`num_train_steps`; ListOps:
-500) or distillation. ARG: see `lightjax.shrink.recipe` (a GLUE task,
+MLP widths stay. A sentence encoder (ARG "sentences") also gets a projection
+back to its teacher's width (`model.projection_dim`, the selection matrix to
+start), so its embeddings stay comparable with the teacher's. LayerNorms
+over fewer channels compute another function, so the student is recovered
+by fine-tuning (`num_train_steps`; ListOps: 500) or distillation. ARG: see `lightjax.shrink.recipe` (a GLUE task,
 "tiny").
 """
 

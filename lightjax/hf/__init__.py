@@ -21,7 +21,7 @@ from lightjax.hf.families import FAMILIES, HEADS, family_of, head_of
 from lightjax.hf.io import (OPTIONAL, build, config_from_hf, convert_weights,
                             from_pretrained, hidden_states, load_weights,
                             open_checkpoint, read_config, read_tensors,
-                            resolve, verify)
+                            read_weights, resolve, verify)
 from lightjax.hf.save import (TOKENIZER_FILES, for_transformers,
                               hf_config_for, pad_pruned, save_pretrained)
 from lightjax.models.weights import CheckpointError, Weights

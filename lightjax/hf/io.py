@@ -30,11 +30,12 @@ mismatch, is an error naming the key and both shapes.
 (`lightjax.models.mlm`).
 
 A sentence-transformers directory (`modules.json`: Transformer, Pooling,
-optionally Normalize; `lightjax.hf.sentence_transformers`) is read into a
+optionally Dense and Normalize; `lightjax.hf.sentence_transformers`) is read into a
 `sentence_encoder` (`lightjax.models.sentence`, head "sentence"): BERT's
-encoder, pooled and normalised as the directory says; the checkpoint's
-pooler is not read. `head="classifier"` reads the same directory as a
-classifier (BERT's pooler from the checkpoint, a fresh head).
+encoder, pooled, projected (a Dense module: `projection_dim`, its weights
+from the module's folder) and normalised as the directory says; the
+checkpoint's pooler is not read. `head="classifier"` reads the same
+directory as a classifier (BERT's pooler from the checkpoint, a fresh head).
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def config_from_hf(hf: dict, source: str = "", head: str = "classifier",
   `head="sentence"` a `sentence_encoder` pooled and normalised as
   `sentence` (a sentence-transformers directory's modules) says, else mean
   pooling without normalisation; `config.hf.max_seq_length` is then its
-  tokenizer's truncation length (default: the position table's).
+  tokenizer's truncation length (default: the position table's) and
+  `config.hf.dense_dir` the folder of its Dense module ("" = none).
   """
   family = families.family(hf, head)
   model = family.model_config(hf)
@@ -134,8 +136,10 @@ def config_from_hf(hf: dict, source: str = "", head: str = "classifier",
   if head == "sentence":
     sentence = sentence or sentence_transformers.SentenceModules(
         transformer_dir="", pool="mean", normalize=False, max_seq_length=None)
-    model = model.replace(pool=sentence.pool, normalize=sentence.normalize)
+    model = model.replace(pool=sentence.pool, normalize=sentence.normalize,
+                          projection_dim=sentence.projection_dim)
     extra["max_seq_length"] = min(sentence.max_seq_length or max_len, max_len)
+    extra["dense_dir"] = sentence.dense_dir  # the projection's weights ("": none)
   return ml_collections.ConfigDict({
       "model": model.to_dict(),
       "hf": {
@@ -308,6 +312,7 @@ def verify(directory: str, hf: dict, config: ml_collections.ConfigDict, *,
       continue  # compared with what it is tied to once loaded (_check_tied)
     shapes[path] = _Shape((shape[0] - skip,) + shape[1:] if skip else shape)
     shapes.source[path] = raw_key
+  _dense_shapes(config, shapes)
 
   def same(path, axis, field, value, stated):
     if path in shapes and (len(shapes[path]) <= axis
@@ -339,6 +344,35 @@ def verify(directory: str, hf: dict, config: ml_collections.ConfigDict, *,
         f"the model would initialise {sum(fresh.values())} parameters the"
         f" checkpoint lacks (largest: {biggest}, {fresh[biggest]}), more than"
         f" the {held} it holds; is num_labels = {h.num_labels} meant?")
+
+
+def _dense_shapes(config: ml_collections.ConfigDict, shapes: Weights) -> None:
+  """The projection's shapes from a sentence encoder's Dense module (its
+  config and header, `sentence_transformers.dense_shapes`), into `shapes`."""
+  dense_dir = config.hf.get("dense_dir", "")
+  if not dense_dir:
+    return
+  for name, shape in sentence_transformers.dense_shapes(dense_dir).items():
+    path = weights_lib.PROJECTION + (name,)
+    shapes[path] = _Shape(shape)
+    shapes.source[path] = os.path.join(
+        dense_dir, sentence_transformers.DENSE_TENSORS[name])
+
+
+def read_weights(directory: str, hf: dict, config: ml_collections.ConfigDict,
+                 *, drop_head: bool = False) -> Weights:
+  """Every weight the model of `config` (from `open_checkpoint`) reads: the
+  checkpoint's tensors (`convert_weights`) and, for a sentence encoder with
+  a Dense module, its projection (`sentence_transformers.read_dense`)."""
+  out = convert_weights(hf, read_tensors(directory), drop_head=drop_head,
+                        head=config.hf.head)
+  dense_dir = config.hf.get("dense_dir", "")
+  if dense_dir:
+    for name, value in sentence_transformers.read_dense(dense_dir).items():
+      out[weights_lib.PROJECTION + (name,)] = value
+      out.source[weights_lib.PROJECTION + (name,)] = os.path.join(
+          dense_dir, sentence_transformers.DENSE_TENSORS[name])
+  return out
 
 
 def _check_tied(out: Weights, copies) -> None:
@@ -415,8 +449,7 @@ def from_pretrained(path_or_id: str, *, attention: str | None = None,
     config.model.attention = ml_collections.ConfigDict(
         {"name": attention, **attention_lib.default_options()})
   verify(directory, hf, config, head=head, drop_head=drop_head)
-  weights = convert_weights(hf, read_tensors(directory), drop_head=drop_head,
-                            head=head)
+  weights = read_weights(directory, hf, config, drop_head=drop_head)
   return build(config, weights, seed=seed), config
 
 

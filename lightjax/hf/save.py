@@ -9,7 +9,8 @@ becomes `...ForSequenceClassification`, an `encoder_mlm` `BertForMaskedLM`
 `tie_word_embeddings: true`), and a `sentence_encoder` a sentence-transformers
 directory (Reimers & Gurevych 2019): `BertModel`'s files (no pooler, keys
 without the "bert." prefix) with modules.json, 1_Pooling/config.json,
-2_Normalize/ when it normalises and sentence_bert_config.json
+2_Dense/ when it projects (its config.json and model.safetensors), the
+Normalize folder when it normalises and sentence_bert_config.json
 (`lightjax.hf.sentence_transformers.write`), which `SentenceTransformer(dir)`
 loads and `transformers.AutoModel` reads the encoder of.
 
@@ -191,11 +192,13 @@ def _copy_tokenizer(tokenizer: str, directory: str,
 
 def _write_sentence_modules(directory: str, m: ModelConfig,
                             tokenizer: str | None,
-                            max_seq_length: int | None, max_len: int) -> None:
-  """A `sentence_encoder`'s sentence-transformers files: pooling and
-  normalisation from `m`, the text settings from `tokenizer` when it is a
-  sentence-transformers directory, `max_seq_length` over them (default:
-  the position table's `max_len`)."""
+                            max_seq_length: int | None, max_len: int,
+                            dense: dict[str, np.ndarray] | None) -> None:
+  """A `sentence_encoder`'s sentence-transformers files: pooling, the
+  projection (`dense`, a Dense module) and normalisation from `m`, the
+  text settings from `tokenizer` when it is a sentence-transformers
+  directory, `max_seq_length` over them (default: the position table's
+  `max_len`)."""
   source = (sentence_transformers.read(tokenizer)
             if tokenizer and sentence_transformers.is_sentence_transformers(
                 tokenizer) else None)
@@ -207,8 +210,9 @@ def _write_sentence_modules(directory: str, m: ModelConfig,
       directory, sentence_transformers.SentenceModules(
           transformer_dir=directory, pool=m.pool, normalize=m.normalize,
           max_seq_length=length,
-          do_lower_case=bool(source and source.do_lower_case)),
-      embed_dim=m.embed_dim, base=tokenizer if source else None)
+          do_lower_case=bool(source and source.do_lower_case),
+          projection_dim=m.projection_dim),
+      embed_dim=m.embed_dim, base=tokenizer if source else None, dense=dense)
 
 
 def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
@@ -233,6 +237,9 @@ def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
   from safetensors.numpy import save as to_bytes  # pylint: disable=import-outside-toplevel
   m = for_transformers(as_model_config(model_cfg))
   params = pad_pruned(weights_lib.arrays(model), m)
+  # The projection is no transformers tensor: the Dense module's own files.
+  dense = {name: params.pop(weights_lib.PROJECTION + (name,))
+           for name in ("kernel", "bias")} if m.projection_dim else None
   if pad_id is None:
     pad_id = int((base or {}).get("pad_token_id") or 0)
   head_kernel = ("head", "kernel")
@@ -257,5 +264,6 @@ def save_pretrained(model: nnx.Module, model_cfg, directory: str, *,
   if tokenizer:
     _copy_tokenizer(tokenizer, directory, tokenizer_config)
   if head == "sentence":
-    _write_sentence_modules(directory, m, tokenizer, max_seq_length, max_len)
+    _write_sentence_modules(directory, m, tokenizer, max_seq_length, max_len,
+                            dense)
   return hf_config

@@ -104,6 +104,11 @@ class ModelConfig:
   # sentence_encoder: L2-normalise the pooled embedding (sentence-transformers'
   # Normalize module; cosine similarity is then a dot product).
   normalize: bool = False
+  # sentence_encoder: a linear map of the pooled vector to this many dims,
+  # before normalisation (sentence-transformers' Dense module, identity
+  # activation); 0 = none. Width pruning adds one (lightjax.shrink.width) so
+  # a narrower student still embeds in its teacher's space.
+  projection_dim: int = 0
   classifier_hidden_dim: int = 128  # 0 = a single linear head
   classifier_activation: str = ""  # the hidden head's; "" = `activation`
   # LayerDrop: skip each block w.p. p in training (Fan et al. 2020).
@@ -231,6 +236,13 @@ class ModelConfig:
       raise ValueError("config.model.embed_factor_dim must be an integer >= 0"
                        f" (0 = no factorised embedding), got"
                        f" {self.embed_factor_dim!r}")
+    if _not_int(self.projection_dim) or self.projection_dim < 0:
+      raise ValueError("config.model.projection_dim must be an integer >= 0"
+                       f" (0 = no projection), got {self.projection_dim!r}")
+    if self.projection_dim and self.name != "sentence_encoder":
+      raise ValueError(f"config.model.projection_dim projects a sentence"
+                       f" embedding; model {self.name!r} has none (use"
+                       " sentence_encoder, or projection_dim=0)")
     if len(self.layers) != self.num_layers:
       raise ValueError(f"config.model has {len(self.layers)} layer sizes,"
                        f" num_layers is {self.num_layers}")

@@ -36,6 +36,9 @@ HEAD_MODULES = ("head", "head_hidden", "pooler")
 PROJECTIONS = {"query": ("attn", "query"), "key": ("attn", "key"),
                "value": ("attn", "value"), "out": ("attn", "out"),
                "fc1": ("mlp", "fc1"), "fc2": ("mlp", "fc2")}
+# A sentence encoder's projection of the pooled vector (sentence-transformers'
+# Dense module; `SentenceEncoder.projection`).
+PROJECTION = ("projection",)
 
 
 class CheckpointError(errors.CheckpointError):

@@ -33,6 +33,23 @@ and stays; no attention variant has a parameter of the residual width (a
 kernel sees [B, L, H, head_dim]: Linformer's E/F project the length,
 Performer's features are head_dim wide), so every variant keeps its own.
 
+A sentence encoder's output is its pooled residual stream, which comes out
+E' wide: it could no longer be compared with (or distilled toward) the
+teacher's E-dim embeddings. So a student of a teacher without a projection
+gets one, E' -> E, set to the selection matrix (kernel [E', E], 1 at
+(j, kept[j]), bias 0): before any training its pooled vector lands in the
+teacher's coordinates, the removed channels 0, and the embedding MSE and
+cosine to the teacher are defined. This is TinyBERT's W_h (Jiao et al.
+2020, "TinyBERT: Distilling BERT for Natural Language Understanding",
+eq. 8: a learnable map of the narrower student's hidden states into the
+teacher's space), kept as part of the model; it is also
+sentence-transformers' Dense module, so the student saves back as a
+sentence-transformers directory (2_Dense). A teacher that already
+projects keeps its projection with the rows of the removed channels cut
+(its input axis is "embed"; its output, "projection", is not the
+residual width). The projection adds E' * E + E parameters outside the
+blocks. Head, MLP and layer pruning leave it as it is.
+
 Not exact, by design: a LayerNorm normalises by the mean and variance over
 the channels it sees, and over fewer channels those change, so removing
 even channels whose weights are all zero changes the function; Minitron
@@ -48,7 +65,8 @@ other frequencies, not a slice of the teacher's), and a low-rank factor of
 a rank above the new width.
 
 `details` (shrink.json): the kept channels (original indices, ascending),
-the removed ones, every channel's score, the teacher's and student's width.
+the removed ones, every channel's score, the teacher's and student's width,
+whether the selection projection was added.
 """
 
 from __future__ import annotations
@@ -101,27 +119,57 @@ def slice_width(weights: dict, axes: dict, kept: Sequence[int],
 
 
 def _student_config(cfg, width: int):
-  """The teacher's config.model at `width` channels, or one line why not."""
+  """The teacher's config.model at `width` channels (an embedding model
+  projected back to the teacher's width, `_needs_projection`), or one line
+  why not."""
   if models.as_model_config(cfg).pos_embedding == "sinusoidal":
     raise ValueError("prune_width: the teacher's positions are sinusoidal; a"
                      " narrower sinusoidal table has other frequencies, not a"
                      " slice of the teacher's (width-prune a model with"
                      " pos_embedding='learned')")
+  changes = {"embed_dim": width}
+  if _needs_projection(cfg):
+    changes["projection_dim"] = int(cfg.embed_dim)
   try:
-    return model_config(cfg, embed_dim=width)
+    return model_config(cfg, **changes)
   except ValueError as e:  # a low-rank factor wider than the new width
     raise ValueError(f"prune_width to embed_dim {width}: {e}") from None
 
 
+def _needs_projection(cfg) -> bool:
+  """An embedding model (its output is the residual width) without a
+  projection to the teacher's width of its own."""
+  m = models.as_model_config(cfg)
+  return ("embedding" in getattr(models.get(m.name), "task_kinds", ())
+          and not m.projection_dim)
+
+
+def selection_projection(kept: Sequence[int], embed_dim: int
+                         ) -> dict[str, np.ndarray]:
+  """The projection E' -> E that puts the kept channels back where the
+  teacher had them (module docstring: TinyBERT's W_h, initialised as the
+  selection matrix): kernel [E', E] with 1 at (j, kept[j]), bias 0."""
+  kernel_ExD = np.zeros((len(kept), embed_dim), np.float32)
+  kernel_ExD[np.arange(len(kept)), np.asarray(kept, int)] = 1.0
+  return {"kernel": kernel_ExD, "bias": np.zeros(embed_dim, np.float32)}
+
+
 def keep_channels(teacher, ctx: Context, kept: Sequence[int]) -> Shrunk:
   """The teacher with only residual channels `kept` (original indices, in
-  this order), physically: embed_dim = len(kept)."""
+  this order), physically: embed_dim = len(kept). A sentence encoder
+  without a projection gets the selection matrix as one (module
+  docstring), so it still embeds in the teacher's E dims."""
   embed_dim = int(ctx.teacher_cfg.embed_dim)
   kept = check_channels(kept, embed_dim)
   student_cfg = _student_config(ctx.teacher_cfg, len(kept))
   weights = slice_width(params_of(teacher), axes_of(teacher), kept, embed_dim)
+  added = _needs_projection(ctx.teacher_cfg)
+  if added:
+    for name, value in selection_projection(kept, embed_dim).items():
+      weights[weights_lib.PROJECTION + (name,)] = value
   model = build_with(ctx, student_cfg, weights)
-  return Shrunk(model, student_cfg, {"kept_channels": kept})
+  return Shrunk(model, student_cfg, {"kept_channels": kept,
+                                     "projection_added": added})
 
 
 def _width(opts: dict[str, Any], embed_dim: int) -> int:
