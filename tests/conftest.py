@@ -40,6 +40,11 @@ def data_dir(tmp_path_factory):
 
 
 def pytest_configure(config):
+  # Multi-process end-to-end tests left out of the README's test command
+  # (CI's budget); `-m slow` runs them.
+  config.addinivalue_line(
+      "markers", "slow: a multi-process end-to-end test of minutes of CPU,"
+      " run with -m slow")
   # jax2onnx 0.13.0 (the newest that admits our orbax pin) reads Flax
   # Variables through the deprecated `.value`; its warnings are its own, and
   # hundreds of them would hide ours.

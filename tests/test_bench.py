@@ -126,6 +126,7 @@ def test_cpu_tiny_end_to_end(tmp_path):
     assert data.startswith(PNG_MAGIC) and len(data) > 5000, name
 
 
+@pytest.mark.slow
 def test_lra_text_shape_runs_in_a_subprocess(tmp_path):
   # The lra_text preset's model (4 layers, 4 heads, embedding 256, MLP 1024)
   # through the real CLI, shrunk in length, batch and repeats. A subprocess

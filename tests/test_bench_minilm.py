@@ -35,6 +35,13 @@ def test_minilm_tiny_end_to_end(tmp_path):
   jax.devices()  # the backend runs already, as in any test session
   config = load_config("configs/bench.py:minilm_tiny")
   config.minilm.dir = write_st_dir(tmp_path / "st", max_seq_length=32)
+  # Sentences of a text file (the stdlib corpus is tested in
+  # test_data_corpus; its extraction would cost this test seconds).
+  text = tmp_path / "sentences.txt"
+  text.write_text("".join(f"The bench reads sentence {i} of {n} words here.\n"
+                          for i in range(1600) for n in [4 + i % 9]))
+  config.minilm.source = str(text)
+  config.minilm.data_dir = str(tmp_path / "data")
   bench.check(config)
   out = tmp_path / "out"
   recs = bench.run(config, str(out), command="pytest")

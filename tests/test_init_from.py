@@ -309,6 +309,7 @@ def test_pruned_model_saves_zero_padded_with_identical_outputs(tmp_path):
                              want.numpy(), atol=TOL)
 
 
+@pytest.mark.slow
 def test_shrink_an_imported_bert_on_glue_then_save_it_back(tmp_path, glue_dir):
   """docs/shrink.md's BERT chain, small: the imported fixture fine-tuned on
   SST-2 TSVs, then `lightjax.shrink` prunes its heads unevenly and

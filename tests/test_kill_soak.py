@@ -17,6 +17,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from lightjax import checkpointing
 from tests.helpers import REPO, read_jsonl
@@ -66,6 +67,7 @@ def _in_flight_saves(workdir):
           for n in os.listdir(workdir / d) if "tmp" in n]
 
 
+@pytest.mark.slow
 def test_kill_9_soak(tmp_path, data_dir):
   ref, soak = tmp_path / "ref", tmp_path / "soak"
   t0 = time.monotonic()

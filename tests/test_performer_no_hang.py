@@ -89,6 +89,7 @@ def test_train_step_has_no_lapack_call():
   assert not [t for t in targets if "lapack" in t.lower()], targets
 
 
+@pytest.mark.slow
 def test_performer_training_does_not_hang():
   env = dict(os.environ)
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO,

@@ -240,6 +240,7 @@ def test_distillation_needs_a_teacher(tmp_path, data_dir_module):
     trainer.train_and_evaluate(c, str(tmp_path / "w"))
 
 
+@pytest.mark.slow
 def test_distill_run_uses_the_teachers_logits(tmp_path, teacher, data_dir_module):
   c = _recipe("distill", data_dir_module, teacher)
   s = run.shrink_and_evaluate(c, str(tmp_path / "d"))

@@ -130,6 +130,7 @@ def test_smoke_sweep_survives_a_kill_and_makes_its_table(tmp_path):
     assert f"| {name} |" in table or f"| {name.split('/')[-1]} |" in table
 
 
+@pytest.mark.slow
 def test_mesh_memory_smoke_sweep_tabulates_per_device_memory(tmp_path):
   """experiments/mesh_memory.py:smoke on 8 fake devices: the bench on one
   device (its default, whatever the host has) and on fsdp 2 x seq 4; the
