@@ -28,3 +28,6 @@ shrink prune_ffn "$RUNS/heads50" heads50_ffn50 --config.num_train_steps=0
 shrink distill "$M" heads50_ffn50_distill \
   --config.shrink.distill.student_from="$RUNS/heads50_ffn50" \
   --config.num_train_steps="$STEPS"
+shrink distill "$M" heads50_ffn50_scratch \
+  --config.shrink.distill.student_from="$RUNS/heads50_ffn50" \
+  --config.shrink.distill.init=scratch --config.num_train_steps="$STEPS"
