@@ -279,6 +279,7 @@ def test_two_processes_with_jax_distributed_match_one(tmp_path, data_dir):
   assert os.path.isdir(tmp_path / "two" / "checkpoints" / "10")
 
 
+@pytest.mark.slow
 def test_bad_distributed_flags_are_one_line(tmp_path, data_dir):
   env = {**os.environ, "LIGHTJAX_DATA_DIR": data_dir}
   proc = subprocess.run(

@@ -58,6 +58,7 @@ def test_every_sweep_file_loads(spec, tmp_path):
     assert argv[:2] == ["-m", t.program] and "{root}" not in " ".join(argv)
 
 
+@pytest.mark.slow
 def test_tpu_vm_launcher_prints_gcloud_lines(tmp_path):
   proc = _sweep("experiments/mqar.py", "--workdir", "/shared/mqar",
                 "--launcher", "tpu_vm", "--tpu", "v4-32", "--zone",
