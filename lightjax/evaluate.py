@@ -90,17 +90,21 @@ def evaluate_model(model, task, split: str = "validation", *,
                         accuracy=objective.reports_accuracy)
 
 
-def predict(model, task, split: str, *, batch_size: int = 64) -> np.ndarray:
-  """The model's outputs for every row of `split`, in order (float32
-  numpy): logits, or a sentence encoder's embeddings (what a shrink run
-  writes as an embedding task's targets and scores fidelity on)."""
+def predict(model, task, splits, *, batch_size: int = 64
+            ) -> dict[str, np.ndarray]:
+  """{split: the model's outputs for every row of it, in order} (float32
+  numpy) for each of `splits`: logits, or a sentence encoder's embeddings
+  (what a shrink run writes as an embedding task's targets and scores
+  fidelity on). One compiled forward serves every split (eval batches all
+  have one shape)."""
   graphdef, state = nnx.split(model)
   forward = jax.jit(lambda st, batch: steps.apply_model(
       nnx.merge(graphdef, st), batch, deterministic=True, pad_id=task.pad_id))
-  out = [np.asarray(forward(state, batch), np.float32)[
-      :int(batch[pipeline.WEIGHTS].sum())]
-         for batch in pipeline.eval_batches(task.splits[split], batch_size)]
-  return np.concatenate(out)
+  return {split: np.concatenate([
+      np.asarray(forward(state, batch), np.float32)[
+          :int(batch[pipeline.WEIGHTS].sum())]
+      for batch in pipeline.eval_batches(task.splits[split], batch_size)])
+          for split in splits}
 
 
 def selection_metric(reports_accuracy: bool, names) -> str:

@@ -309,7 +309,7 @@ def check_task(source: Source, task) -> None:
   sequence, a token per position, a sentence embedding) and the task's data
   fits its embeddings; before anything is written."""
   name = source.model.get("name") or models.ModelConfig().name
-  kinds = (getattr(models.get(name), "task_kinds", None)
+  kinds = (models.task_kinds(name)
            if name in models.names() else None)  # unknown: build_model says
   if kinds is not None and task.kind not in kinds:
     trained = f" (trained on task {source.task})" if source.task else ""

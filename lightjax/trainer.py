@@ -159,7 +159,7 @@ def _check_model_runs_task(config, task) -> None:
   """The configured model's output fits the task (a model declares its
   `task_kinds`), and an embedding task has its targets: a teacher's
   embeddings, which only a shrink run writes. Before anything is written."""
-  kinds = getattr(models.get(config.model.name), "task_kinds", None)
+  kinds = models.task_kinds(config.model.name)
   if kinds is not None and task.kind not in kinds:
     raise errors.ConfigError(
         f"model {config.model.name!r} cannot run task {task.name}"

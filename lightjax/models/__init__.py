@@ -40,6 +40,12 @@ def trainable(model) -> nnx.filterlib.Filter:
   return getattr(model, "trainable", nnx.Param)
 
 
+def task_kinds(name: str) -> tuple[str, ...] | None:
+  """The task kinds registered model `name` can run (its class's
+  `task_kinds`: what it outputs), or None where it does not say."""
+  return getattr(get(name), "task_kinds", None)
+
+
 def check(cfg) -> ModelConfig:
   """`cfg` as a checked `ModelConfig`: its own fields (`ModelConfig.validate`)
   and, across registries, a registered model whose attention can be causal

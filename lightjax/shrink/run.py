@@ -135,8 +135,8 @@ def label_with_teacher(teacher, task, batch_size: int, data_dir: str):
   writers.say("The teacher's embedding of every sentence (the targets):"
               f" {path}")
   targets = data_cache.cached(
-      path, lambda: {n: {"targets": evaluate.predict(
-          teacher, task, n, batch_size=batch_size)} for n in names},
+      path, lambda: {n: {"targets": out} for n, out in evaluate.predict(
+          teacher, task, names, batch_size=batch_size).items()},
       splits=names, fields=("targets",), what="teacher embeddings",
       made=lambda _: "Embedded every sentence with the teacher")
   splits = {n: {**task.splits[n], "targets": targets[n]["targets"]}
@@ -151,7 +151,8 @@ def fidelity(student, task, batch_size: int) -> dict[str, float] | None:
   (`lightjax.metrics.embedding`). None for other tasks."""
   if task.kind != "embedding":
     return None
-  s_NxD = evaluate.predict(student, task, "test", batch_size=batch_size)
+  s_NxD = evaluate.predict(student, task, ["test"],
+                           batch_size=batch_size)["test"]
   t_NxD = np.asarray(task.splits["test"]["targets"])
   out = {"sentences": int(len(t_NxD))}
   if s_NxD.shape == t_NxD.shape:

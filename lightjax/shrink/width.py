@@ -140,7 +140,7 @@ def _needs_projection(cfg) -> bool:
   """An embedding model (its output is the residual width) without a
   projection to the teacher's width of its own."""
   m = models.as_model_config(cfg)
-  return ("embedding" in getattr(models.get(m.name), "task_kinds", ())
+  return ("embedding" in (models.task_kinds(m.name) or ())
           and not m.projection_dim)
 
 
