@@ -107,6 +107,9 @@ def _minilm() -> ml_collections.ConfigDict:
       transformers=True,      # the PyTorch row (when torch is installed)
       torch_attention="",     # transformers' attn_implementation; "" = default
       students=(),            # lightjax workdirs / sentence-transformers dirs
+      # The teacher's int8 rows, one per recipe (`lightjax.export.quantize`);
+      # the students get the first.
+      int8_recipes="smoothquant,smoothquant_fp32_down",
       # Held-out sentences (`lightjax.data.sentences.texts`).
       source="stdlib", split="test", num_sentences=512, seed=0, data_dir="",
       real_sentences=8,       # batch-1 sentences at their own lengths

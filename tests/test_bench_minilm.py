@@ -23,7 +23,8 @@ from lightjax.bench import minilm
 from tests.helpers import load_config, read_jsonl, write_st_dir
 
 ROWS = ["transformers fp32", "peer int8 ONNX", "lightjax JAX jit",
-        "lightjax ONNX fp32", "lightjax ONNX int8"]
+        "lightjax ONNX fp32", "lightjax ONNX int8",
+        "lightjax ONNX int8 (smoothquant_fp32_down)"]
 LIGHTJAX = ROWS[2:]
 
 
@@ -79,6 +80,10 @@ def test_minilm_tiny_end_to_end(tmp_path):
     assert r["sentences_per_s"] == pytest.approx(
         c.batch_size / r["batch_p50_s"])
   assert int8["file_bytes"] < by["lightjax ONNX fp32"]["file_bytes"]
+  # The second recipe keeps the narrowing MatMuls in float32: a bigger file.
+  down = by["lightjax ONNX int8 (smoothquant_fp32_down)"]
+  assert int8["file_bytes"] < down["file_bytes"] < by["lightjax ONNX fp32"][
+      "file_bytes"]
 
   # What ran: inputs, threads (JAX cannot be pinned in this process).
   i = meta["inputs"]
@@ -123,6 +128,10 @@ def test_minilm_preset_and_refusals(tmp_path):
   with pytest.raises(ValueError, match="is not a directory"):
     bench.check(config)
   m.students = ()
+  m.int8_recipes = "smoothquant,fp8"
+  with pytest.raises(ValueError, match="unknown recipe 'fp8'; valid: dynamic,"):
+    bench.check(config)
+  m.int8_recipes = "smoothquant"
   config.benchmarks = ("minilm", "edge")
   with pytest.raises(ValueError, match="runs alone"):
     bench.check(config)

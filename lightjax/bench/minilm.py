@@ -8,9 +8,12 @@ inputs, every row in one run (the rows: `lightjax.bench.peers`):
   peer int8 ONNX      the packaged int8 ONNX of the same model (optional)
   lightjax JAX jit    the imported teacher, `lightjax.hf`
   lightjax ONNX fp32  its `lightjax.export` ONNX, and the int8 of that file
-  lightjax ONNX int8
+  lightjax ONNX int8  by each recipe of `minilm.int8_recipes` (the first
+                      unnamed, the others "(<recipe>)"; `export.quantize`),
+                      calibrated on `CALIBRATION_SENTENCES` train sentences
   <student> JAX jit   each shrunk student of `minilm.students` (lightjax
-  <student> ONNX int8 workdirs or sentence-transformers directories)
+  <student> ONNX int8 workdirs or sentence-transformers directories; int8
+                      by the first recipe)
 
 The inputs (`Inputs`): the held-out sentences of the corpus
 (`lightjax.data.sentences.texts`: `minilm.split` of `minilm.source`,
@@ -65,6 +68,7 @@ from lightjax.bench import minilm_table, peers, records
 from lightjax.bench.measure import message
 from lightjax.bench.plan import listed, model_label
 from lightjax.data import sentences as sentences_lib
+from lightjax.export import quantize
 from lightjax.hf import sentence_transformers as st_files
 from lightjax.metrics import embedding as embedding_metrics
 from lightjax.metrics.params import count_params
@@ -73,6 +77,8 @@ BENCHMARK = "minilm"
 GET_MODEL = "scripts/get_minilm.sh"
 KINDS = ("real", "fixed", "batch")
 TEACHER = "lightjax JAX jit"  # the reference row of every fidelity
+# Train sentences the smoothquant int8 recipes calibrate on (never held out).
+CALIBRATION_SENTENCES = 128
 # Record fields in this order first (bench.csv's columns).
 COLUMNS = (
     "benchmark", "row", "runtime", "precision", "model", "status", "reason",
@@ -120,6 +126,14 @@ def check(config: ml_collections.ConfigDict) -> None:
                    ("fidelity_batch", 1), ("warmup", 0), ("threads", 0)):
     if int(m[key]) < low:
       raise ValueError(f"config.minilm.{key} must be >= {low}, got {m[key]}")
+  recipes = listed(m.int8_recipes)
+  if not recipes:
+    raise ValueError("config.minilm.int8_recipes is empty: name at least one"
+                     f" of {', '.join(quantize.RECIPES)}")
+  for recipe in recipes:
+    if recipe not in quantize.RECIPES:
+      raise ValueError(f"config.minilm.int8_recipes: unknown recipe"
+                       f" {recipe!r}; valid: {', '.join(quantize.RECIPES)}")
   if m.split not in ("validation", "test"):
     raise ValueError(f"config.minilm.split must be a held-out split,"
                      f" 'validation' or 'test', got {m.split!r}")
@@ -148,6 +162,7 @@ class Inputs:
   fixed_1xL: np.ndarray        # [1, length]
   batch_BxL: np.ndarray        # [batch_size, length]
   pad_id: int
+  calibration_NxL: np.ndarray  # train sentences, the int8 recipes' max|x|
 
   def lengths(self) -> list[int]:
     """Every sequence length a row is called with (an ONNX export each)."""
@@ -192,8 +207,11 @@ def make_inputs(m: ml_collections.ConfigDict) -> Inputs:
   ids, pad_id = st_files.tokenize(m.dir, held_out,
                                   max_seq_length=int(m.length))
   fixed = long_texts(m.dir, held_out, int(m.batch_size), int(m.length))
+  calibration, _ = st_files.tokenize(
+      m.dir, texts["train"][:CALIBRATION_SENTENCES],
+      max_seq_length=int(m.length))
   return Inputs(held_out, ids, real_sample(ids, pad_id, int(m.real_sentences)),
-                fixed[:1], fixed, pad_id)
+                fixed[:1], fixed, pad_id, calibration)
 
 
 # --- rows ---------------------------------------------------------------------------
@@ -211,13 +229,21 @@ def _guarded(make, names: list[str], runtime: str, label: str
         message(e)), status="error") for name in names]
 
 
+def int8_name(prefix: str, recipe: str, first: bool) -> str:
+  """"<prefix> ONNX int8" for the first recipe, "... int8 (<recipe>)" for
+  the others."""
+  return f"{prefix} ONNX int8" + ("" if first else f" ({recipe})")
+
+
 def onnx_rows(label: str, prefix: str, model, pad_id: int, inputs: Inputs,
-              tmp: str, threads: int, teacher: bool) -> list[peers.Row]:
-  """ONNX int8 (and, for the teacher, ONNX fp32) of one model, exported at
-  every length the inputs have."""
+              tmp: str, threads: int, recipes: list[str],
+              teacher: bool) -> list[peers.Row]:
+  """ONNX int8 by each recipe (and, for the teacher, ONNX fp32) of one
+  model, exported at every length the inputs have."""
   params = count_params(model)["total"]
   exports = peers.export_lengths(model, pad_id, inputs.lengths(),
-                                 os.path.join(tmp, label), int8=True)
+                                 os.path.join(tmp, label), recipes=recipes,
+                                 calibration_NxL=inputs.calibration_NxL)
   size_at = inputs.fixed_1xL.shape[1]
   info = {"converter": exports["details"]["converter"],
           "opset": exports["details"]["opset"]}
@@ -226,16 +252,19 @@ def onnx_rows(label: str, prefix: str, model, pad_id: int, inputs: Inputs,
     rows.append(peers.lightjax_onnx_row(
         f"{prefix} ONNX fp32", label, "float32", exports["fp32"], params,
         threads, size_at, info))
-  q = exports["quantize"]
-  rows.append(peers.lightjax_onnx_row(
-      f"{prefix} ONNX int8", label, "int8", exports["int8"], params, threads,
-      size_at, {**info, "quantization": q["method"],
-                "weight_values_8bit_share": q["weight_values_8bit_share"]}))
+  for i, recipe in enumerate(recipes):
+    q = exports["quantize"][recipe]
+    rows.append(peers.lightjax_onnx_row(
+        int8_name(prefix, recipe, i == 0), label, "int8",
+        exports["int8"][recipe], params, threads, size_at,
+        {**info, "quantization": q["method"], "recipe": recipe,
+         "weight_values_8bit_share": q["weight_values_8bit_share"]}))
   return rows
 
 
 def lightjax_rows(label: str, spec: str, inputs: Inputs, tmp: str,
-                  threads: int, teacher: bool) -> list[peers.Row]:
+                  threads: int, recipes: list[str], teacher: bool
+                  ) -> list[peers.Row]:
   """JAX jit, then the ONNX rows (`onnx_rows`) of one model; an export that
   fails makes its ONNX rows "error" rows, the JAX row stays."""
   model, source = init_from.load_model(spec)
@@ -244,10 +273,11 @@ def lightjax_rows(label: str, spec: str, inputs: Inputs, tmp: str,
                      f" tokenizer pads with {inputs.pad_id}")
   prefix = "lightjax" if teacher else label
   rows = [peers.jax_row(f"{prefix} JAX jit", label, model, source.pad_id)]
-  names = ([f"{prefix} ONNX fp32"] if teacher else []) + [f"{prefix} ONNX int8"]
+  names = ([f"{prefix} ONNX fp32"] if teacher else []) + [
+      int8_name(prefix, r, i == 0) for i, r in enumerate(recipes)]
   return rows + _guarded(
       lambda: onnx_rows(label, prefix, model, source.pad_id, inputs, tmp,
-                        threads, teacher),
+                        threads, recipes, teacher),
       names, "onnxruntime", label)
 
 
@@ -274,14 +304,16 @@ def make_rows(m: ml_collections.ConfigDict, inputs: Inputs, tmp: str
                      "teacher")
   writers.say("Exporting the teacher to ONNX at lengths"
               f" {inputs.lengths()} (fp32 and int8).")
+  recipes = listed(m.int8_recipes)
   rows += _guarded(lambda: lightjax_rows(
-      "teacher", init_from.HF_PREFIX + m.dir, inputs, tmp, threads, True),
+      "teacher", init_from.HF_PREFIX + m.dir, inputs, tmp, threads, recipes,
+      True),
                    [TEACHER], "JAX jit", "teacher")
   for d in listed(m.students):
     label = model_label(d)
     writers.say(f"Student {label}: loading and exporting.")
     rows += _guarded(lambda d=d, label=label: lightjax_rows(
-        label, student_spec(d), inputs, tmp, threads, False),
+        label, student_spec(d), inputs, tmp, threads, recipes[:1], False),
                      [f"{label} JAX jit"], "JAX jit", label)
   return rows
 

@@ -183,10 +183,16 @@ def jax_row(name: str, label: str, model: nnx.Module, pad_id: int) -> Row:
 
 
 def export_lengths(model: nnx.Module, pad_id: int, lengths: list[int],
-                   out_dir: str, int8: bool) -> dict[str, Any]:
-  """`lightjax.export`'s ONNX of `model` at each length (and its int8):
-  {"fp32": {L: path}, "int8": {L: path}, "details", "quantize"}."""
-  out: dict[str, Any] = {"fp32": {}, "int8": {}}
+                   out_dir: str, recipes: list[str] = (),
+                   calibration_NxL: np.ndarray | None = None
+                   ) -> dict[str, Any]:
+  """`lightjax.export`'s ONNX of `model` at each length, and its int8 by
+  each recipe (`export.quantize.RECIPES`; the smoothquant ones calibrate
+  on `calibration_NxL`, token ids padded with `pad_id` or cut to each
+  length): {"fp32": {L: path}, "int8": {recipe: {L: path}}, "details",
+  "quantize": {recipe: what quantize_int8 reports at the last length}}."""
+  out: dict[str, Any] = {"fp32": {}, "int8": {r: {} for r in recipes},
+                         "quantize": {}}
   for length in lengths:
     folder = os.path.join(out_dir, f"L{length}")
     os.makedirs(folder, exist_ok=True)
@@ -198,10 +204,18 @@ def export_lengths(model: nnx.Module, pad_id: int, lengths: list[int],
           " benchmark feeds batches of several sizes")
     out["fp32"][length] = path
     out["details"] = details
-    if int8:
-      q_path = os.path.join(folder, "model.int8.onnx")
-      out["quantize"] = quantize.quantize_int8(path, q_path)
-      out["int8"][length] = q_path
+    calibration = None
+    if calibration_NxL is not None:
+      tokens = np.asarray(calibration_NxL, np.int32)[:, :length]
+      tokens = np.pad(tokens, ((0, 0), (0, length - tokens.shape[1])),
+                      constant_values=pad_id)
+      calibration = {n: tokens if n == "tokens" else np.zeros_like(tokens)
+                     for n in sig.input_names}
+    for recipe in recipes:
+      q_path = os.path.join(folder, f"model.int8.{recipe}.onnx")
+      out["quantize"][recipe] = quantize.quantize_int8(
+          path, q_path, recipe=recipe, calibration=calibration)
+      out["int8"][recipe][length] = q_path
   return out
 
 
