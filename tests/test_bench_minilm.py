@@ -100,6 +100,7 @@ def test_minilm_tiny_end_to_end(tmp_path):
   assert [r["row"] for r in lines[1:]] == ROWS
   with open(out / "bench.csv") as f:
     assert [r["row"] for r in csv.DictReader(f)] == ROWS
+  assert (out / minilm.PARETO_PNG).stat().st_size > 0
   md = (out / "bench.md").read_text()
   assert "- threads: jax: NOT pinned" in md
   table = md.split("## Rows\n")[1].split("\n## ")[0]

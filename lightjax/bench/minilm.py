@@ -44,7 +44,10 @@ top-10 retrieval agreement. Ratios "x vs transformers" / "x vs peer" are
 that row's p50 over this row's, from the same run.
 
 Outputs as the other presets: bench.jsonl (a meta record, then one record
-per row), bench.csv and bench.md (`minilm_table.markdown`).
+per row), bench.csv and bench.md (`minilm_table.markdown`), and
+bench_pareto.png: every measured row's mean cosine to the teacher against
+its batch-1 latency at `minilm.length` tokens and against its parameters
+(`minilm_table.pareto`).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from lightjax.metrics import embedding as embedding_metrics
 from lightjax.metrics.params import count_params
 
 BENCHMARK = "minilm"
+PARETO_PNG = "bench_pareto.png"
 GET_MODEL = "scripts/get_minilm.sh"
 KINDS = ("real", "fixed", "batch")
 TEACHER = "lightjax JAX jit"  # the reference row of every fidelity
@@ -536,3 +540,4 @@ def write_outputs(out_dir: str, meta: dict[str, Any],
                    recs)
   with open(os.path.join(out_dir, "bench.md"), "w") as f:
     f.write(minilm_table.markdown(meta, recs))
+  minilm_table.pareto(recs, os.path.join(out_dir, PARETO_PNG))

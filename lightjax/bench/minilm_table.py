@@ -147,3 +147,34 @@ def markdown(meta: Record, recs: list[Record]) -> str:
                           [[cell(r) for _, cell in cols] for r in ok])
   return (_header(meta) + "## Rows\n" + table + "\n## Not measured\n"
           + _not_measured(recs) + "\n## Row details\n" + _notes(recs))
+
+
+def pareto(recs: list[Record], path: str) -> None:
+  """Mean cosine to the float32 teacher against batch-1 latency at the
+  fixed length (log x) and against parameters, one point per measured row
+  with a cosine (a narrower student without a projection has none); a
+  row's marker says its precision, int8 or float."""
+  from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
+  points = [r for r in recs if r.get("status") == "ok"
+            and r.get("mean_cosine") is not None]
+  fig = Figure(figsize=(12, 5), layout="constrained")
+  axes = fig.subplots(1, 2, sharey=True)
+  for ax, (key, label, scale) in zip(axes, (
+      ("fixed_p50_s", "CPU batch-1 latency p50 (ms, fixed length)", 1e3),
+      ("params", "parameters", 1.0))):
+    for r in points:
+      if r.get(key) is None:
+        continue
+      x = r[key] * scale
+      ax.scatter([x], [r["mean_cosine"]], zorder=3,
+                 marker="s" if r.get("precision") == "int8" else "o")
+      ax.annotate(r["row"], (x, r["mean_cosine"]), xytext=(4, 3),
+                  textcoords="offset points", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.margins(x=0.25, y=0.1)
+  axes[0].set_ylabel("mean cosine to the float32 teacher")
+  fig.suptitle("Fidelity vs cost of every row (square: int8; up and left is"
+               " better)")
+  fig.savefig(path, dpi=110)
