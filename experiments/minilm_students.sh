@@ -31,3 +31,14 @@ shrink distill "$M" heads50_ffn50_distill \
 shrink distill "$M" heads50_ffn50_scratch \
   --config.shrink.distill.student_from="$RUNS/heads50_ffn50" \
   --config.shrink.distill.init=scratch --config.num_train_steps="$STEPS"
+# The best student so far: the same half-heads / half-MLP student, distilled
+# longer at a higher learning rate, in two cycles of 1,500 steps (the second
+# restarts the schedule from the first's best checkpoint).
+shrink distill "$M" heads50_ffn50_long \
+  --config.shrink.distill.student_from="$RUNS/heads50_ffn50" \
+  --config.num_train_steps=1500 --config.optim.learning_rate=5e-4 \
+  --config.eval_every=250 --config.checkpoint_every=250
+shrink distill "$M" heads50_ffn50_long2 \
+  --config.shrink.distill.student_from="$RUNS/heads50_ffn50_long" \
+  --config.num_train_steps=1500 --config.optim.learning_rate=3e-4 \
+  --config.eval_every=250 --config.checkpoint_every=250
