@@ -174,6 +174,7 @@ def smooth(proto, calibration: Mapping[str, np.ndarray],
   """SmoothQuant's scaling (module docstring) on every weight MatMul, in
   place; returns how many MatMul inputs were smoothed."""
   from onnx import helper, numpy_helper  # pylint: disable=import-outside-toplevel
+  _name_nodes(proto)
   inits = {t.name: t for t in proto.graph.initializer}
   matmuls = _weight_matmuls(proto)
   inputs = sorted({n.input[0] for n in matmuls})
@@ -189,13 +190,14 @@ def smooth(proto, calibration: Mapping[str, np.ndarray],
            / np.maximum(w_max_K, 1e-5) ** (1.0 - alpha))
     scale_of[x] = s_K.astype(np.float32)
   nodes, inv = [], []
+  smoothed = {n.name for n in matmuls}
   for node in proto.graph.node:
-    if node in matmuls:
+    if node.name in smoothed:
       x, w_name = node.input[0], node.input[1]
       w = numpy_helper.to_array(inits[w_name])
       inits[w_name].CopyFrom(numpy_helper.from_array(
           (w * scale_of[x][:, None]).astype(np.float32), w_name))
-      if x + "_smoothed" not in {v for n in nodes for v in n.output}:
+      if not any(t.name == x + "_inv_s" for t in inv):
         inv.append(numpy_helper.from_array(1.0 / scale_of[x], x + "_inv_s"))
         nodes.append(helper.make_node("Mul", [x, x + "_inv_s"],
                                       [x + "_smoothed"],
