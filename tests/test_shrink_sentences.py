@@ -30,6 +30,22 @@ def _sentences(path, n=800):
   return str(path)
 
 
+def _stsb_dev(path, n=40):
+  """GLUE STS-B's dev.tsv layout; every other pair is one sentence twice
+  (gold near 5), the others two sentences (gold near 1)."""
+  path.parent.mkdir(parents=True)
+  src = path.parent / "pairs.txt"
+  _sentences(src, 2 * n)
+  rows = src.read_text().splitlines()
+  table = ["index\tgenre\tfilename\tyear\told_index\tsource1\tsource2"
+           "\tsentence1\tsentence2\tscore"]
+  for i in range(n):
+    a, b = rows[2 * i], rows[2 * i] if i % 2 else rows[2 * i + 1]
+    table.append(f"{i}\tmain\tx\t2012\t{i}\tnone\tnone\t{a}\t{b}"
+                 f"\t{4.0 * (i % 2) + (i % 7) / 7:.3f}")
+  path.write_text("\n".join(table) + "\n")
+
+
 def _config(tmp_path, recipe, **changes):
   c = config_lib.load_config_file(f"{REPO}/configs/shrink/{recipe}")
   c.init_from = "hf:" + write_st_dir(tmp_path / "teacher", max_seq_length=16)
@@ -55,6 +71,8 @@ def test_embedding_objective_is_the_mse_and_cosine_its_metric():
 def test_drop_a_layer_then_distil_toward_the_teachers_embeddings(tmp_path):
   c = _config(tmp_path, "drop_layers.py:sentences,tiny", num_train_steps=24)
   c.optim.learning_rate = 3e-3
+  # GLUE's STS-B dev file in the data dir: the fidelity adds STS-B Spearman.
+  _stsb_dev(tmp_path / "data" / "glue" / "STS-B" / "dev.tsv")
   work = tmp_path / "work"
   out = run.shrink_and_evaluate(c, str(work))
 
@@ -67,13 +85,18 @@ def test_drop_a_layer_then_distil_toward_the_teachers_embeddings(tmp_path):
   assert before < 0.999 and after > before, (before, after)
   fid = out["fidelity"]
   assert fid["mean_cosine"] == pytest.approx(after, abs=1e-4)
-  assert set(fid) == {"sentences", "mean_cosine", "top1", "top10"}
+  assert set(fid) == {"sentences", "mean_cosine", "top1", "top10",
+                      "stsb_spearman", "teacher_stsb_spearman"}
+  assert -1.0 <= fid["stsb_spearman"] <= 1.0
+  assert -1.0 <= fid["teacher_stsb_spearman"] <= 1.0
   assert 0.0 <= fid["top1"] <= 1.0 and 0.0 <= fid["top10"] <= 1.0
   assert out["selection"] == "cosine"
   assert out["num_params"]["total"] < out["teacher_num_params"]
   report = (work / "shrink_report.md").read_text()
   assert "| test cosine to teacher | top-10 agreement (%) |" in report
   assert f"| {fid['mean_cosine']:.4f} |" in report
+  assert f"STS-B dev Spearman (GLUE STS-B files in the data dir): student" \
+      f" {fid['stsb_spearman']:.4f}" in report
 
   # The teacher's embeddings are cached: a second student of this teacher
   # (here scored as cut, no distillation) reuses them.

@@ -30,11 +30,12 @@ thousand short sentences with a fast tokenizer takes well under a second.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
-from lightjax.data import corpus, tokenize
+from lightjax.data import corpus, glue, tokenize
 from lightjax.data.arrays import subset_rows
 from lightjax.data.base import (SPLITS, DataError, TaskData, check_count,
                                 register, resolve_task_config)
@@ -118,3 +119,23 @@ def build(task_config: Any, data_dir: str) -> TaskData:
   return TaskData(name=NAME, kind=KIND, vocab_size=tok.vocab_size,
                   num_classes=0, max_len=max_length, splits=splits,
                   vocab=tok.vocab, pad_id=tok.pad_id)
+
+
+def stsb_pairs(task_config: Any, data_dir: str
+               ) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray] | None:
+  """GLUE STS-B's dev pairs encoded as the task encodes its sentences:
+  ({"stsb_a": split, "stsb_b": split}, gold scores 0..5), or None when
+  `<data_dir>/glue/STS-B/dev.tsv` is absent (`glue.stsb_dev`). The splits
+  have the task's fields, so any model of the task embeds them
+  (`evaluate.predict`)."""
+  pairs = glue.stsb_dev(os.path.join(data_dir, glue.GLUE_SUBDIR))
+  if pairs is None:
+    return None
+  config = resolve_task_config(task_config, name=NAME)
+  tok = load_tokenizer(str(config["tokenizer"]))
+  splits = {}
+  for name, rows in (("stsb_a", pairs[0]), ("stsb_b", pairs[1])):
+    ids, segments = tok.encode(rows, None, int(config["max_length"]))
+    splits[name] = {"inputs": ids, "segment_ids": segments,
+                    "targets": np.zeros(len(rows), np.int32)}
+  return splits, pairs[2]

@@ -129,6 +129,11 @@ def write(workdir: str, summary: dict[str, Any]) -> list[str]:
   text = (f"# {summary['method']} of {summary.get('teacher')}\n\n"
           + table(summary) + "\n\nLatency: batch 1 on this machine's CPU,"
           " jit-compiled, after warm-up; compare rows of one report only.\n")
+  fid = summary.get("fidelity") or {}
+  if "stsb_spearman" in fid:
+    text += (f"\nSTS-B dev Spearman (GLUE STS-B files in the data dir):"
+             f" student {fid['stsb_spearman']:.4f}, teacher"
+             f" {fid.get('teacher_stsb_spearman', float('nan')):.4f}.\n")
   files.atomic_write(md, lambda f: f.write(text))
   png = os.path.join(workdir, PARETO_PNG)
   plot(summary, png)

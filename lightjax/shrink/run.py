@@ -45,6 +45,7 @@ from lightjax import (checkpointing, config_lib, data, evaluate, files,
                       init_from, trainer, writers)
 from lightjax import summary as summary_lib
 from lightjax.data import cache as data_cache
+from lightjax.data import sentences
 from lightjax.metrics import embedding as embedding_metrics
 from lightjax.metrics import latency
 from lightjax.metrics.params import count_params
@@ -144,11 +145,15 @@ def label_with_teacher(teacher, task, batch_size: int, data_dir: str):
   return dataclasses.replace(task, splits=splits)
 
 
-def fidelity(student, task, batch_size: int) -> dict[str, float] | None:
+def fidelity(student, task, batch_size: int, teacher=None,
+             stsb=None) -> dict[str, float] | None:
   """How faithfully `student` reproduces the teacher's embeddings (the
   targets `label_with_teacher` wrote) on the held-out test sentences: mean
   cosine (where the widths match) and top-1 / top-10 retrieval agreement
-  (`lightjax.metrics.embedding`). None for other tasks."""
+  (`lightjax.metrics.embedding`). With `stsb` (`sentences.stsb_pairs`:
+  GLUE STS-B's dev pairs), also STS-B Spearman of the student and of the
+  `teacher` (Cer et al. 2017; the number sentence-transformers reports).
+  None for other tasks."""
   if task.kind != "embedding":
     return None
   s_NxD = evaluate.predict(student, task, ["test"],
@@ -159,6 +164,16 @@ def fidelity(student, task, batch_size: int) -> dict[str, float] | None:
     out["mean_cosine"] = embedding_metrics.mean_cosine(s_NxD, t_NxD)
   ks = tuple(k for k in (1, 10) if k < len(t_NxD))
   out.update(embedding_metrics.retrieval_agreement(s_NxD, t_NxD, ks))
+  if stsb is not None:
+    pairs, gold = stsb
+    pair_task = dataclasses.replace(task, splits=pairs)
+    for who, model in (("stsb_spearman", student),
+                       ("teacher_stsb_spearman", teacher)):
+      if model is not None:
+        emb = evaluate.predict(model, pair_task, sorted(pairs),
+                               batch_size=batch_size)
+        out[who] = embedding_metrics.sts_spearman(emb["stsb_a"],
+                                                  emb["stsb_b"], gold)
   return out
 
 
@@ -334,7 +349,11 @@ def shrink_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                      if t_test and summary.test_accuracy is not None
                      else None),
       deploy=deploy, teacher_deploy=teacher_deploy,
-      fidelity=fidelity(student, task, config.eval_batch_size))
+      fidelity=fidelity(
+          student, task, config.eval_batch_size, teacher=teacher,
+          stsb=(sentences.stsb_pairs(config.task, config.data_dir
+                                     or data.default_data_dir())
+                if task.kind == "embedding" else None)))
   summary_lib.write(os.path.join(workdir, "summary.json"), summary)
   out = summary.to_dict()
   paths = report.write(workdir, out)
