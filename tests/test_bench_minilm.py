@@ -149,3 +149,16 @@ def test_real_sample_takes_the_length_quantiles():
   assert [x.shape for x in sample] == [(1, 5), (1, 9)]
   assert all((x != 0).all() for x in sample)
   assert os.path.basename(minilm.GET_MODEL) == "get_minilm.sh"
+
+
+def test_student_spec_reads_a_shrink_run_without_fine_tuning(tmp_path):
+  """A shrink run of 0 steps keeps its student in student/ beside the run's
+  config.json, which is not a Hugging Face config: the student is read."""
+  from lightjax import init_from  # pylint: disable=import-outside-toplevel
+  run = tmp_path / "cut"
+  (run / init_from.STUDENT_DIR).mkdir(parents=True)
+  (run / init_from.STUDENT_DIR / init_from.MODEL_JSON).write_text("{}")
+  (run / "config.json").write_text("{}")
+  assert minilm.student_spec(str(run)) == str(run / init_from.STUDENT_DIR)
+  st = write_st_dir(tmp_path / "st")
+  assert minilm.student_spec(st) == "hf:" + st

@@ -107,8 +107,14 @@ def asked(config: ml_collections.ConfigDict) -> bool:
 
 
 def student_spec(directory: str) -> str:
-  """What `init_from.load_model` reads for a student: a lightjax workdir
-  (or a shrink run's folder), or hf:<a sentence-transformers directory>."""
+  """What `init_from.load_model` reads for a student: a lightjax workdir,
+  a shrink run's student (its `student/` folder when the run had no
+  fine-tuning steps, whose config.json is the run's, not a Hugging Face
+  one), or hf:<a sentence-transformers directory>."""
+  made = os.path.join(directory, init_from.STUDENT_DIR)
+  if (os.path.isfile(os.path.join(made, init_from.MODEL_JSON))
+      and not os.path.isfile(os.path.join(directory, init_from.MODEL_JSON))):
+    return made
   if (st_files.is_sentence_transformers(directory) or (
       os.path.isfile(os.path.join(directory, hf.CONFIG_FILE))
       and not os.path.isfile(os.path.join(directory, init_from.MODEL_JSON)))):
