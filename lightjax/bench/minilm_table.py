@@ -159,9 +159,10 @@ def pareto(recs: list[Record], path: str) -> None:
             and r.get("mean_cosine") is not None]
   fig = Figure(figsize=(12, 5), layout="constrained")
   axes = fig.subplots(1, 2, sharey=True)
-  for ax, (key, label, scale) in zip(axes, (
-      ("fixed_p50_s", "CPU batch-1 latency p50 (ms, fixed length)", 1e3),
-      ("params", "parameters", 1.0))):
+  for ax, (key, label, scale, log) in zip(axes, (
+      ("fixed_p50_s", "CPU batch-1 latency p50 (ms, fixed length)", 1e3,
+       True),
+      ("params", "parameters (millions)", 1e-6, False))):
     for r in points:
       if r.get(key) is None:
         continue
@@ -170,7 +171,8 @@ def pareto(recs: list[Record], path: str) -> None:
                  marker="s" if r.get("precision") == "int8" else "o")
       ax.annotate(r["row"], (x, r["mean_cosine"]), xytext=(4, 3),
                   textcoords="offset points", fontsize=7)
-    ax.set_xscale("log")
+    if log:
+      ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.25, y=0.1)
