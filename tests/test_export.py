@@ -254,8 +254,12 @@ def test_cli(listops_run, data_dir, tmp_path):
 def test_causal_chunked_forward_exports_at_a_fixed_batch(lm_runs, tmp_path):
   """A causal linear LM's parallel forward (its chunk scan) converts only
   with a concrete batch: the export says so and still matches."""
-  record = export.export_run(lm_runs["linear"], "onnx", str(tmp_path))
+  record = export.export_run(lm_runs["linear"], "onnx", str(tmp_path),
+                             int8=True)
   assert record["symbolic_dims"] == []
   check = record["check"]["fp32"]
   assert check["data"] == "lm validation split"
   assert check["max_abs_logit_diff"] <= TOLERANCE and check["argmax_all_equal"]
+  # The int8's calibration (smoothquant) feeds the fixed batch too.
+  assert record["int8"]["recipe"] == "smoothquant"
+  assert record["int8"]["smoothed_inputs"] > 0

@@ -188,7 +188,9 @@ def export_run(workdir: str, fmt: str, out_dir: str, *, decode: bool = False,
                      for k, v in calibration.items()}
     record["int8"] = quantize.quantize_int8(
         path, q_path, recipe="dynamic" if decode else int8_recipe,
-        calibration=calibration)
+        calibration=calibration,
+        calibration_batch=(32 if "B" in details.get("symbolic_dims", ())
+                           else sig.specs[0].shape[0]))
     written["int8"] = q_path
   if check:
     record["check"] = {}

@@ -170,7 +170,7 @@ def input_absmax(proto, names: Sequence[str],
 
 
 def smooth(proto, calibration: Mapping[str, np.ndarray],
-           alpha: float = SMOOTH_ALPHA) -> int:
+           alpha: float = SMOOTH_ALPHA, batch: int = 32) -> int:
   """SmoothQuant's scaling (module docstring) on every weight MatMul, in
   place; returns how many MatMul inputs were smoothed."""
   from onnx import helper, numpy_helper  # pylint: disable=import-outside-toplevel
@@ -180,7 +180,7 @@ def smooth(proto, calibration: Mapping[str, np.ndarray],
   inputs = sorted({n.input[0] for n in matmuls})
   if not inputs:
     return 0
-  act_max = input_absmax(proto, inputs, calibration)
+  act_max = input_absmax(proto, inputs, calibration, batch)
   scale_of: dict[str, np.ndarray] = {}
   for x in inputs:
     # One s per input channel, shared by every MatMul reading x.
@@ -253,13 +253,15 @@ def quantize_tables(proto) -> int:
 
 def quantize_int8(fp32_path: str, int8_path: str, *,
                   recipe: str = "dynamic",
-                  calibration: Mapping[str, np.ndarray] | None = None
-                  ) -> dict[str, Any]:
+                  calibration: Mapping[str, np.ndarray] | None = None,
+                  calibration_batch: int = 32) -> dict[str, Any]:
   """Writes the int8 model of `recipe` (`RECIPES`); returns its size, the
   fp32 size and the share of weight values stored in 8 bits.
 
   `calibration`: inputs by graph input name (a few dozen real examples),
-  which the smoothquant recipes need for max|X_j|.
+  which the smoothquant recipes need for max|X_j|, fed `calibration_batch`
+  at a time (a model exported with a fixed batch takes exactly that; the
+  examples are then cut to a multiple of it).
   """
   check_recipe(recipe)
   onnx = require("onnx")
@@ -271,7 +273,14 @@ def quantize_int8(fp32_path: str, int8_path: str, *,
     if calibration is None:
       raise ValueError(f"int8 recipe {recipe!r} needs calibration inputs"
                        " (recipe 'dynamic' needs none)")
-    details["smoothed_inputs"] = smooth(proto, calibration)
+    n = len(next(iter(calibration.values())))
+    keep = max(calibration_batch, n - n % calibration_batch)
+    if n < calibration_batch:
+      raise ValueError(f"{n} calibration examples, fewer than the batch of"
+                       f" {calibration_batch} the model takes")
+    calibration = {k: v[:keep] for k, v in calibration.items()}
+    details["smoothed_inputs"] = smooth(proto, calibration,
+                                        batch=calibration_batch)
     details["smooth_alpha"] = SMOOTH_ALPHA
     details["calibration_examples"] = int(len(next(iter(
         calibration.values()))))
